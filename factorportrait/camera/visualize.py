@@ -1,0 +1,132 @@
+"""Pictures of the viewpoint factor for previews: ray maps as video frames and a 3D figure of a
+camera path. Plotly figures are plain data, so the web UI reuses them as they are."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+_HEAD_SEMI_AXES = (8.0, 11.0, 10.0)  # cm, x y z: a rough adult head around the head centre
+
+
+def rays_to_rgb(rays) -> np.ndarray:
+    """Ray maps (F,6,H,W) -> uint8 frames (F,H,2W,3): direction | moment, side by side.
+
+    Directions are unit vectors, shown as (d+1)/2. Moments are scaled by their largest norm over
+    the whole clip, so brightness is comparable from frame to frame (frame 0, at the origin of
+    the relative frame, is a flat grey).
+    """
+    rays = torch.as_tensor(rays, dtype=torch.float32, device="cpu")
+    frames, _, height, width = rays.shape
+    moments, directions = rays[:, :3], rays[:, 3:]
+    scale = max(float((moments * moments).sum(dim=1).max().sqrt()), 1e-6)
+    out = torch.empty(frames, height, 2 * width, 3, dtype=torch.uint8)
+    for panel, values, gain in ((0, directions, 127.5), (1, moments, 127.5 / scale)):
+        # value -> (value + 1) * 127.5, rounded, written straight into the uint8 frame.
+        encoded = values.permute(0, 2, 3, 1).mul(gain).add_(127.5 + 0.5).clamp_(0, 255)
+        out[:, :, panel * width:(panel + 1) * width] = encoded.to(torch.uint8)
+    return out.numpy()
+
+
+def trajectory_figure(
+    K: np.ndarray,
+    c2w: np.ndarray,
+    height: int,
+    width: int,
+    *,
+    title: str | None = None,
+    max_frustums: int = 12,
+    uirevision: str = "trajectory",
+) -> go.Figure:
+    """A Plotly 3D figure of a camera path: a head at the origin (with its nose showing which
+    way the face looks), the path coloured by time, and camera frustums along it."""
+    K = np.asarray(K, dtype=np.float64)
+    c2w = np.asarray(c2w, dtype=np.float64)
+    centres = c2w[:, :3, 3]
+    frames = len(c2w)
+    distance = float(np.linalg.norm(centres, axis=1).mean())
+    depth = 0.18 * distance  # frustum length: visible without hiding the head
+
+    fig = go.Figure()
+    fig.add_trace(_head_surface())
+    fig.add_trace(
+        go.Scatter3d(
+            x=[0, 0], y=[0, -1.5], z=[9.5, 13.5], mode="lines", name="nose (face direction)",
+            line={"color": "#b5651d", "width": 8}, hoverinfo="skip",
+        )
+    )
+    fig.add_trace(
+        go.Scatter3d(
+            x=centres[:, 0], y=centres[:, 1], z=centres[:, 2], mode="lines+markers", name="path",
+            line={"color": np.arange(frames), "colorscale": "Viridis", "width": 5},
+            marker={"size": 2.5, "color": np.arange(frames), "colorscale": "Viridis"},
+            text=[f"frame {i}" for i in range(frames)], hoverinfo="text",
+        )
+    )
+    shown = np.unique(np.linspace(0, frames - 1, min(frames, max_frustums)).round().astype(int))
+    for label, indices, colour in (
+        ("cameras", [i for i in shown if i != 0], "#4c72b0"),
+        ("first camera", [0], "#dd3333"),
+    ):
+        if not indices:
+            continue
+        xs, ys, zs = _frustum_lines(K[indices], c2w[indices], height, width, depth)
+        fig.add_trace(
+            go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", name=label,
+                         line={"color": colour, "width": 3}, hoverinfo="skip")
+        )
+    extent = max(float(np.abs(centres).max()), 15.0) * 1.15
+    axis = {"range": [-extent, extent], "zeroline": False}
+    fig.update_layout(
+        title=title,
+        uirevision=uirevision,  # keeps the user's rotation/zoom when the figure is redrawn
+        showlegend=True,
+        legend={"orientation": "h", "y": 0.02},
+        margin={"l": 0, "r": 0, "t": 40 if title else 10, "b": 0},
+        scene={
+            "xaxis": {**axis, "title": "x (cm)"},
+            "yaxis": {**axis, "title": "y up (cm)"},
+            "zaxis": {**axis, "title": "z face (cm)"},
+            "aspectmode": "cube",
+            "camera": {"up": {"x": 0, "y": 1, "z": 0}, "eye": {"x": 1.2, "y": 0.7, "z": 1.6}},
+        },
+    )
+    return fig
+
+
+def _head_surface() -> go.Surface:
+    u, v = np.meshgrid(np.linspace(0, 2 * np.pi, 32), np.linspace(0, np.pi, 16))
+    a, b, c = _HEAD_SEMI_AXES
+    return go.Surface(
+        x=a * np.cos(u) * np.sin(v), y=b * np.cos(v), z=c * np.sin(u) * np.sin(v),
+        name="head", showscale=False, opacity=0.55, hoverinfo="name",
+        colorscale=[[0, "#e8c4a0"], [1, "#e8c4a0"]], showlegend=True,
+    )
+
+
+def _frustum_lines(K, c2w, height, width, depth):
+    """Polyline coordinates (None-separated) of pyramids from each camera centre to its image
+    corners at ``depth`` cm, with a tick on the top edge so roll is visible."""
+    corners_px = np.array(
+        [[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1], [width / 2, -0.25 * height, 1]],
+        dtype=np.float64,
+    )
+    xs, ys, zs = [], [], []
+    for k, pose in zip(K, c2w, strict=True):
+        rays = corners_px @ np.linalg.inv(k).T  # z = 1 in camera space
+        points_cam = rays * depth
+        points = points_cam @ pose[:3, :3].T + pose[:3, 3]
+        centre = pose[:3, 3]
+        tl, tr, br, bl, up = points
+        segments = [[centre, tl], [centre, tr], [centre, br], [centre, bl],
+                    [tl, tr, br, bl, tl], [tl, up, tr]]
+        for segment in segments:
+            for p in segment:
+                xs.append(p[0])
+                ys.append(p[1])
+                zs.append(p[2])
+            xs.append(None)
+            ys.append(None)
+            zs.append(None)
+    return xs, ys, zs

@@ -1,0 +1,102 @@
+"""Project-wide defaults and limits, in one place (DESIGN.md section 4).
+
+Every surface (CLI, Python API, web app) validates against these, so the numbers shown in the
+README and the UI are the numbers enforced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class VideoDefaults:
+    frames: int = 49  # 4k+1: the Wan VAE compresses time 4x and keeps the first frame alone
+    fps: int = 16
+    height: int = 512
+    width: int = 512
+
+
+@dataclass(frozen=True)
+class CameraDefaults:
+    # The portrait's own camera: focal length from this vertical field of view (photos carry no
+    # reliable intrinsics), distance to the head centre estimated later from the face scale.
+    fov_deg: float = 30.0
+    distance_cm: float = 60.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    min_frames: int = 1
+    max_frames: int = 121  # ray maps alone are F*6*H*W floats: 121 x 1024^2 is 3 GB
+    min_side: int = 16
+    max_side: int = 1024
+    size_multiple: int = 16  # Wan VAE (8x) times the 2x2 patch embedding
+    min_fps: float = 1.0
+    max_fps: float = 60.0
+    max_trajectory_bytes: int = 64 * 1024
+    max_keyframes: int = 64
+
+
+VIDEO = VideoDefaults()
+CAMERA = CameraDefaults()
+LIMITS = Limits()
+
+
+def check_frame_count(frames: int, *, name: str = "frames") -> int:
+    """A model-compatible frame count: 4k+1 within the limits."""
+    if isinstance(frames, bool) or not isinstance(frames, int):
+        raise InputError(f"{name}: expected an integer, got {frames!r}")
+    if not LIMITS.min_frames <= frames <= LIMITS.max_frames:
+        raise InputError(
+            f"{name}: {frames} is outside [{LIMITS.min_frames}, {LIMITS.max_frames}]"
+        )
+    if frames % 4 != 1:
+        lower = frames - (frames - 1) % 4
+        raise InputError(
+            f"{name}: {frames} is not of the form 4k+1 (the video VAE needs it); "
+            f"try {lower} or {lower + 4}"
+        )
+    return frames
+
+
+def check_size(height: int, width: int, *, name: str = "size") -> tuple[int, int]:
+    """A model-compatible frame size: multiples of 16 within the limits."""
+    for side in (height, width):
+        if isinstance(side, bool) or not isinstance(side, int):
+            raise InputError(f"{name}: expected integer sides, got {side!r}")
+        if not LIMITS.min_side <= side <= LIMITS.max_side:
+            raise InputError(
+                f"{name}: {side} is outside [{LIMITS.min_side}, {LIMITS.max_side}] pixels"
+            )
+        if side % LIMITS.size_multiple:
+            raise InputError(
+                f"{name}: {side} is not a multiple of {LIMITS.size_multiple}"
+            )
+    return height, width
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'512' -> (512, 512); '768x512' (width x height) -> (512, 768). Returns (height, width)."""
+    parts = text.lower().split("x")
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        raise InputError(f"size: {text!r} is not S or WxH in pixels, e.g. 512 or 768x512") from None
+    if len(numbers) == 1:
+        height = width = numbers[0]
+    elif len(numbers) == 2:
+        width, height = numbers
+    else:
+        raise InputError(f"size: {text!r} is not S or WxH in pixels, e.g. 512 or 768x512")
+    return check_size(height, width)
+
+
+def check_fps(fps: float, *, name: str = "fps") -> float:
+    if isinstance(fps, bool) or not isinstance(fps, int | float) or fps != fps:
+        raise InputError(f"{name}: expected a number, got {fps!r}")
+    if not LIMITS.min_fps <= fps <= LIMITS.max_fps:
+        raise InputError(f"{name}: {fps} is outside [{LIMITS.min_fps}, {LIMITS.max_fps}]")
+    return float(fps)
