@@ -33,8 +33,9 @@ def build_demo() -> gr.Blocks:
             "checkpoint exists publicly (see README)."
         )
         names = list(PRESETS)
-        preset = gr.Dropdown(names, value="orbit" if "orbit" in names else names[0],
-                             label="Camera preset")
+        preset = gr.Dropdown(
+            names, value="orbit" if "orbit" in names else names[0], label="Camera preset"
+        )
         description = gr.Markdown()
         plot = gr.Plot(label="Camera path around the head")
         preset.change(show_preset, preset, [plot, description])

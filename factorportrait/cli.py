@@ -21,7 +21,7 @@ EXIT_INPUT_ERROR = 2
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error message (usage stays available through --help)."""
 
-    def error(self, message: str):  # noqa: D401 - argparse API
+    def error(self, message: str):
         self.exit(EXIT_INPUT_ERROR, f"error: {message} (see {self.prog} --help)\n")
 
 
@@ -42,23 +42,41 @@ def build_parser() -> argparse.ArgumentParser:
         "and writes OUT/trajectory.json (K and c2w per frame, plus the keyframes), OUT/rays.mp4 "
         "(the Plücker ray maps: direction | moment) and OUT/trajectory.html (a 3D view).",
     )
-    cameras.add_argument("--preset", "--camera", dest="camera", required=True, metavar="NAME|FILE",
-                         help="a preset from camera_presets/ (see `presets`) or a trajectory JSON file")
-    cameras.add_argument("--frames", type=int, default=VIDEO.frames,
-                         help=f"number of frames, 4k+1 (default {VIDEO.frames})")
-    cameras.add_argument("--size", default=str(VIDEO.height),
-                         help=f"S or WxH in pixels, multiples of 16 (default {VIDEO.height})")
-    cameras.add_argument("--fps", type=float, default=VIDEO.fps,
-                         help=f"frame rate of rays.mp4 (default {VIDEO.fps})")
+    cameras.add_argument(
+        "--preset",
+        "--camera",
+        dest="camera",
+        required=True,
+        metavar="NAME|FILE",
+        help="a preset from camera_presets/ (see `presets`) or a trajectory JSON file",
+    )
+    cameras.add_argument(
+        "--frames",
+        type=int,
+        default=VIDEO.frames,
+        help=f"number of frames, 4k+1 (default {VIDEO.frames})",
+    )
+    cameras.add_argument(
+        "--size",
+        default=str(VIDEO.height),
+        help=f"S or WxH in pixels, multiples of 16 (default {VIDEO.height})",
+    )
+    cameras.add_argument(
+        "--fps", type=float, default=VIDEO.fps, help=f"frame rate of rays.mp4 (default {VIDEO.fps})"
+    )
     cameras.add_argument("--out", required=True, type=Path, help="output folder")
     cameras.set_defaults(handler=_run_cameras)
 
-    presets = commands.add_parser("presets", help="list the camera trajectory presets",
-                                  description="Lists the presets in camera_presets/.")
+    presets = commands.add_parser(
+        "presets",
+        help="list the camera trajectory presets",
+        description="Lists the presets in camera_presets/.",
+    )
     presets.set_defaults(handler=_run_presets)
 
     bench = commands.add_parser(
-        "bench", help="time the CPU stages and print the figures",
+        "bench",
+        help="time the CPU stages and print the figures",
         description="Times each CPU stage (median and best of --repeats) and prints a table.",
     )
     bench.add_argument("--frames", type=int, default=VIDEO.frames)
@@ -89,8 +107,10 @@ def _run_cameras(args: argparse.Namespace) -> int:
     outputs = compute_camera_outputs(trajectory, frames, height, width, fps)
     paths = write_camera_outputs(outputs, args.out)
     timings = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in outputs.timings.items())
-    print(f"{trajectory.name}: {frames} frames at {width}x{height} in "
-          f"{time.perf_counter() - start:.2f}s ({timings})")
+    print(
+        f"{trajectory.name}: {frames} frames at {width}x{height} in "
+        f"{time.perf_counter() - start:.2f}s ({timings})"
+    )
     for path in paths.values():
         print(f"  {path}")
     return 0

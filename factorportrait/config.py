@@ -6,6 +6,7 @@ README and the UI are the numbers enforced.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .errors import InputError
@@ -50,9 +51,7 @@ def check_frame_count(frames: int, *, name: str = "frames") -> int:
     if isinstance(frames, bool) or not isinstance(frames, int):
         raise InputError(f"{name}: expected an integer, got {frames!r}")
     if not LIMITS.min_frames <= frames <= LIMITS.max_frames:
-        raise InputError(
-            f"{name}: {frames} is outside [{LIMITS.min_frames}, {LIMITS.max_frames}]"
-        )
+        raise InputError(f"{name}: {frames} is outside [{LIMITS.min_frames}, {LIMITS.max_frames}]")
     if frames % 4 != 1:
         lower = frames - (frames - 1) % 4
         raise InputError(
@@ -72,9 +71,7 @@ def check_size(height: int, width: int, *, name: str = "size") -> tuple[int, int
                 f"{name}: {side} is outside [{LIMITS.min_side}, {LIMITS.max_side}] pixels"
             )
         if side % LIMITS.size_multiple:
-            raise InputError(
-                f"{name}: {side} is not a multiple of {LIMITS.size_multiple}"
-            )
+            raise InputError(f"{name}: {side} is not a multiple of {LIMITS.size_multiple}")
     return height, width
 
 
@@ -95,8 +92,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def check_fps(fps: float, *, name: str = "fps") -> float:
-    if isinstance(fps, bool) or not isinstance(fps, int | float) or fps != fps:
-        raise InputError(f"{name}: expected a number, got {fps!r}")
+    if isinstance(fps, bool) or not isinstance(fps, int | float) or not math.isfinite(fps):
+        raise InputError(f"{name}: expected a finite number, got {fps!r}")
     if not LIMITS.min_fps <= fps <= LIMITS.max_fps:
         raise InputError(f"{name}: {fps} is outside [{LIMITS.min_fps}, {LIMITS.max_fps}]")
     return float(fps)

@@ -54,8 +54,14 @@ class CameraOutputs:
         }
 
 
-def compute_camera_outputs(trajectory: Trajectory, frames: int, height: int, width: int,
-                           fps: float, base: CameraView = DEFAULT_VIEW) -> CameraOutputs:
+def compute_camera_outputs(
+    trajectory: Trajectory,
+    frames: int,
+    height: int,
+    width: int,
+    fps: float,
+    base: CameraView = DEFAULT_VIEW,
+) -> CameraOutputs:
     timings = {}
     start = time.perf_counter()
     path = trajectory.sample(frames, base)
@@ -67,8 +73,9 @@ def compute_camera_outputs(trajectory: Trajectory, frames: int, height: int, wid
     return CameraOutputs(trajectory, path, K, c2w, rays, height, width, fps, timings)
 
 
-def write_camera_outputs(outputs: CameraOutputs, out: str | Path,
-                         base: CameraView = DEFAULT_VIEW) -> dict[str, Path]:
+def write_camera_outputs(
+    outputs: CameraOutputs, out: str | Path, base: CameraView = DEFAULT_VIEW
+) -> dict[str, Path]:
     """Writes trajectory.json, rays.mp4 and trajectory.html into ``out`` (all or nothing)."""
     out = Path(out)
     with staged_output_dir(out) as stage:
@@ -76,8 +83,13 @@ def write_camera_outputs(outputs: CameraOutputs, out: str | Path,
         write_video(stage / "rays.mp4", rays_to_rgb(outputs.rays), outputs.fps)
         outputs.timings["rays_video_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        figure = trajectory_figure(outputs.K, outputs.c2w, outputs.height, outputs.width,
-                                   title=f"{outputs.trajectory.name}: {outputs.trajectory.description}")
+        figure = trajectory_figure(
+            outputs.K,
+            outputs.c2w,
+            outputs.height,
+            outputs.width,
+            title=f"{outputs.trajectory.name}: {outputs.trajectory.description}",
+        )
         # Self-contained (plotly.js embedded): opens offline, no CDN.
         figure.write_html(stage / "trajectory.html", include_plotlyjs=True, full_html=True)
         outputs.timings["figure_s"] = time.perf_counter() - start

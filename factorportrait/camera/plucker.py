@@ -27,6 +27,7 @@ def relative_cameras(c2w: np.ndarray | torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(distance) or distance < 1e-6:
         raise InputError("cameras: the first camera sits at the head centre (distance 0)")
     relative = torch.linalg.inv(first) @ c2w
+    relative[0] = torch.eye(4, dtype=relative.dtype, device=relative.device)  # exact, no round-off
     relative[:, :3, 3] /= distance
     return relative
 
@@ -73,7 +74,11 @@ def _skew(vectors: torch.Tensor) -> torch.Tensor:
     x, y, z = vectors.unbind(-1)
     zero = torch.zeros_like(x)
     return torch.stack(
-        [torch.stack([zero, -z, y], -1), torch.stack([z, zero, -x], -1), torch.stack([-y, x, zero], -1)],
+        [
+            torch.stack([zero, -z, y], -1),
+            torch.stack([z, zero, -x], -1),
+            torch.stack([-y, x, zero], -1),
+        ],
         dim=-2,
     )
 

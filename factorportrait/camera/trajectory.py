@@ -107,7 +107,9 @@ class Trajectory(BaseModel):
         if keys[0].t != 0.0:
             raise ValueError(f"keyframes[0].t: must be 0, got {keys[0].t}")
         if len(keys) > 1 and keys[-1].t != 1.0:
-            raise ValueError(f"keyframes[{len(keys) - 1}].t: the last keyframe must be at 1, got {keys[-1].t}")
+            raise ValueError(
+                f"keyframes[{len(keys) - 1}].t: the last keyframe must be at 1, got {keys[-1].t}"
+            )
         for i in range(1, len(keys)):
             if keys[i].t <= keys[i - 1].t:
                 raise ValueError(
@@ -147,8 +149,14 @@ class Trajectory(BaseModel):
                 "description": description,
                 "anchor": anchor,
                 "keyframes": [
-                    {"t": 0.0, "azimuth": azimuth, "elevation": elevation,
-                     "distance": distance, "roll": roll, "fov": fov}
+                    {
+                        "t": 0.0,
+                        "azimuth": azimuth,
+                        "elevation": elevation,
+                        "distance": distance,
+                        "roll": roll,
+                        "fov": fov,
+                    }
                 ],
             }
         )

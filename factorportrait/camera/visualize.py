@@ -25,7 +25,7 @@ def rays_to_rgb(rays) -> np.ndarray:
     for panel, values, gain in ((0, directions, 127.5), (1, moments, 127.5 / scale)):
         # value -> (value + 1) * 127.5, rounded, written straight into the uint8 frame.
         encoded = values.permute(0, 2, 3, 1).mul(gain).add_(127.5 + 0.5).clamp_(0, 255)
-        out[:, :, panel * width:(panel + 1) * width] = encoded.to(torch.uint8)
+        out[:, :, panel * width : (panel + 1) * width] = encoded.to(torch.uint8)
     return out.numpy()
 
 
@@ -52,16 +52,26 @@ def trajectory_figure(
     fig.add_trace(_head_surface())
     fig.add_trace(
         go.Scatter3d(
-            x=[0, 0], y=[0, -1.5], z=[9.5, 13.5], mode="lines", name="nose (face direction)",
-            line={"color": "#b5651d", "width": 8}, hoverinfo="skip",
+            x=[0, 0],
+            y=[0, -1.5],
+            z=[9.5, 13.5],
+            mode="lines",
+            name="nose (face direction)",
+            line={"color": "#b5651d", "width": 8},
+            hoverinfo="skip",
         )
     )
     fig.add_trace(
         go.Scatter3d(
-            x=centres[:, 0], y=centres[:, 1], z=centres[:, 2], mode="lines+markers", name="path",
+            x=centres[:, 0],
+            y=centres[:, 1],
+            z=centres[:, 2],
+            mode="lines+markers",
+            name="path",
             line={"color": np.arange(frames), "colorscale": "Viridis", "width": 5},
             marker={"size": 2.5, "color": np.arange(frames), "colorscale": "Viridis"},
-            text=[f"frame {i}" for i in range(frames)], hoverinfo="text",
+            text=[f"frame {i}" for i in range(frames)],
+            hoverinfo="text",
         )
     )
     shown = np.unique(np.linspace(0, frames - 1, min(frames, max_frustums)).round().astype(int))
@@ -73,8 +83,15 @@ def trajectory_figure(
             continue
         xs, ys, zs = _frustum_lines(K[indices], c2w[indices], height, width, depth)
         fig.add_trace(
-            go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", name=label,
-                         line={"color": colour, "width": 3}, hoverinfo="skip")
+            go.Scatter3d(
+                x=xs,
+                y=ys,
+                z=zs,
+                mode="lines",
+                name=label,
+                line={"color": colour, "width": 3},
+                hoverinfo="skip",
+            )
         )
     extent = max(float(np.abs(centres).max()), 15.0) * 1.15
     axis = {"range": [-extent, extent], "zeroline": False}
@@ -99,9 +116,15 @@ def _head_surface() -> go.Surface:
     u, v = np.meshgrid(np.linspace(0, 2 * np.pi, 32), np.linspace(0, np.pi, 16))
     a, b, c = _HEAD_SEMI_AXES
     return go.Surface(
-        x=a * np.cos(u) * np.sin(v), y=b * np.cos(v), z=c * np.sin(u) * np.sin(v),
-        name="head", showscale=False, opacity=0.55, hoverinfo="name",
-        colorscale=[[0, "#e8c4a0"], [1, "#e8c4a0"]], showlegend=True,
+        x=a * np.cos(u) * np.sin(v),
+        y=b * np.cos(v),
+        z=c * np.sin(u) * np.sin(v),
+        name="head",
+        showscale=False,
+        opacity=0.55,
+        hoverinfo="name",
+        colorscale=[[0, "#e8c4a0"], [1, "#e8c4a0"]],
+        showlegend=True,
     )
 
 
@@ -109,7 +132,13 @@ def _frustum_lines(K, c2w, height, width, depth):
     """Polyline coordinates (None-separated) of pyramids from each camera centre to its image
     corners at ``depth`` cm, with a tick on the top edge so roll is visible."""
     corners_px = np.array(
-        [[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1], [width / 2, -0.25 * height, 1]],
+        [
+            [0, 0, 1],
+            [width, 0, 1],
+            [width, height, 1],
+            [0, height, 1],
+            [width / 2, -0.25 * height, 1],
+        ],
         dtype=np.float64,
     )
     xs, ys, zs = [], [], []
@@ -119,8 +148,14 @@ def _frustum_lines(K, c2w, height, width, depth):
         points = points_cam @ pose[:3, :3].T + pose[:3, 3]
         centre = pose[:3, 3]
         tl, tr, br, bl, up = points
-        segments = [[centre, tl], [centre, tr], [centre, br], [centre, bl],
-                    [tl, tr, br, bl, tl], [tl, up, tr]]
+        segments = [
+            [centre, tl],
+            [centre, tr],
+            [centre, br],
+            [centre, bl],
+            [tl, tr, br, bl, tl],
+            [tl, up, tr],
+        ]
         for segment in segments:
             for p in segment:
                 xs.append(p[0])

@@ -12,8 +12,9 @@ import numpy as np
 from ..errors import InputError
 
 
-def write_video(path: str | Path, frames: Iterable[np.ndarray] | np.ndarray, fps: float,
-                *, crf: int = 18) -> Path:
+def write_video(
+    path: str | Path, frames: Iterable[np.ndarray] | np.ndarray, fps: float, *, crf: int = 18
+) -> Path:
     """Encode RGB uint8 frames (F,H,W,3), H and W even, to an mp4 at ``path``."""
     path = Path(path)
     writer = None
@@ -28,18 +29,34 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray] | np.ndarray, fps
             height, width = frame.shape[:2]
             if writer is None:
                 if height % 2 or width % 2:
-                    raise InputError(f"video frames: H.264 yuv420p needs even sides, got {width}x{height}")
+                    raise InputError(
+                        f"video frames: H.264 yuv420p needs even sides, got {width}x{height}"
+                    )
                 size = (width, height)
                 writer = imageio_ffmpeg.write_frames(
-                    str(path), size, fps=fps, codec="libx264", pix_fmt_in="rgb24",
-                    pix_fmt_out="yuv420p", quality=None, macro_block_size=2,
+                    str(path),
+                    size,
+                    fps=fps,
+                    codec="libx264",
+                    pix_fmt_in="rgb24",
+                    pix_fmt_out="yuv420p",
+                    quality=None,
+                    macro_block_size=2,
                     ffmpeg_log_level="error",
-                    output_params=["-crf", str(crf), "-preset", "veryfast",
-                                   "-movflags", "+faststart"],
+                    output_params=[
+                        "-crf",
+                        str(crf),
+                        "-preset",
+                        "veryfast",
+                        "-movflags",
+                        "+faststart",
+                    ],
                 )
                 writer.send(None)  # start ffmpeg
             elif (width, height) != size:
-                raise InputError(f"video frames: frame {count} is {width}x{height}, not {size[0]}x{size[1]}")
+                raise InputError(
+                    f"video frames: frame {count} is {width}x{height}, not {size[0]}x{size[1]}"
+                )
             writer.send(np.ascontiguousarray(frame))
             count += 1
     finally:
