@@ -41,9 +41,22 @@ class Limits:
     max_keyframes: int = 64
 
 
+@dataclass(frozen=True)
+class FaceLandmarkerModel:
+    """MediaPipe's official Face Landmarker bundle (float16, version 1), DESIGN.md section 4."""
+
+    url: str = (
+        "https://storage.googleapis.com/mediapipe-models/face_landmarker/"
+        "face_landmarker/float16/1/face_landmarker.task"
+    )
+    sha256: str = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
+    size: int = 3_758_596
+
+
 VIDEO = VideoDefaults()
 CAMERA = CameraDefaults()
 LIMITS = Limits()
+FACE_LANDMARKER = FaceLandmarkerModel()
 
 
 def check_frame_count(frames: int, *, name: str = "frames") -> int:
