@@ -39,6 +39,18 @@ class Limits:
     max_fps: float = 60.0
     max_trajectory_bytes: int = 64 * 1024
     max_keyframes: int = 64
+    # Uploaded images: formats by content (never by extension), decoded size bounded.
+    # (JPEG includes phones' multi-picture MPO files; HEIC needs a decoder we do not ship.)
+    image_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "AVIF")
+    max_image_bytes: int = 30 * 1024 * 1024
+    max_image_pixels: int = 40_000_000  # bigger images are refused, not decoded
+    max_image_side_tracked: int = 2048  # larger photos are downscaled before tracking
+    # Uploaded videos: probed before decoding, decoded with hard bounds.
+    max_video_bytes: int = 200 * 1024 * 1024
+    max_video_seconds: float = 60.0
+    max_video_frames: int = 1800
+    max_video_input_side: int = 8192
+    max_video_side_decoded: int = 1280  # frames are downscaled on read to at most this side
 
 
 @dataclass(frozen=True)

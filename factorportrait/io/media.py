@@ -1,0 +1,178 @@
+"""Validated reading of user images and videos (DESIGN.md section 8).
+
+Images: the format is taken from the content (an allow-list), the pixel count is checked before
+decoding, Pillow's decompression-bomb warning is an error, EXIF orientation is applied and every
+mode (grayscale, palette, alpha, CMYK, 16-bit) becomes 8-bit RGB.
+
+Videos: PyAV (FFmpeg's libraries) probes the container before decoding and gives each frame its
+real presentation time, so variable or wrongly declared frame rates are handled by timestamps
+rather than by trusting the header; rotation metadata is honoured; frames are downscaled on read.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ..config import LIMITS
+from ..errors import InputError
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file -> RGB uint8 (H, W, 3), upright."""
+    path = Path(path)
+    name = path.name
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputError(f"image {name}: cannot read it ({exc.strerror or exc})") from None
+    if size == 0:
+        raise InputError(f"image {name}: the file is empty")
+    if size > LIMITS.max_image_bytes:
+        raise InputError(f"image {name}: {size / 2**20:.0f} MB is over the "
+                         f"{LIMITS.max_image_bytes / 2**20:.0f} MB limit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=list(LIMITS.image_formats)) as image:
+                width, height = image.size
+                if width * height > LIMITS.max_image_pixels:
+                    raise InputError(
+                        f"image {name}: {width}x{height} is over the "
+                        f"{LIMITS.max_image_pixels / 1e6:.0f}-megapixel limit")
+                image = ImageOps.exif_transpose(image)
+                return _to_rgb(image)
+    except InputError:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise InputError(f"image {name}: too many pixels (decompression bomb?)") from None
+    except Image.UnidentifiedImageError:
+        raise InputError(
+            f"image {name}: not a supported image (allowed: {', '.join(LIMITS.image_formats)})"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"image {name}: cannot decode it ({exc})") from None
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit grayscale: scale to 8 bits instead of clipping.
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        return np.repeat((values / top * 255.0).round().clip(0, 255).astype(np.uint8)[..., None], 3, -1)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent pixels over white, as a browser shows them.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+@dataclass
+class VideoFrames:
+    """Decoded frames with their presentation times (seconds, from the first frame)."""
+
+    frames: np.ndarray  # (N, H, W, 3) uint8, upright, downscaled to the read limit
+    times: np.ndarray  # (N,) float64, strictly increasing, times[0] == 0
+    declared_fps: float | None  # what the container claims (may be wrong)
+    source_size: tuple[int, int]  # (width, height) as stored, before rotation/downscale
+    rotation: int  # degrees applied to make the frames upright
+    has_audio: bool
+
+    @property
+    def duration(self) -> float:
+        """Time covered by the frames, the last one held for a typical frame interval."""
+        if len(self.times) < 2:
+            return 0.0
+        return float(self.times[-1] + np.median(np.diff(self.times)))
+
+
+def read_video(path: str | Path, *, max_side: int = LIMITS.max_video_side_decoded) -> VideoFrames:
+    """A video file -> bounded, upright RGB frames with real timestamps."""
+    import av  # deferred: only the video paths pay for it
+
+    path = Path(path)
+    name = path.name
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputError(f"video {name}: cannot read it ({exc.strerror or exc})") from None
+    if size == 0:
+        raise InputError(f"video {name}: the file is empty")
+    if size > LIMITS.max_video_bytes:
+        raise InputError(f"video {name}: {size / 2**20:.0f} MB is over the "
+                         f"{LIMITS.max_video_bytes / 2**20:.0f} MB limit")
+    try:
+        container = av.open(str(path), mode="r", metadata_errors="ignore")
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise InputError(f"video {name}: not a readable video ({_reason(exc)})") from None
+    with container:
+        if not container.streams.video:
+            raise InputError(f"video {name}: the file has no video stream")
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if not width or not height:
+            raise InputError(f"video {name}: no frame size in the header (not a video?)")
+        if max(width, height) > LIMITS.max_video_input_side:
+            raise InputError(f"video {name}: {width}x{height} is over the "
+                             f"{LIMITS.max_video_input_side}-pixel side limit")
+        declared = _duration_seconds(container, stream)
+        if declared is not None and declared > LIMITS.max_video_seconds + 0.5:
+            raise InputError(f"video {name}: {declared:.1f} s is over the "
+                             f"{LIMITS.max_video_seconds:.0f} s limit")
+        declared_fps = float(stream.average_rate) if stream.average_rate else None
+        stream.thread_type = "AUTO"
+        scale = min(1.0, max_side / max(width, height))
+        out_w, out_h = (_even(width * scale), _even(height * scale))
+        frames, times, rotation = [], [], 0
+        try:
+            for frame in container.decode(stream):
+                if frame.time is None:
+                    continue
+                if len(frames) >= LIMITS.max_video_frames:
+                    raise InputError(f"video {name}: more than {LIMITS.max_video_frames} frames")
+                if frame.time - (times[0] if times else frame.time) > LIMITS.max_video_seconds:
+                    raise InputError(f"video {name}: longer than {LIMITS.max_video_seconds:.0f} s")
+                rotation = frame.rotation or 0
+                rgb = frame.to_ndarray(width=out_w, height=out_h, format="rgb24")
+                frames.append(_upright(rgb, rotation))
+                times.append(float(frame.time))
+        except av.FFmpegError as exc:
+            if not frames:
+                raise InputError(f"video {name}: cannot decode it ({_reason(exc)})") from None
+            # A truncated tail: keep what decoded (real clips from phones do this).
+        has_audio = bool(container.streams.audio)
+    if not frames:
+        raise InputError(f"video {name}: no frames could be decoded")
+    times_arr = np.asarray(times)
+    order = np.argsort(times_arr, kind="stable")  # B-frames: decode order is not display order
+    times_arr, keep = np.unique(times_arr[order], return_index=True)  # drop duplicate timestamps
+    stack = np.stack([frames[i] for i in order[keep]])
+    return VideoFrames(stack, times_arr - times_arr[0], declared_fps, (width, height),
+                       rotation, has_audio)
+
+
+def _upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """Undo the display matrix: PyAV reports the counterclockwise rotation to apply."""
+    quarter_turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k=quarter_turns)) if quarter_turns else rgb
+
+
+def _duration_seconds(container, stream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return None
+
+
+def _even(value: float) -> int:
+    return max(2, int(round(value / 2)) * 2)
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc).splitlines()[0][:120]
