@@ -33,8 +33,10 @@ def read_image(path: str | Path) -> np.ndarray:
     if size == 0:
         raise InputError(f"image {name}: the file is empty")
     if size > LIMITS.max_image_bytes:
-        raise InputError(f"image {name}: {size / 2**20:.0f} MB is over the "
-                         f"{LIMITS.max_image_bytes / 2**20:.0f} MB limit")
+        raise InputError(
+            f"image {name}: {size / 2**20:.0f} MB is over the "
+            f"{LIMITS.max_image_bytes / 2**20:.0f} MB limit"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -43,7 +45,8 @@ def read_image(path: str | Path) -> np.ndarray:
                 if width * height > LIMITS.max_image_pixels:
                     raise InputError(
                         f"image {name}: {width}x{height} is over the "
-                        f"{LIMITS.max_image_pixels / 1e6:.0f}-megapixel limit")
+                        f"{LIMITS.max_image_pixels / 1e6:.0f}-megapixel limit"
+                    )
                 image = ImageOps.exif_transpose(image)
                 return _to_rgb(image)
     except InputError:
@@ -63,7 +66,9 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         # 16/32-bit grayscale: scale to 8 bits instead of clipping.
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
-        return np.repeat((values / top * 255.0).round().clip(0, 255).astype(np.uint8)[..., None], 3, -1)
+        return np.repeat(
+            (values / top * 255.0).round().clip(0, 255).astype(np.uint8)[..., None], 3, -1
+        )
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # Transparent pixels over white, as a browser shows them.
         rgba = image.convert("RGBA")
@@ -104,8 +109,10 @@ def read_video(path: str | Path, *, max_side: int = LIMITS.max_video_side_decode
     if size == 0:
         raise InputError(f"video {name}: the file is empty")
     if size > LIMITS.max_video_bytes:
-        raise InputError(f"video {name}: {size / 2**20:.0f} MB is over the "
-                         f"{LIMITS.max_video_bytes / 2**20:.0f} MB limit")
+        raise InputError(
+            f"video {name}: {size / 2**20:.0f} MB is over the "
+            f"{LIMITS.max_video_bytes / 2**20:.0f} MB limit"
+        )
     try:
         container = av.open(str(path), mode="r", metadata_errors="ignore")
     except (av.FFmpegError, OSError, ValueError) as exc:
@@ -118,12 +125,15 @@ def read_video(path: str | Path, *, max_side: int = LIMITS.max_video_side_decode
         if not width or not height:
             raise InputError(f"video {name}: no frame size in the header (not a video?)")
         if max(width, height) > LIMITS.max_video_input_side:
-            raise InputError(f"video {name}: {width}x{height} is over the "
-                             f"{LIMITS.max_video_input_side}-pixel side limit")
+            raise InputError(
+                f"video {name}: {width}x{height} is over the "
+                f"{LIMITS.max_video_input_side}-pixel side limit"
+            )
         declared = _duration_seconds(container, stream)
         if declared is not None and declared > LIMITS.max_video_seconds + 0.5:
-            raise InputError(f"video {name}: {declared:.1f} s is over the "
-                             f"{LIMITS.max_video_seconds:.0f} s limit")
+            raise InputError(
+                f"video {name}: {declared:.1f} s is over the {LIMITS.max_video_seconds:.0f} s limit"
+            )
         declared_fps = float(stream.average_rate) if stream.average_rate else None
         stream.thread_type = "AUTO"
         scale = min(1.0, max_side / max(width, height))
@@ -152,8 +162,9 @@ def read_video(path: str | Path, *, max_side: int = LIMITS.max_video_side_decode
     order = np.argsort(times_arr, kind="stable")  # B-frames: decode order is not display order
     times_arr, keep = np.unique(times_arr[order], return_index=True)  # drop duplicate timestamps
     stack = np.stack([frames[i] for i in order[keep]])
-    return VideoFrames(stack, times_arr - times_arr[0], declared_fps, (width, height),
-                       rotation, has_audio)
+    return VideoFrames(
+        stack, times_arr - times_arr[0], declared_fps, (width, height), rotation, has_audio
+    )
 
 
 def _upright(rgb: np.ndarray, rotation: int) -> np.ndarray:

@@ -42,14 +42,21 @@ class TrackedClip:
         return poses
 
     def subset(self, indices: np.ndarray) -> TrackedClip:
-        return replace(self, times=self.times[indices], landmarks=self.landmarks[indices],
-                       rotations=self.rotations[indices], translations=self.translations[indices],
-                       blendshapes=self.blendshapes[indices], tracked=self.tracked[indices],
-                       faces_found=self.faces_found[indices])
+        return replace(
+            self,
+            times=self.times[indices],
+            landmarks=self.landmarks[indices],
+            rotations=self.rotations[indices],
+            translations=self.translations[indices],
+            blendshapes=self.blendshapes[indices],
+            tracked=self.tracked[indices],
+            faces_found=self.faces_found[indices],
+        )
 
 
-def assemble_clip(observations: list[FaceObservation | None], times: np.ndarray,
-                  *, name: str = "driving video") -> TrackedClip:
+def assemble_clip(
+    observations: list[FaceObservation | None], times: np.ndarray, *, name: str = "driving video"
+) -> TrackedClip:
     times = np.asarray(times, dtype=np.float64)
     found = np.array([o is not None for o in observations])
     if not found.any():
@@ -90,6 +97,13 @@ def smooth_clip(clip: TrackedClip, *, min_cutoff: float = 1.0, beta: float = 0.0
     translations = smooth_zero_lag(clip.translations, clip.times, **params)
     landmarks = smooth_zero_lag(clip.landmarks, clip.times, **params)
     blendshapes = np.clip(
-        smooth_zero_lag(clip.blendshapes * 100.0, clip.times, **params) / 100.0, 0.0, 1.0)
-    return replace(clip, rotations=rotations, translations=translations, landmarks=landmarks,
-                   blendshapes=blendshapes, smoothed=True)
+        smooth_zero_lag(clip.blendshapes * 100.0, clip.times, **params) / 100.0, 0.0, 1.0
+    )
+    return replace(
+        clip,
+        rotations=rotations,
+        translations=translations,
+        landmarks=landmarks,
+        blendshapes=blendshapes,
+        smoothed=True,
+    )

@@ -39,8 +39,9 @@ class FaceObservation:
         landmarks[:, 1] = (landmarks[:, 1] - offset[1]) * scale
         landmarks[:, 2] *= scale
         box = (self.box - np.array([offset[0], offset[1], offset[0], offset[1]])) * scale
-        return FaceObservation(landmarks, self.head_to_camera, self.blendshapes, box,
-                               self.faces_found)
+        return FaceObservation(
+            landmarks, self.head_to_camera, self.blendshapes, box, self.faces_found
+        )
 
 
 class FaceTracker:
@@ -97,8 +98,9 @@ class FaceTracker:
         previous = None
         try:
             for frame, stamp in zip(frames, stamps_ms, strict=True):
-                faces = self._faces(landmarker.detect_for_video(_mp_image(frame), int(stamp)),
-                                    frame.shape)
+                faces = self._faces(
+                    landmarker.detect_for_video(_mp_image(frame), int(stamp)), frame.shape
+                )
                 if not faces:
                     observations.append(None)
                     continue
@@ -122,8 +124,9 @@ class FaceTracker:
                 self.blendshape_names = [c.category_name for c in result.face_blendshapes[i]]
             blendshapes = np.array([c.score for c in result.face_blendshapes[i]])
             matrix = _GL_TO_CV @ np.asarray(result.facial_transformation_matrixes[i], np.float64)
-            box = np.array([points[:, 0].min(), points[:, 1].min(),
-                            points[:, 0].max(), points[:, 1].max()])
+            box = np.array(
+                [points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max()]
+            )
             faces.append(FaceObservation(points, matrix, blendshapes, box, count))
         return faces
 

@@ -72,7 +72,7 @@ def _download(target: Path) -> Path:
     os.close(handle)
     try:
         try:
-            with urllib.request.urlopen(FACE_LANDMARKER.url, timeout=60) as response:  # noqa: S310 (fixed https URL)
+            with urllib.request.urlopen(FACE_LANDMARKER.url, timeout=60) as response:
                 data = response.read(FACE_LANDMARKER.size + 1)
         except OSError as exc:
             raise ModelFileError(

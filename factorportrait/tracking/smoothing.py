@@ -18,8 +18,14 @@ def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
     return 1.0 / (1.0 + tau / dt)
 
 
-def one_euro(values: np.ndarray, times: np.ndarray, *, min_cutoff: float = 1.0,
-             beta: float = 0.05, derivative_cutoff: float = 1.0) -> np.ndarray:
+def one_euro(
+    values: np.ndarray,
+    times: np.ndarray,
+    *,
+    min_cutoff: float = 1.0,
+    beta: float = 0.05,
+    derivative_cutoff: float = 1.0,
+) -> np.ndarray:
     """One forward pass over values (N, ...) at times (N,) seconds."""
     values = np.asarray(values, dtype=np.float64)
     out = np.empty_like(values)
