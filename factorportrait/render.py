@@ -94,11 +94,11 @@ def _rasterize_chunk(verts, normals, faces, K, height, width):
         sy[:, 1] - sy[:, 0]
     )
     # Barycentric weights are planes over the screen: w_i = a_i x + b_i y + c_i; so is 1/z.
-    j, l = [1, 2, 0], [2, 0, 1]
+    nxt, prv = [1, 2, 0], [2, 0, 1]  # corner i is opposite the edge (nxt[i], prv[i])
     safe_area = torch.where(area.abs() > 1e-12, area, torch.ones_like(area))
-    a = (sy[:, j] - sy[:, l]) / safe_area[:, None]
-    b = (sx[:, l] - sx[:, j]) / safe_area[:, None]
-    c = (sx[:, j] * sy[:, l] - sx[:, l] * sy[:, j]) / safe_area[:, None]
+    a = (sy[:, nxt] - sy[:, prv]) / safe_area[:, None]
+    b = (sx[:, prv] - sx[:, nxt]) / safe_area[:, None]
+    c = (sx[:, nxt] * sy[:, prv] - sx[:, prv] * sy[:, nxt]) / safe_area[:, None]
     inv_z = 1.0 / z
     plane_a, plane_b, plane_c = (a * inv_z).sum(1), (b * inv_z).sum(1), (c * inv_z).sum(1)
 
@@ -115,7 +115,7 @@ def _rasterize_chunk(verts, normals, faces, K, height, width):
     # The span of the row inside the triangle: intersections with its three edges. Each edge
     # is evaluated from its lower end, the same in both triangles that share it: no cracks.
     ex0, ey0 = sx[row_owner], sy[row_owner]
-    ex1, ey1 = ex0[:, j], ey0[:, j]
+    ex1, ey1 = ex0[:, nxt], ey0[:, nxt]
     swap = ey1 < ey0
     lo_x, lo_y = torch.where(swap, ex1, ex0), torch.where(swap, ey1, ey0)
     hi_x, hi_y = torch.where(swap, ex0, ex1), torch.where(swap, ey0, ey1)
