@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
+from . import MODES, __version__
 from .config import VIDEO, check_fps, check_frame_count, parse_size
 from .errors import InputError
 
@@ -67,6 +67,76 @@ def build_parser() -> argparse.ArgumentParser:
     cameras.add_argument("--out", required=True, type=Path, help="output folder")
     cameras.set_defaults(handler=_run_cameras)
 
+    preview = commands.add_parser(
+        "preview",
+        help="build every condition on the CPU and write them as videos, PNG and arrays",
+        description="Tracks the portrait and the driving video, builds the camera path, head "
+        "poses, normal renders, ray maps and expression features for a mode, and writes "
+        "normals.mp4, rays.mp4, tracking.mp4, source.png, trajectory.json, conditioning.npz "
+        "and summary.json into OUT. No GPU, no model.",
+    )
+    preview.add_argument("--portrait", required=True, type=Path, help="the portrait photo")
+    preview.add_argument(
+        "--driving", type=Path, help="driving video (optional in camera-only mode)"
+    )
+    preview.add_argument("--mode", required=True, choices=MODES)
+    preview.add_argument(
+        "--camera",
+        metavar="NAME|FILE",
+        help="trajectory preset or JSON file for camera-only and all-dynamic (default orbit)",
+    )
+    preview.add_argument(
+        "--azimuth",
+        type=float,
+        default=30.0,
+        help="novel-dynamic: degrees from the portrait's view (default 30)",
+    )
+    preview.add_argument(
+        "--elevation",
+        type=float,
+        default=0.0,
+        help="novel-dynamic: degrees from the portrait's view (default 0)",
+    )
+    preview.add_argument(
+        "--distance",
+        type=float,
+        default=1.0,
+        help="novel-dynamic: factor of the portrait's distance (default 1)",
+    )
+    preview.add_argument(
+        "--frames",
+        type=int,
+        help="output frames, 4k+1 (default: the driving video's length, or 49)",
+    )
+    preview.add_argument("--fps", type=float, default=VIDEO.fps)
+    preview.add_argument(
+        "--size", default=str(VIDEO.height), help="S or WxH, multiples of 16 (default 512)"
+    )
+    preview.add_argument(
+        "--pose-strength",
+        type=float,
+        default=1.0,
+        help="scale of the driving head motion, 0 to 2 (default 1)",
+    )
+    preview.add_argument(
+        "--absolute-pose",
+        action="store_true",
+        help="copy the driving head's orientation instead of its motion",
+    )
+    preview.add_argument(
+        "--no-smoothing",
+        action="store_true",
+        help="turn off temporal smoothing of pose and expression",
+    )
+    preview.add_argument(
+        "--landmarker",
+        type=Path,
+        help="face_landmarker.task (default: $FACTORPORTRAIT_FACE_LANDMARKER, "
+        "the user cache, or the official download)",
+    )
+    preview.add_argument("--out", required=True, type=Path, help="output folder")
+    preview.set_defaults(handler=_run_preview)
+
     presets = commands.add_parser(
         "presets",
         help="list the camera trajectory presets",
@@ -111,6 +181,51 @@ def _run_cameras(args: argparse.Namespace) -> int:
         f"{trajectory.name}: {frames} frames at {width}x{height} in "
         f"{time.perf_counter() - start:.2f}s ({timings})"
     )
+    for path in paths.values():
+        print(f"  {path}")
+    return 0
+
+
+def _run_preview(args: argparse.Namespace) -> int:
+    from .camera import resolve_trajectory
+    from .conditioning import ConditioningSettings, build_conditioning
+    from .preview import write_preview
+
+    height, width = parse_size(args.size)
+    settings = ConditioningSettings(
+        mode=args.mode,
+        frames=args.frames,
+        fps=args.fps,
+        height=height,
+        width=width,
+        smoothing=not args.no_smoothing,
+        relative_pose=not args.absolute_pose,
+        pose_strength=args.pose_strength,
+        novel_azimuth=args.azimuth,
+        novel_elevation=args.elevation,
+        novel_distance=args.distance,
+    ).validated()
+    trajectory = resolve_trajectory(args.camera) if args.camera else None
+    if trajectory is not None and args.mode not in ("camera-only", "all-dynamic"):
+        raise InputError(
+            f"--camera: mode {args.mode} keeps the camera still; use camera-only "
+            "or all-dynamic to follow a trajectory"
+        )
+    start = time.perf_counter()
+    cond = build_conditioning(
+        args.portrait,
+        args.driving,
+        settings=settings,
+        trajectory=trajectory,
+        landmarker_path=args.landmarker,
+    )
+    paths = write_preview(cond, args.out, trajectory)
+    print(
+        f"{cond.mode}: {cond.frames} frames at {cond.width}x{cond.height}, "
+        f"{cond.fps:g} fps, in {time.perf_counter() - start:.2f}s"
+    )
+    for warning in cond.report["warnings"]:
+        print(f"  note: {warning}")
     for path in paths.values():
         print(f"  {path}")
     return 0

@@ -18,6 +18,7 @@ import numpy as np
 import trimesh
 
 from .face_model import NUM_MESH_VERTICES, CanonicalFace
+from .procrustes import umeyama
 
 # Landmarks that expressions barely move: nose, eye corners, forehead, cheekbones, temples.
 STABLE_LANDMARKS = np.array(
@@ -92,7 +93,7 @@ def fit_proportions(canonical: CanonicalFace, landmarks_px: np.ndarray) -> np.nd
     """
     target = landmarks_px[STABLE_LANDMARKS] * np.array([1.0, -1.0, -1.0])  # to y up, z out
     source = canonical.vertices[STABLE_LANDMARKS]
-    scale, rotation, translation = _umeyama(target, source)
+    scale, rotation, translation = umeyama(target, source)
     aligned = scale * target @ rotation.T + translation  # tracked face in the canonical frame
     centred_src = source - source.mean(0)
     centred_dst = aligned - aligned.mean(0)
@@ -165,15 +166,3 @@ def _face_depth_at(xy: np.ndarray, face: trimesh.Trimesh) -> tuple[np.ndarray, n
     )
     depth = np.where(inside, z, -np.inf).max(1)
     return inside.any(1), depth
-
-
-def _umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity (s, R, t) minimising |s R source + t - target|^2 (Umeyama 1991)."""
-    mu_s, mu_t = source.mean(0), target.mean(0)
-    xs, xt = source - mu_s, target - mu_t
-    u, sigma, vt = np.linalg.svd(xt.T @ xs / len(source))
-    d = np.ones(3)
-    d[2] = np.sign(np.linalg.det(u @ vt)) or 1.0
-    rotation = u @ np.diag(d) @ vt
-    scale = float((sigma * d).sum() / (xs**2).sum() * len(source))
-    return scale, rotation, mu_t - scale * rotation @ mu_s

@@ -30,11 +30,15 @@ class NormalRender:
     mask: np.ndarray  # (F, H, W) bool
     depth: np.ndarray  # (F, H, W) float32 camera z (cm), 0 on the background
 
-    def to_rgb(self, background: int = 0) -> np.ndarray:
-        """(F, H, W, 3) uint8 with RGB = (n + 1) / 2, background a fixed grey level."""
-        rgb = np.clip((self.normals + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
-        rgb[~self.mask] = background
-        return rgb
+    def to_rgb(self) -> np.ndarray:
+        return normals_to_rgb(self.normals, self.mask)
+
+
+def normals_to_rgb(normals: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(F, H, W, 3) uint8 with RGB = (n + 1) / 2 on the head, black on the background."""
+    rgb = np.clip((normals + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    rgb[~mask] = 0
+    return rgb
 
 
 def rasterize(
@@ -48,7 +52,10 @@ def rasterize(
     chunk: int = 2,
 ) -> NormalRender:
     """vertices, normals: (F, V, 3) in each frame's OpenCV camera space; faces: (T, 3) with
-    outward (counter-clockwise from outside) winding; K: (F, 3, 3) pixels."""
+    outward (counter-clockwise from outside) winding; K: (F, 3, 3) pixels.
+
+    Frames go through in chunks of ``chunk``: two at a time keeps the working set in cache
+    (measured faster than 1 or 8 and more on a 2-core CPU)."""
     frames = len(vertices)
     out_normals = np.zeros((frames, height, width, 3), np.float32)
     out_mask = np.zeros((frames, height, width), bool)

@@ -1,0 +1,121 @@
+"""The preview: everything the model will be conditioned on, as files a person can look at.
+
+normals.mp4        normal renders of the posed template head (RGB = (n+1)/2)
+rays.mp4           Plücker ray maps (direction | moment)
+tracking.mp4       the driving frames with the tracked face mesh drawn on
+source.png         the portrait, framed as the output, with its tracked mesh
+trajectory.json    K and c2w per frame (as the cameras command writes it)
+conditioning.npz   the arrays themselves (no pickle: plain arrays and strings)
+summary.json       frames, fps, size, mode, faces found/filled, jitter, stage times
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .camera import Trajectory, rays_to_rgb
+from .camera.export import CAMERA_PATH_FORMAT, CONVENTIONS
+from .conditioning import Conditioning
+from .io import staged_output_dir, write_json, write_video
+from .render import normals_to_rgb
+
+PREVIEW_FILES = (
+    "normals.mp4",
+    "rays.mp4",
+    "tracking.mp4",
+    "source.png",
+    "trajectory.json",
+    "conditioning.npz",
+    "summary.json",
+)
+
+
+@lru_cache(maxsize=1)
+def _mesh_edges() -> np.ndarray:
+    """MediaPipe's own face-mesh tessellation, as (E, 2) landmark index pairs."""
+    from mediapipe.tasks.python.vision import FaceLandmarksConnections
+
+    return np.array([(c.start, c.end) for c in FaceLandmarksConnections.FACE_LANDMARKS_TESSELATION])
+
+
+def draw_face_mesh(image: np.ndarray, landmarks: np.ndarray, colour=(80, 255, 120)) -> np.ndarray:
+    """A copy of the image with the tracked mesh drawn on (anti-aliased lines)."""
+    out = np.ascontiguousarray(image.copy())
+    segments = np.round(landmarks[_mesh_edges(), :2] * 4).astype(np.int32)  # 2 bits subpixel
+    cv2.polylines(out, list(segments), False, colour, 1, cv2.LINE_AA, shift=2)
+    return out
+
+
+def trajectory_record(cond: Conditioning, trajectory: Trajectory | None) -> dict:
+    return {
+        "format": CAMERA_PATH_FORMAT,
+        "version": 1,
+        "conventions": CONVENTIONS,
+        "frames": cond.frames,
+        "height": cond.height,
+        "width": cond.width,
+        "fps": cond.fps,
+        "mode": cond.mode,
+        "trajectory": trajectory.model_dump(mode="json") if trajectory is not None else None,
+        "K": cond.K.tolist(),
+        "c2w": cond.c2w.tolist(),
+        "head_pose": cond.head_pose.tolist(),
+    }
+
+
+def write_preview(
+    cond: Conditioning, out: str | Path, trajectory: Trajectory | None = None
+) -> dict[str, Path]:
+    """Write the preview files into ``out`` (all or nothing). Returns their paths."""
+    out = Path(out)
+    seconds: dict[str, float] = {}
+    with staged_output_dir(out) as stage:
+        start = time.perf_counter()
+        write_video(stage / "normals.mp4", normals_to_rgb(cond.normals, cond.mask), cond.fps)
+        seconds["write normals.mp4"] = time.perf_counter() - start
+        start = time.perf_counter()
+        write_video(stage / "rays.mp4", rays_to_rgb(cond.rays), cond.fps)
+        seconds["write rays.mp4"] = time.perf_counter() - start
+        start = time.perf_counter()
+        if cond.driving_frames is not None:
+            overlay = (
+                draw_face_mesh(f, lm)
+                for f, lm in zip(cond.driving_frames, cond.driving_landmarks, strict=True)
+            )
+            write_video(stage / "tracking.mp4", (_even(f) for f in overlay), cond.fps)
+        else:  # camera-only without a driving video: the portrait's own tracking, held
+            still = _even(draw_face_mesh(cond.reference, cond.source_landmarks))
+            write_video(stage / "tracking.mp4", (still for _ in range(cond.frames)), cond.fps)
+        seconds["write tracking.mp4"] = time.perf_counter() - start
+        cv2.imwrite(
+            str(stage / "source.png"),
+            cv2.cvtColor(draw_face_mesh(cond.reference, cond.source_landmarks), cv2.COLOR_RGB2BGR),
+        )
+        write_json(stage / "trajectory.json", trajectory_record(cond, trajectory))
+        start = time.perf_counter()
+        np.savez(stage / "conditioning.npz", **cond.arrays())
+        seconds["write conditioning.npz"] = time.perf_counter() - start
+        summary = {key: value for key, value in cond.report.items() if key != "seconds"}
+        summary["seconds"] = {**cond.report.get("seconds", {}), **seconds}
+        summary["files"] = list(PREVIEW_FILES)
+        (stage / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
+    return {name: out / name for name in PREVIEW_FILES}
+
+
+def _plain(value):
+    """numpy scalars and arrays in the report -> JSON."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    """H.264 yuv420p needs even sides: drop a last odd row/column."""
+    h, w = frame.shape[:2]
+    return frame[: h - h % 2, : w - w % 2]
