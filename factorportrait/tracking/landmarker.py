@@ -80,11 +80,14 @@ class FaceTracker:
 
     def track_image(self, rgb: np.ndarray) -> FaceObservation | None:
         """The largest face of an RGB uint8 image, or None."""
+        faces = self.track_faces(rgb)
+        return max(faces, key=_box_area) if faces else None
+
+    def track_faces(self, rgb: np.ndarray) -> list[FaceObservation]:
+        """Every face of an RGB uint8 image (up to max_faces)."""
         if self._image_landmarker is None:
             self._image_landmarker = self._create(video=False)
-        result = self._image_landmarker.detect(_mp_image(rgb))
-        faces = self._faces(result, rgb.shape)
-        return max(faces, key=_box_area) if faces else None
+        return self._faces(self._image_landmarker.detect(_mp_image(rgb)), rgb.shape)
 
     def track_frames(self, frames: np.ndarray, times: np.ndarray) -> list[FaceObservation | None]:
         """Every frame of a clip in video mode (tracking between frames) at its real time.

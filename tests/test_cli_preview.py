@@ -1,0 +1,116 @@
+"""`python -m factorportrait preview`: the files, and one-line errors with nothing written."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from factorportrait.cli import main
+from factorportrait.preview import PREVIEW_FILES
+
+
+def test_preview_writes_every_file(pyfeat, landmarker_path, tmp_path, capsys):
+    out = tmp_path / "preview out"
+    code = main(["preview", "--portrait", str(pyfeat / "single_face.jpg"),
+                 "--driving", str(pyfeat / "single_face.mp4"), "--mode", "all-dynamic",
+                 "--camera", "zoom-orbit", "--size", "96", "--frames", "9",
+                 "--landmarker", str(landmarker_path), "--out", str(out)])  # fmt: skip
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(PREVIEW_FILES)
+    with np.load(out / "conditioning.npz", allow_pickle=False) as data:  # no pickle inside
+        assert data["normals"].shape == (9, 96, 96, 3) and data["normals"].dtype == np.float32
+        assert data["normals"].min() >= -1 and data["normals"].max() <= 1
+        assert data["mask"].shape == (9, 96, 96) and data["mask"].dtype == bool
+        assert data["rays"].shape == (9, 6, 96, 96)
+        assert data["K"].shape == (9, 3, 3) and data["c2w"].shape == (9, 4, 4)
+        assert data["head_pose"].shape == (9, 4, 4)
+        assert data["blendshapes"].shape == (9, 52) and len(data["blendshape_names"]) == 52
+        assert data["crops"].shape == (9, 224, 224, 3) and data["crops"].dtype == np.uint8
+        assert str(data["mode"]) == "all-dynamic" and float(data["fps"]) == 16
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 9 and summary["mode"] == "all-dynamic"
+    assert summary["driving_faces_tracked"] == 9 and summary["driving_frames_filled"] == 0
+    assert summary["jitter_px"] <= summary["jitter_px_raw"]
+    assert {"track driving", "normals", "rays", "write normals.mp4"} <= set(summary["seconds"])
+    trajectory = json.loads((out / "trajectory.json").read_text())
+    assert trajectory["trajectory"]["name"] == "zoom-orbit" and len(trajectory["c2w"]) == 9
+    assert "9 frames at 96x96" in capsys.readouterr().out
+
+
+def _run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "factorportrait", "preview", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--portrait", "{m}/free-mountain-vector-01.jpg", "--mode", "camera-only"],
+            "error: portrait: no face found",
+        ),
+        (
+            ["--portrait", "{m}/missing.jpg", "--mode", "camera-only"],
+            "error: image missing.jpg: cannot read it",
+        ),
+        (
+            ["--portrait", "{m}/single_face.mp4", "--mode", "camera-only"],
+            "error: image single_face.mp4: not a supported image",
+        ),
+        (
+            [
+                "--portrait",
+                "{m}/single_face.jpg",
+                "--driving",
+                "{m}/single_face.jpg",
+                "--mode",
+                "frontal-dynamic",
+            ],
+            "error: video single_face.jpg: this is a still image",
+        ),
+        (
+            ["--portrait", "{m}/single_face.jpg", "--mode", "frontal-dynamic"],
+            "error: mode frontal-dynamic: a driving video is needed",
+        ),
+        (
+            ["--portrait", "{m}/single_face.jpg", "--mode", "camera-only", "--size", "100000"],
+            "error: size: 100000 is outside",
+        ),
+        (
+            ["--portrait", "{m}/single_face.jpg", "--mode", "camera-only", "--frames", "10"],
+            "error: frames: 10 is not of the form 4k+1",
+        ),
+        (
+            ["--portrait", "{m}/single_face.jpg", "--mode", "sideways"],
+            "error: argument --mode: invalid choice",
+        ),
+        (
+            [
+                "--portrait",
+                "{m}/single_face.jpg",
+                "--mode",
+                "frontal-dynamic",
+                "--driving",
+                "{m}/single_face.mp4",
+                "--camera",
+                "orbit",
+            ],
+            "error: --camera: mode frontal-dynamic keeps the camera still",
+        ),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(pyfeat, landmarker_path, tmp_path, args, message):
+    out = tmp_path / "out"
+    args = [a.format(m=pyfeat) for a in args]
+    result = _run(*args, "--landmarker", str(landmarker_path), "--out", str(out))
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and errors[0].startswith(message), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []

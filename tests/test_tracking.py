@@ -1,0 +1,151 @@
+"""MediaPipe tracking on real media: faces found, lost, several; the landmarker bundle."""
+
+import numpy as np
+import pytest
+
+from factorportrait.config import FACE_LANDMARKER
+from factorportrait.errors import InputError
+from factorportrait.io.media import read_image, read_video
+from factorportrait.tracking import (
+    NUM_BLENDSHAPES,
+    NUM_LANDMARKS,
+    ModelFileError,
+    assemble_clip,
+    model_file,
+    resolve_face_landmarker,
+)
+
+
+def test_real_photo(tracker, pyfeat):
+    image = read_image(pyfeat / "single_face.jpg")
+    face = tracker.track_image(image)
+    assert face is not None and face.faces_found == 1
+    assert face.landmarks.shape == (NUM_LANDMARKS, 3)
+    x0, y0, x1, y1 = face.box
+    assert 0 <= x0 < x1 <= image.shape[1] and 0 <= y0 < y1 <= image.shape[0]
+    assert 0.15 * image.shape[1] < x1 - x0 < 0.9 * image.shape[1]
+    assert face.blendshapes.shape == (NUM_BLENDSHAPES,)
+    assert ((face.blendshapes >= 0) & (face.blendshapes <= 1)).all()
+    assert len(tracker.blendshape_names) == NUM_BLENDSHAPES
+    assert tracker.blendshape_names[9] == "eyeBlinkLeft"
+    rotation, translation = face.head_to_camera[:3, :3], face.head_to_camera[:3, 3]
+    np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-4)
+    assert translation[2] > 10  # OpenCV camera: the head is in front (+z), tens of cm away
+    # A roughly frontal face: the head's "out of the face" axis points back at the camera.
+    assert (rotation @ [0, 0, 1])[2] < -0.8
+
+
+def test_several_faces_use_the_largest(tracker, pyfeat):
+    image = read_image(pyfeat / "multi_face.jpg")
+    faces = tracker.track_faces(image)
+    chosen = tracker.track_image(image)
+    assert len(faces) == 2 and chosen.faces_found == 2
+    area = lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])  # noqa: E731
+    assert area(chosen) == max(area(f) for f in faces) > min(area(f) for f in faces)
+
+
+def test_no_face_photo(tracker, pyfeat):
+    assert tracker.track_image(read_image(pyfeat / "free-mountain-vector-01.jpg")) is None
+
+
+def test_every_frame_of_a_real_clip(tracker, pyfeat):
+    video = read_video(pyfeat / "single_face.mp4")
+    observations = tracker.track_frames(video.frames, video.times)
+    assert all(o is not None for o in observations)
+    clip = assemble_clip(observations, video.times)
+    assert clip.filled == 0 and len(clip) == 72
+
+
+def test_clip_without_a_face_is_an_error(tracker, pyfeat):
+    video = read_video(pyfeat / "no_face.mp4", max_side=480)
+    observations = tracker.track_frames(video.frames, video.times)
+    with pytest.raises(InputError, match=r"driving video: no face found in any of its 95 frames"):
+        assemble_clip(observations, video.times)
+
+
+def test_face_appearing_late_is_filled_and_held(tracker, pyfeat):
+    video = read_video(pyfeat / "noface_face.mov", max_side=480)
+    observations = tracker.track_frames(video.frames, video.times)
+    clip = assemble_clip(observations, video.times)
+    first = int(np.flatnonzero(clip.tracked)[0])
+    assert first > 10 and clip.filled >= first
+    # Before the face appears, everything is held at its first tracked values.
+    np.testing.assert_allclose(
+        clip.landmarks[:first], np.broadcast_to(clip.landmarks[first], clip.landmarks[:first].shape)
+    )
+    np.testing.assert_allclose(
+        clip.rotations[:first],
+        np.broadcast_to(clip.rotations[first], clip.rotations[:first].shape),
+        atol=1e-9,
+    )
+
+
+def test_gaps_are_interpolated_between_tracked_frames():
+    from scipy.spatial.transform import Rotation
+
+    from factorportrait.tracking import FaceObservation
+
+    def observation(yaw, x):
+        pose = np.eye(4)
+        pose[:3, :3] = Rotation.from_euler("y", yaw, degrees=True).as_matrix()
+        pose[:3, 3] = [x, 0, 50]
+        return FaceObservation(
+            np.full((NUM_LANDMARKS, 3), x),
+            pose,
+            np.full(NUM_BLENDSHAPES, x / 10),
+            np.array([0, 0, 1, 1.0]),
+            1,
+        )
+
+    clip = assemble_clip([observation(0, 0), None, None, observation(30, 3)], np.arange(4) / 10)
+    assert clip.filled == 2 and list(clip.tracked) == [True, False, False, True]
+    np.testing.assert_allclose(clip.translations[:, 0], [0, 1, 2, 3])
+    np.testing.assert_allclose(clip.blendshapes[:, 0], [0, 0.1, 0.2, 0.3])
+    yaws = Rotation.from_matrix(clip.rotations).as_euler("yxz", degrees=True)[:, 0]
+    np.testing.assert_allclose(yaws, [0, 10, 20, 30], atol=1e-6)  # slerp: even steps
+
+
+def test_landmarker_resolution_order(landmarker_path, tmp_path, monkeypatch):
+    monkeypatch.delenv(model_file.ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    wrong = tmp_path / "wrong.task"
+    wrong.write_bytes(b"not the model")
+    # 1. explicit path, verified even when it is given
+    assert resolve_face_landmarker(landmarker_path) == landmarker_path
+    with pytest.raises(ModelFileError, match="not the official"):
+        resolve_face_landmarker(wrong)
+    # 2. the environment variable
+    monkeypatch.setenv(model_file.ENV_VAR, str(landmarker_path))
+    assert resolve_face_landmarker() == landmarker_path
+    monkeypatch.setenv(model_file.ENV_VAR, str(wrong))
+    with pytest.raises(ModelFileError, match=r"\$FACTORPORTRAIT_FACE_LANDMARKER.*not the official"):
+        resolve_face_landmarker()
+    monkeypatch.delenv(model_file.ENV_VAR)
+    # 3. nothing cached and no download allowed: a clear error
+    with pytest.raises(ModelFileError, match="not found"):
+        resolve_face_landmarker(download=False)
+    # 4. the download (from a local URL here) lands in the cache, verified
+    monkeypatch.setattr(
+        model_file,
+        "FACE_LANDMARKER",
+        model_file.FACE_LANDMARKER.__class__(url=landmarker_path.as_uri()),
+    )
+    cached = resolve_face_landmarker()
+    assert cached == tmp_path / "cache" / "factorportrait" / "face_landmarker.task"
+    assert cached.read_bytes() == landmarker_path.read_bytes()
+    # 5. and is then used from the cache
+    assert resolve_face_landmarker(download=False) == cached
+
+
+def test_download_with_wrong_content_is_refused_and_not_cached(tmp_path, monkeypatch):
+    monkeypatch.delenv(model_file.ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fake = tmp_path / "fake.task"
+    fake.write_bytes(b"x" * 100)
+    monkeypatch.setattr(
+        model_file, "FACE_LANDMARKER", model_file.FACE_LANDMARKER.__class__(url=fake.as_uri())
+    )
+    with pytest.raises(ModelFileError, match="from the download.*not the official"):
+        resolve_face_landmarker()
+    assert list((tmp_path / "cache" / "factorportrait").iterdir()) == []
+    assert FACE_LANDMARKER.sha256.startswith("64184e22")  # the real constant was untouched
