@@ -63,7 +63,7 @@ def test_camera_only_orbit_turns_the_normals_and_freezes_expression(tracker, pyf
     assert cond.frames == 49 and cond.driving_frames is None
     np.testing.assert_allclose(cond.head_pose, np.broadcast_to(np.eye(4), cond.head_pose.shape))
     azimuth = np.array([view_of_camera(c).azimuth for c in cond.c2w])
-    assert np.ptp(azimuth) > 60
+    assert np.ptp(azimuth) > 50
     assert np.corrcoef(_mean_normal_x(cond), azimuth)[0, 1] < -0.9
     assert np.ptp(cond.blendshapes, axis=0).max() == 0.0
     assert (cond.crops == cond.crops[0]).all()
