@@ -26,17 +26,7 @@ def read_image(path: str | Path) -> np.ndarray:
     """An image file -> RGB uint8 (H, W, 3), upright."""
     path = Path(path)
     name = path.name
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise InputError(f"image {name}: cannot read it ({exc.strerror or exc})") from None
-    if size == 0:
-        raise InputError(f"image {name}: the file is empty")
-    if size > LIMITS.max_image_bytes:
-        raise InputError(
-            f"image {name}: {size / 2**20:.0f} MB is over the "
-            f"{LIMITS.max_image_bytes / 2**20:.0f} MB limit"
-        )
+    _check_file(path, "image", LIMITS.max_image_bytes)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -59,6 +49,21 @@ def read_image(path: str | Path) -> np.ndarray:
         ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise InputError(f"image {name}: cannot decode it ({exc})") from None
+
+
+def _check_file(path: Path, kind: str, max_bytes: int) -> None:
+    """Exists, is not empty, is not over the size limit: before any decoder sees it."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputError(f"{kind} {path.name}: cannot read it ({exc.strerror or exc})") from None
+    if size == 0:
+        raise InputError(f"{kind} {path.name}: the file is empty")
+    if size > max_bytes:
+        raise InputError(
+            f"{kind} {path.name}: {size / 2**20:.0f} MB is over the "
+            f"{max_bytes / 2**20:.0f} MB limit"
+        )
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
@@ -107,17 +112,7 @@ def read_video(
 
     path = Path(path)
     name = path.name
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise InputError(f"video {name}: cannot read it ({exc.strerror or exc})") from None
-    if size == 0:
-        raise InputError(f"video {name}: the file is empty")
-    if size > LIMITS.max_video_bytes:
-        raise InputError(
-            f"video {name}: {size / 2**20:.0f} MB is over the "
-            f"{LIMITS.max_video_bytes / 2**20:.0f} MB limit"
-        )
+    _check_file(path, "video", LIMITS.max_video_bytes)
     try:
         container = av.open(str(path), mode="r", metadata_errors="ignore")
     except (av.FFmpegError, OSError, ValueError) as exc:
