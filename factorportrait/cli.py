@@ -77,70 +77,69 @@ def build_parser() -> argparse.ArgumentParser:
         "normals.mp4, rays.mp4, tracking.mp4, source.png, trajectory.json, conditioning.npz "
         "and summary.json into OUT. No GPU, no model.",
     )
-    preview.add_argument("--portrait", required=True, type=Path, help="the portrait photo")
-    preview.add_argument(
-        "--driving", type=Path, help="driving video (optional in camera-only mode)"
-    )
-    preview.add_argument("--mode", required=True, choices=MODES)
-    preview.add_argument(
-        "--camera",
-        metavar="NAME|FILE",
-        help="trajectory preset or JSON file for camera-only and all-dynamic (default orbit)",
-    )
-    preview.add_argument(
-        "--azimuth",
-        type=float,
-        default=30.0,
-        help="novel-dynamic: degrees from the portrait's view (default 30)",
-    )
-    preview.add_argument(
-        "--elevation",
-        type=float,
-        default=0.0,
-        help="novel-dynamic: degrees from the portrait's view (default 0)",
-    )
-    preview.add_argument(
-        "--distance",
-        type=float,
-        default=1.0,
-        help="novel-dynamic: factor of the portrait's distance (default 1)",
-    )
-    preview.add_argument(
-        "--frames",
-        type=int,
-        help="output frames, 4k+1 (default: the driving video's length, or 49)",
-    )
-    preview.add_argument("--fps", type=float, default=VIDEO.fps)
-    preview.add_argument(
-        "--size", default=str(VIDEO.height), help="S or WxH, multiples of 16 (default 512)"
-    )
-    preview.add_argument(
-        "--pose-strength",
-        type=float,
-        default=1.0,
-        help="scale of the driving head motion, 0 to 2 (default 1)",
-    )
-    preview.add_argument(
-        "--absolute-pose",
-        action="store_true",
-        help="copy the driving head's orientation instead of its motion",
-    )
-    preview.add_argument(
-        "--no-smoothing",
-        action="store_true",
-        help="turn off temporal smoothing of pose and expression",
-    )
-    preview.add_argument(
-        "--landmarker",
-        type=Path,
-        help="face_landmarker.task (default: $FACTORPORTRAIT_FACE_LANDMARKER, "
-        "the user cache, or the official download)",
-    )
+    _add_conditioning_arguments(preview)
     preview.add_argument("--out", required=True, type=Path, help="output folder")
     preview.add_argument(
         "--verbose", action="store_true", help="show MediaPipe's own log lines (hidden by default)"
     )
     preview.set_defaults(handler=_run_preview)
+
+    generate = commands.add_parser(
+        "generate",
+        help="make the video: conditioning as in preview, then diffusion",
+        description="Builds the conditions as `preview` does, then runs the FactorPortrait "
+        "pipeline from --checkpoint and writes an H.264 mp4. The same seed gives the same "
+        "frames. Output of an untrained checkpoint is labelled as such in the video.",
+    )
+    generate.add_argument(
+        "--checkpoint", required=True, help="pipeline folder or Hub id (safetensors only)"
+    )
+    generate.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    _add_conditioning_arguments(generate)
+    generate.add_argument("--steps", type=int, default=30, help="denoising steps (default 30)")
+    generate.add_argument(
+        "--guidance",
+        type=float,
+        default=3.0,
+        help="classifier-free guidance scale, 1 = off (default 3)",
+    )
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    generate.add_argument("--out", required=True, type=Path, help="output .mp4")
+    generate.add_argument(
+        "--verbose", action="store_true", help="show MediaPipe's own log lines (hidden by default)"
+    )
+    generate.set_defaults(handler=_run_generate)
+
+    tiny = commands.add_parser(
+        "make-tiny-checkpoint",
+        help="write a tiny RANDOM pipeline checkpoint (for tests and demos of the plumbing)",
+        description="Writes a pipeline with tiny, randomly initialised components (tens of "
+        "thousands of parameters) that loads with from_pretrained. Its config says it is "
+        "untrained and everything that shows its output says so: it makes noise.",
+    )
+    tiny.add_argument("dir", type=Path)
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(handler=_run_make_tiny)
+
+    wan = commands.add_parser(
+        "init-from-wan",
+        help="build a starting checkpoint from a diffusers-format Wan2.1 checkpoint",
+        description="Copies Wan2.1's transformer and VAE into a FactorPortrait pipeline: the new "
+        "condition channels and the expression controller start at zero, so it behaves as "
+        "plain Wan until trained. Needs the Wan checkpoint locally or from the Hub.",
+    )
+    wan.add_argument(
+        "--wan", required=True, help="folder or Hub id (e.g. Wan-AI/Wan2.1-T2V-1.3B-Diffusers)"
+    )
+    wan.add_argument("--revision", help="Hub revision of --wan")
+    wan.add_argument(
+        "--expression-backbone",
+        help="transformers image encoder for the expression codes "
+        "(e.g. facebook/dinov2-base); random when omitted",
+    )
+    wan.add_argument("--out", required=True, type=Path)
+    wan.set_defaults(handler=_run_init_from_wan)
 
     presets = commands.add_parser(
         "presets",
@@ -164,6 +163,94 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--landmarker", type=Path, help="face_landmarker.task")
     bench.set_defaults(handler=_run_bench)
     return parser
+
+
+def _add_conditioning_arguments(parser: argparse.ArgumentParser) -> None:
+    """The inputs and settings of the factorised core, shared by preview and generate."""
+    parser.add_argument("--portrait", required=True, type=Path, help="the portrait photo")
+    parser.add_argument("--driving", type=Path, help="driving video (optional in camera-only mode)")
+    parser.add_argument("--mode", required=True, choices=MODES)
+    parser.add_argument(
+        "--camera",
+        metavar="NAME|FILE",
+        help="trajectory preset or JSON file for camera-only and all-dynamic (default orbit)",
+    )
+    parser.add_argument(
+        "--azimuth",
+        type=float,
+        default=30.0,
+        help="novel-dynamic: degrees from the portrait's view (default 30)",
+    )
+    parser.add_argument(
+        "--elevation",
+        type=float,
+        default=0.0,
+        help="novel-dynamic: degrees from the portrait's view (default 0)",
+    )
+    parser.add_argument(
+        "--distance",
+        type=float,
+        default=1.0,
+        help="novel-dynamic: factor of the portrait's distance (default 1)",
+    )
+    parser.add_argument(
+        "--frames",
+        type=int,
+        help="output frames, 4k+1 (default: the driving video's length, or 49)",
+    )
+    parser.add_argument("--fps", type=float, default=VIDEO.fps)
+    parser.add_argument(
+        "--size", default=str(VIDEO.height), help="S or WxH, multiples of 16 (default 512)"
+    )
+    parser.add_argument(
+        "--pose-strength",
+        type=float,
+        default=1.0,
+        help="scale of the driving head motion, 0 to 2 (default 1)",
+    )
+    parser.add_argument(
+        "--absolute-pose",
+        action="store_true",
+        help="copy the driving head's orientation instead of its motion",
+    )
+    parser.add_argument(
+        "--no-smoothing",
+        action="store_true",
+        help="turn off temporal smoothing of pose and expression",
+    )
+    parser.add_argument(
+        "--landmarker",
+        type=Path,
+        help="face_landmarker.task (default: $FACTORPORTRAIT_FACE_LANDMARKER, "
+        "the user cache, or the official download)",
+    )
+
+
+def _settings_from_args(args: argparse.Namespace):
+    from .camera import resolve_trajectory
+    from .conditioning import ConditioningSettings
+
+    height, width = parse_size(args.size)
+    settings = ConditioningSettings(
+        mode=args.mode,
+        frames=args.frames,
+        fps=args.fps,
+        height=height,
+        width=width,
+        smoothing=not args.no_smoothing,
+        relative_pose=not args.absolute_pose,
+        pose_strength=args.pose_strength,
+        novel_azimuth=args.azimuth,
+        novel_elevation=args.elevation,
+        novel_distance=args.distance,
+    ).validated()
+    trajectory = resolve_trajectory(args.camera) if args.camera else None
+    if trajectory is not None and args.mode not in ("camera-only", "all-dynamic"):
+        raise InputError(
+            f"--camera: mode {args.mode} keeps the camera still; use camera-only "
+            "or all-dynamic to follow a trajectory"
+        )
+    return settings, trajectory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,31 +307,74 @@ def _run_cameras(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_generate(args: argparse.Namespace) -> int:
+    from .conditioning import build_conditioning
+    from .generation import generate_frames, load_pipeline
+    from .io import write_video
+
+    settings, trajectory = _settings_from_args(args)
+    if args.out.suffix.lower() != ".mp4":
+        raise InputError(f"--out: {args.out} must end in .mp4")
+    if not args.out.resolve().parent.is_dir():
+        raise InputError(f"--out: the folder {args.out.resolve().parent} does not exist")
+    start = time.perf_counter()
+    pipeline = load_pipeline(args.checkpoint, device=args.device, revision=args.revision)
+    if pipeline.untrained:
+        print(
+            f"note: checkpoint {args.checkpoint} is untrained "
+            f"({pipeline.transformer.config.training_status}): the video is noise and is "
+            "labelled so"
+        )
+    cond = build_conditioning(
+        args.portrait,
+        args.driving,
+        settings=settings,
+        trajectory=trajectory,
+        landmarker_path=args.landmarker,
+    )
+    frames = generate_frames(
+        pipeline, cond, steps=args.steps, guidance=args.guidance, seed=args.seed
+    )
+    staged = args.out.with_name(f".{args.out.name}.partial.mp4")
+    try:
+        write_video(staged, frames, cond.fps)
+        staged.replace(args.out)
+    finally:
+        staged.unlink(missing_ok=True)
+    print(
+        f"{cond.mode}: {cond.frames} frames at {cond.width}x{cond.height} on "
+        f"{pipeline.device} in {time.perf_counter() - start:.1f}s -> {args.out}"
+    )
+    return 0
+
+
+def _run_make_tiny(args: argparse.Namespace) -> int:
+    from .checkpoints import make_tiny_checkpoint
+
+    if args.dir.exists() and any(args.dir.iterdir()):
+        raise InputError(f"{args.dir} exists and is not empty")
+    make_tiny_checkpoint(args.dir, seed=args.seed)
+    print(f"tiny RANDOM checkpoint (untrained, output is noise) -> {args.dir}")
+    return 0
+
+
+def _run_init_from_wan(args: argparse.Namespace) -> int:
+    from .checkpoints import init_from_wan
+
+    if args.out.exists() and any(args.out.iterdir()):
+        raise InputError(f"--out: {args.out} exists and is not empty")
+    init_from_wan(
+        args.wan, args.out, expression_backbone=args.expression_backbone, revision=args.revision
+    )
+    print(f"starting checkpoint (Wan-initialised, not trained) -> {args.out}")
+    return 0
+
+
 def _run_preview(args: argparse.Namespace) -> int:
-    from .camera import resolve_trajectory
-    from .conditioning import ConditioningSettings, build_conditioning
+    from .conditioning import build_conditioning
     from .preview import write_preview
 
-    height, width = parse_size(args.size)
-    settings = ConditioningSettings(
-        mode=args.mode,
-        frames=args.frames,
-        fps=args.fps,
-        height=height,
-        width=width,
-        smoothing=not args.no_smoothing,
-        relative_pose=not args.absolute_pose,
-        pose_strength=args.pose_strength,
-        novel_azimuth=args.azimuth,
-        novel_elevation=args.elevation,
-        novel_distance=args.distance,
-    ).validated()
-    trajectory = resolve_trajectory(args.camera) if args.camera else None
-    if trajectory is not None and args.mode not in ("camera-only", "all-dynamic"):
-        raise InputError(
-            f"--camera: mode {args.mode} keeps the camera still; use camera-only "
-            "or all-dynamic to follow a trajectory"
-        )
+    settings, trajectory = _settings_from_args(args)
     start = time.perf_counter()
     cond = build_conditioning(
         args.portrait,

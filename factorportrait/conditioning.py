@@ -23,7 +23,7 @@ from . import MODES
 from .camera import Trajectory, load_preset, plucker_rays
 from .config import CAMERA, LIMITS, VIDEO, check_fps, check_frame_count, check_size
 from .errors import InputError
-from .expression import CROP_SIZE, aligned_crops
+from .expression import CROP_SIZE, aligned_crops, landmarks_in_crops
 from .face_model import load_canonical_face
 from .head_mesh import HeadTemplate, build_head_template, fit_proportions
 from .io.media import VideoFrames, read_image, read_video
@@ -83,6 +83,7 @@ class Conditioning:
     blendshapes: np.ndarray  # (F, 52)
     blendshape_names: list[str]
     crops: np.ndarray  # (F, s, s, 3) uint8 aligned face crops for the expression encoder
+    crop_landmarks: np.ndarray  # (F, 478, 2) landmarks in those crops, in [0, 1] (C3 ablation)
     source_landmarks: np.ndarray  # (478, 3) in reference pixels
     face_pixels: np.ndarray  # (F, 468, 2) where each template face vertex lands in each frame
     driving_frames: np.ndarray | None = None  # (F, h, w, 3) uint8, resampled to the output
@@ -114,6 +115,7 @@ class Conditioning:
             "blendshapes": self.blendshapes.astype(np.float32),
             "blendshape_names": np.array(self.blendshape_names),
             "crops": self.crops,
+            "crop_landmarks": self.crop_landmarks.astype(np.float32),
             "source_landmarks": self.source_landmarks.astype(np.float32),
             "face_pixels": self.face_pixels.astype(np.float32),
             "fps": np.float32(self.fps),
@@ -215,6 +217,7 @@ def build_conditioning(
             names = tracker.blendshape_names or []
             if clip is None or mode == "camera-only":
                 blendshapes = np.repeat(source.blendshapes[None], frames_out, 0)
+                landmarks = np.repeat(source.landmarks[None], frames_out, 0)
                 crops = np.repeat(
                     aligned_crops(image[None], source.landmarks[None], settings.crop_size),
                     frames_out,
@@ -222,7 +225,9 @@ def build_conditioning(
                 )
             else:
                 blendshapes = clip.blendshapes
+                landmarks = clip.landmarks
                 crops = aligned_crops(frames, clip.landmarks, settings.crop_size)
+            crop_landmarks = landmarks_in_crops(landmarks, settings.crop_size)
     finally:
         if own_tracker:
             tracker.close()
@@ -249,6 +254,7 @@ def build_conditioning(
         head_pose=head_pose,
         blendshapes=blendshapes,
         blendshape_names=names,
+        crop_landmarks=crop_landmarks,
         crops=crops,
         source_landmarks=face.landmarks,
         face_pixels=face_pixels,

@@ -48,3 +48,12 @@ def aligned_crops(frames: np.ndarray, landmarks: np.ndarray, size: int = CROP_SI
             borderMode=cv2.BORDER_REPLICATE,
         )
     return crops
+
+
+def landmarks_in_crops(landmarks: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """(F, 478, 3) image landmarks -> (F, 478, 2) in their aligned crops, scaled to [0, 1]."""
+    out = np.empty(landmarks.shape[:2] + (2,))
+    for i, points in enumerate(landmarks):
+        matrix = alignment_matrix(points, size)
+        out[i] = (points[:, :2] @ matrix[:, :2].T + matrix[:, 2]) / size
+    return out

@@ -1,0 +1,231 @@
+"""FactorPortraitPipeline: conditions -> video, in diffusers' style.
+
+Components: ``vae`` (Wan2.1's AutoencoderKLWan), ``transformer``
+(FactorPortraitTransformer3DModel), ``scheduler`` (flow matching) and ``expression_encoder``.
+The text condition is the prompt embedding stored in the transformer, so no text encoder is
+needed. Inputs are a :class:`~factorportrait.conditioning.Conditioning` (from the preview core)
+or its tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKLWan, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from diffusers.video_processor import VideoProcessor
+
+from .models import (
+    FactorPortraitExpressionEncoder,
+    FactorPortraitTransformer3DModel,
+    aggregate_codes,
+    latent_frames,
+    pack_plucker,
+)
+
+# Conditions that training drops at random, and that classifier-free guidance therefore drops
+# in its unconditional pass ("expression", "reference", "normals"); shared with training.
+DEFAULT_GUIDANCE_CONDITIONS = ("expression",)
+UNTRAINED_NOTICE = "UNTRAINED MODEL: this output is noise, not a FactorPortrait result"
+
+
+@dataclass
+class FactorPortraitPipelineOutput(BaseOutput):
+    frames: np.ndarray | torch.Tensor  # (B, F, H, W, 3) in [0, 1] for "np"; latents for "latent"
+    untrained: bool  # True unless the checkpoint says it was trained
+
+
+class FactorPortraitPipeline(DiffusionPipeline):
+    model_cpu_offload_seq = "expression_encoder->transformer->vae"
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(self, vae: AutoencoderKLWan, transformer: FactorPortraitTransformer3DModel,
+                 scheduler: FlowMatchEulerDiscreteScheduler,
+                 expression_encoder: FactorPortraitExpressionEncoder):
+        super().__init__()
+        self.register_modules(vae=vae, transformer=transformer, scheduler=scheduler,
+                              expression_encoder=expression_encoder)
+        self.vae_scale_factor_spatial = 2 ** len(vae.config.temperal_downsample)
+        self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
+
+    @property
+    def untrained(self) -> bool:
+        return self.transformer.is_untrained
+
+    # ------------------------------------------------------------------------------- inputs
+    @staticmethod
+    def tensors_from_conditioning(conditioning, code_type: str = "image") -> dict[str, torch.Tensor]:
+        """A Conditioning's arrays as a batch of one, in the layouts __call__ takes."""
+        reference = torch.from_numpy(conditioning.reference).permute(2, 0, 1)[None].float() / 127.5 - 1
+        normals = torch.from_numpy(conditioning.normals).permute(3, 0, 1, 2)[None]
+        rays = torch.from_numpy(conditioning.rays)[None]
+        if code_type == "image":
+            expression = torch.from_numpy(conditioning.crops).permute(0, 3, 1, 2)[None].float() / 255
+        elif code_type == "blendshapes":
+            expression = torch.from_numpy(conditioning.blendshapes).float()[None]
+        else:
+            expression = torch.from_numpy(conditioning.crop_landmarks).float().flatten(1)[None]
+        return {"reference": reference, "normals": normals, "rays": rays, "expression": expression}
+
+    def check_inputs(self, reference, normals, rays, expression, guidance_scale,
+                     callback_on_step_end_tensor_inputs=None) -> None:
+        if rays is None or rays.ndim != 5 or rays.shape[2] != 6:
+            raise ValueError(f"rays must be (B, F, 6, H, W), got "
+                             f"{None if rays is None else tuple(rays.shape)}")
+        batch, frames, _, height, width = rays.shape
+        if (frames - 1) % 4:
+            raise ValueError(f"the number of frames must be 4k+1 (e.g. 49), got {frames}")
+        if height % 16 or width % 16:
+            raise ValueError(f"height and width must be multiples of 16, got {height}x{width}")
+        if reference is None or tuple(reference.shape) != (batch, 3, height, width):
+            raise ValueError(f"reference must be (B={batch}, 3, {height}, {width}), got "
+                             f"{None if reference is None else tuple(reference.shape)}")
+        if self.transformer.config.use_normals:
+            if normals is None:
+                raise ValueError("normals are required: this checkpoint uses normal maps")
+            if tuple(normals.shape) != (batch, 3, frames, height, width):
+                raise ValueError(f"normals must be (B={batch}, 3, F={frames}, {height}, {width}), "
+                                 f"got {tuple(normals.shape)}")
+        if expression is None or tuple(expression.shape[:2]) != (batch, frames):
+            raise ValueError(f"expression must have (B={batch}, F={frames}) leading dims, got "
+                             f"{None if expression is None else tuple(expression.shape)}")
+        if guidance_scale < 1.0:
+            raise ValueError(f"guidance_scale must be >= 1 (1 turns guidance off), got {guidance_scale}")
+        unknown = set(callback_on_step_end_tensor_inputs or []) - set(self._callback_tensor_inputs)
+        if unknown:
+            raise ValueError(f"callback_on_step_end_tensor_inputs: {sorted(unknown)} are not in "
+                             f"{self._callback_tensor_inputs}")
+
+    # ------------------------------------------------------------------------------ encoding
+    def _latent_stats(self, device, dtype):
+        mean = torch.tensor(self.vae.config.latents_mean, device=device, dtype=dtype)
+        std = torch.tensor(self.vae.config.latents_std, device=device, dtype=dtype)
+        return mean.view(1, -1, 1, 1, 1), std.view(1, -1, 1, 1, 1)
+
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, 3, F, H, W) in [-1, 1] -> normalised latents (B, 16, k+1, H/8, W/8)."""
+        video = video.to(device=self._execution_device, dtype=self.vae.dtype)
+        latents = self.vae.encode(video).latent_dist.mode()
+        mean, std = self._latent_stats(latents.device, latents.dtype)
+        return (latents - mean) / std
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        mean, std = self._latent_stats(latents.device, latents.dtype)
+        latents = (latents.to(self.vae.dtype) * std.to(self.vae.dtype)) + mean.to(self.vae.dtype)
+        return self.vae.decode(latents, return_dict=False)[0]
+
+    # ---------------------------------------------------------------------------------- call
+    @torch.no_grad()
+    def __call__(
+        self,
+        conditioning=None,
+        *,
+        reference: torch.Tensor | None = None,
+        normals: torch.Tensor | None = None,
+        rays: torch.Tensor | None = None,
+        expression: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        num_inference_steps: int = 30,
+        guidance_scale: float = 3.0,
+        guidance_conditions: Sequence[str] = DEFAULT_GUIDANCE_CONDITIONS,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> FactorPortraitPipelineOutput | tuple:
+        """Generate a video. Either ``conditioning`` (a Conditioning from the preview core) or
+        the tensors: reference (B,3,H,W) in [-1,1], normals (B,3,F,H,W) in [-1,1], rays
+        (B,F,6,H,W), expression (B,F,...) as the expression encoder takes it."""
+        if conditioning is not None:
+            tensors = self.tensors_from_conditioning(conditioning,
+                                                     self.expression_encoder.config.code_type)
+            reference, normals, rays, expression = (tensors[k] for k in
+                                                    ("reference", "normals", "rays", "expression"))
+        if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        self.check_inputs(reference, normals, rays, expression, guidance_scale,
+                          callback_on_step_end_tensor_inputs)
+        unknown = set(guidance_conditions) - {"expression", "reference", "normals"}
+        if unknown:
+            raise ValueError(f"guidance_conditions: unknown {sorted(unknown)}")
+        device = self._execution_device
+        dtype = self.transformer.dtype
+        batch, frames, _, height, width = rays.shape
+        t_lat = latent_frames(frames)
+        h_lat, w_lat = height // self.vae_scale_factor_spatial, width // self.vae_scale_factor_spatial
+
+        # Conditions -> the latent grid.
+        reference_latents = self.encode_video(reference[:, :, None]).to(dtype)  # (B,16,1,h,w)
+        normal_latents = (self.encode_video(normals).to(dtype)
+                          if self.transformer.config.use_normals else None)
+        ray_latents = pack_plucker(rays.to(device=device, dtype=torch.float32)).to(dtype)
+        codes = self.expression_encoder(expression.to(device))
+        expression_codes = aggregate_codes(codes).to(dtype)
+        if prompt_embeds is None:
+            prompt_embeds = self.transformer.prompt_embeds.expand(batch, -1, -1)
+        prompt_embeds = prompt_embeds.to(device=device, dtype=dtype)
+
+        shape = (batch, 16, t_lat, h_lat, w_lat)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must be {shape}, got {tuple(latents.shape)}")
+        latents = latents.to(device=device, dtype=torch.float32)
+
+        do_guidance = guidance_scale > 1.0 and len(guidance_conditions) > 0
+        conditions = {"reference_latents": reference_latents, "ray_latents": ray_latents,
+                      "normal_latents": normal_latents, "expression_codes": expression_codes,
+                      "encoder_hidden_states": prompt_embeds}
+        if do_guidance:  # batch the unconditional pass with the conditional one
+            dropped = {"expression": "expression_codes", "reference": "reference_latents",
+                       "normals": "normal_latents"}
+            unconditional = dict(conditions)
+            for name in guidance_conditions:
+                key = dropped[name]
+                if unconditional[key] is not None:
+                    unconditional[key] = torch.zeros_like(unconditional[key])
+            conditions = {key: None if value is None else torch.cat([value, unconditional[key]])
+                          for key, value in conditions.items()}
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+        self._interrupt = False
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
+            for i, t in enumerate(timesteps):
+                if self._interrupt:
+                    break
+                model_input = torch.cat([latents, latents]) if do_guidance else latents
+                prediction = self.transformer(
+                    model_input.to(dtype), t.expand(model_input.shape[0]), return_dict=False,
+                    **conditions)[0].float()
+                if do_guidance:
+                    conditional, unconditional = prediction.chunk(2)
+                    prediction = unconditional + guidance_scale * (conditional - unconditional)
+                latents = self.scheduler.step(prediction, t, latents, return_dict=False)[0]
+                if callback_on_step_end is not None:
+                    values = {name: locals()[name] for name in callback_on_step_end_tensor_inputs}
+                    outputs = callback_on_step_end(self, i, t, values)
+                    latents = outputs.pop("latents", latents)
+                progress_bar.update()
+
+        if output_type == "latent":
+            video = latents
+        else:
+            decoded = self.decode_latents(latents)
+            video = self.video_processor.postprocess_video(decoded, output_type=output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (video, self.untrained)
+        return FactorPortraitPipelineOutput(frames=video, untrained=self.untrained)
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
