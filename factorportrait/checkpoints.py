@@ -16,42 +16,86 @@ from .models import FactorPortraitExpressionEncoder, FactorPortraitTransformer3D
 from .pipeline import FactorPortraitPipeline
 
 # The Wan transformer's own settings, carried over unchanged into ours.
-_WAN_KEYS = ("patch_size", "num_attention_heads", "attention_head_dim", "text_dim", "freq_dim",
-             "ffn_dim", "num_layers", "cross_attn_norm", "qk_norm", "eps", "rope_max_seq_len")
+_WAN_KEYS = (
+    "patch_size",
+    "num_attention_heads",
+    "attention_head_dim",
+    "text_dim",
+    "freq_dim",
+    "ffn_dim",
+    "num_layers",
+    "cross_attn_norm",
+    "qk_norm",
+    "eps",
+    "rope_max_seq_len",
+)
 FRAMES_PER_LATENT = 4
-TINY_BACKBONE = {"model_type": "dinov2", "hidden_size": 16, "num_hidden_layers": 1,
-                 "num_attention_heads": 2, "intermediate_size": 32, "image_size": 28,
-                 "patch_size": 14}
+TINY_BACKBONE = {
+    "model_type": "dinov2",
+    "hidden_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+    "image_size": 28,
+    "patch_size": 14,
+}
 
 
 def tiny_wan_transformer(seed: int = 0) -> WanTransformer3DModel:
     """A tiny random Wan2.1 transformer (a stand-in for the real one in tests)."""
     torch.manual_seed(seed)
-    return WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8,
-                                 in_channels=16, out_channels=16, text_dim=16, freq_dim=16,
-                                 ffn_dim=32, num_layers=2, rope_max_seq_len=64)
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=16,
+        out_channels=16,
+        text_dim=16,
+        freq_dim=16,
+        ffn_dim=32,
+        num_layers=2,
+        rope_max_seq_len=64,
+    )
 
 
 def tiny_wan_vae(seed: int = 0) -> AutoencoderKLWan:
     torch.manual_seed(seed)
-    return AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                            temperal_downsample=[False, True, True])
+    return AutoencoderKLWan(
+        base_dim=4,
+        z_dim=16,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+    )
 
 
-def tiny_pipeline(seed: int = 0, *, code_type: str = "image", use_normals: bool = True,
-                  modulation: str = "per_token") -> FactorPortraitPipeline:
+def tiny_pipeline(
+    seed: int = 0,
+    *,
+    code_type: str = "image",
+    use_normals: bool = True,
+    modulation: str = "per_token",
+) -> FactorPortraitPipeline:
     """A complete pipeline with tiny random components (tens of thousands of parameters in
     all): every code path runs on a CPU in seconds; the output is noise."""
     code_dim = 8
     torch.manual_seed(seed)
     encoder = FactorPortraitExpressionEncoder(
-        code_type=code_type, backbone_config=TINY_BACKBONE if code_type == "image" else None,
-        code_dim=code_dim, image_size=28)
+        code_type=code_type,
+        backbone_config=TINY_BACKBONE if code_type == "image" else None,
+        code_dim=code_dim,
+        image_size=28,
+    )
     wan = tiny_wan_transformer(seed)
-    transformer = _from_wan_config(wan.config, prompt_length=8,
-                                   expression_code_dim=FRAMES_PER_LATENT * code_dim,
-                                   expression_hidden_dim=16, use_normals=use_normals,
-                                   modulation=modulation, training_status="untrained")
+    transformer = _from_wan_config(
+        wan.config,
+        prompt_length=8,
+        expression_code_dim=FRAMES_PER_LATENT * code_dim,
+        expression_hidden_dim=16,
+        use_normals=use_normals,
+        modulation=modulation,
+        training_status="untrained",
+    )
     _copy_wan_weights(wan, transformer)
     torch.manual_seed(seed + 1)
     with torch.no_grad():
@@ -59,9 +103,12 @@ def tiny_pipeline(seed: int = 0, *, code_type: str = "image", use_normals: bool 
         # Not zero as a fresh init would be: a random tiny model should exercise every path.
         torch.nn.init.normal_(transformer.expression_controller.proj_out.weight, std=0.5)
         transformer.patch_embedding.weight.normal_(std=0.1)
-    return FactorPortraitPipeline(vae=tiny_wan_vae(seed), transformer=transformer,
-                                  scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-                                  expression_encoder=encoder)
+    return FactorPortraitPipeline(
+        vae=tiny_wan_vae(seed),
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        expression_encoder=encoder,
+    )
 
 
 def make_tiny_checkpoint(out: str | Path, seed: int = 0) -> Path:
@@ -70,43 +117,60 @@ def make_tiny_checkpoint(out: str | Path, seed: int = 0) -> Path:
     return out
 
 
-def init_from_wan(wan: str | Path, out: str | Path, *, expression_backbone: str | None = None,
-                  code_dim: int = 256, revision: str | None = None) -> Path:
+def init_from_wan(
+    wan: str | Path,
+    out: str | Path,
+    *,
+    expression_backbone: str | None = None,
+    code_dim: int = 256,
+    revision: str | None = None,
+) -> Path:
     """A starting checkpoint from a diffusers-format Wan2.1 text-to-video checkpoint: Wan's
     transformer and VAE as they are, the new input channels and the expression controller at
     zero (so the model starts as plain Wan), and the expression encoder's backbone from a
     transformers checkpoint (DINOv2-class) when given, random otherwise (then say so)."""
     try:
         wan_transformer = WanTransformer3DModel.from_pretrained(
-            wan, subfolder="transformer", use_safetensors=True, revision=revision)
-        vae = AutoencoderKLWan.from_pretrained(wan, subfolder="vae", use_safetensors=True,
-                                               revision=revision)
+            wan, subfolder="transformer", use_safetensors=True, revision=revision
+        )
+        vae = AutoencoderKLWan.from_pretrained(
+            wan, subfolder="vae", use_safetensors=True, revision=revision
+        )
     except (OSError, ValueError) as exc:
-        raise InputError(f"--wan {wan}: not a loadable diffusers Wan2.1 checkpoint "
-                         f"({str(exc).splitlines()[0][:160]})") from None
+        raise InputError(
+            f"--wan {wan}: not a loadable diffusers Wan2.1 checkpoint "
+            f"({str(exc).splitlines()[0][:160]})"
+        ) from None
     if wan_transformer.config.in_channels != 16 or wan_transformer.config.image_dim is not None:
-        raise InputError(f"--wan {wan}: expected a text-to-video Wan2.1 (16 input channels, "
-                         "no image embedder)")
+        raise InputError(
+            f"--wan {wan}: expected a text-to-video Wan2.1 (16 input channels, no image embedder)"
+        )
     transformer = _from_wan_config(
-        wan_transformer.config, prompt_length=512,
+        wan_transformer.config,
+        prompt_length=512,
         expression_code_dim=FRAMES_PER_LATENT * code_dim,
         expression_hidden_dim=wan_transformer.config.num_attention_heads
         * wan_transformer.config.attention_head_dim,
-        training_status="wan-initialised")
+        training_status="wan-initialised",
+    )
     _copy_wan_weights(wan_transformer, transformer)
     if expression_backbone is not None:
         from transformers import AutoModel
 
         backbone = AutoModel.from_pretrained(expression_backbone, use_safetensors=True)
         config = backbone.config.to_dict()
-        encoder = FactorPortraitExpressionEncoder(code_type="image", backbone_config=config,
-                                                  code_dim=code_dim)
+        encoder = FactorPortraitExpressionEncoder(
+            code_type="image", backbone_config=config, code_dim=code_dim
+        )
         encoder.backbone.load_state_dict(backbone.state_dict())
     else:
         encoder = FactorPortraitExpressionEncoder(code_type="image", code_dim=code_dim)
-    pipeline = FactorPortraitPipeline(vae=vae, transformer=transformer,
-                                      scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-                                      expression_encoder=encoder)
+    pipeline = FactorPortraitPipeline(
+        vae=vae,
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        expression_encoder=encoder,
+    )
     pipeline.save_pretrained(out, safe_serialization=True)
     return Path(out)
 
@@ -126,10 +190,13 @@ def _copy_wan_weights(wan: WanTransformer3DModel, model: FactorPortraitTransform
     state["patch_embedding.weight"] = widened
     missing, unexpected = model.load_state_dict(state, strict=False)
     expected_missing = {"prompt_embeds"} | {
-        k for k in model.state_dict() if k.startswith("expression_controller.")}
+        k for k in model.state_dict() if k.startswith("expression_controller.")
+    }
     if unexpected or set(missing) - expected_missing:
-        raise InputError(f"Wan weights do not fit: missing {sorted(set(missing) - expected_missing)}"
-                         f", unexpected {sorted(unexpected)}")
+        raise InputError(
+            f"Wan weights do not fit: missing {sorted(set(missing) - expected_missing)}"
+            f", unexpected {sorted(unexpected)}"
+        )
     controller_out = model.expression_controller.proj_out
     controller_out.weight.zero_()
     controller_out.bias.zero_()

@@ -309,10 +309,11 @@ def _run_cameras(args: argparse.Namespace) -> int:
 
 def _run_generate(args: argparse.Namespace) -> int:
     from .conditioning import build_conditioning
-    from .generation import generate_frames, load_pipeline
+    from .generation import check_generation_settings, generate_frames, load_pipeline
     from .io import write_video
 
     settings, trajectory = _settings_from_args(args)
+    check_generation_settings(args.steps, args.guidance)
     if args.out.suffix.lower() != ".mp4":
         raise InputError(f"--out: {args.out} must end in .mp4")
     if not args.out.resolve().parent.is_dir():

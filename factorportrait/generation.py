@@ -22,43 +22,66 @@ def resolve_device(device: str = "auto") -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError:
-        raise InputError(f"device: {device!r} is not a torch device (try cpu, cuda, cuda:0)") from None
+        raise InputError(
+            f"device: {device!r} is not a torch device (try cpu, cuda, cuda:0)"
+        ) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise InputError("device: CUDA was asked for but none is available")
     return resolved
 
 
-def load_pipeline(checkpoint: str | Path, *, device: str = "auto",
-                  revision: str | None = None) -> FactorPortraitPipeline:
+def load_pipeline(
+    checkpoint: str | Path, *, device: str = "auto", revision: str | None = None
+) -> FactorPortraitPipeline:
     """A local folder or a Hub id, safetensors only; bf16 on CUDA, float32 on the CPU."""
     target = resolve_device(device)
     local = Path(checkpoint)
     if local.exists() and not (local / "model_index.json").is_file():
-        raise InputError(f"checkpoint {checkpoint}: no model_index.json (not a pipeline folder; "
-                         "make one with make-tiny-checkpoint or init-from-wan)")
+        raise InputError(
+            f"checkpoint {checkpoint}: no model_index.json (not a pipeline folder; "
+            "make one with make-tiny-checkpoint or init-from-wan)"
+        )
     dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
     # The VAE is small and its decoder sensitive: it stays in float32 everywhere.
     dtypes = {"transformer": dtype, "expression_encoder": dtype, "default": torch.float32}
     try:
         pipeline = FactorPortraitPipeline.from_pretrained(
-            str(checkpoint), use_safetensors=True, revision=revision, dtype=dtypes)
+            str(checkpoint), use_safetensors=True, revision=revision, dtype=dtypes
+        )
     except (OSError, ValueError, KeyError, AttributeError) as exc:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise InputError(f"checkpoint {checkpoint}: cannot load it ({reason})") from None
     return pipeline.to(target)
 
 
-def generate_frames(pipeline: FactorPortraitPipeline, conditioning, *, steps: int = 30,
-                    guidance: float = 3.0, seed: int = 0, callback=None) -> np.ndarray:
-    """Run diffusion; (F, H, W, 3) uint8, labelled as such when the model is untrained."""
+def check_generation_settings(steps: int, guidance: float) -> None:
     if steps < 1 or steps > 200:
         raise InputError(f"steps: {steps} is outside [1, 200]")
     if not 1.0 <= guidance <= 20.0:
         raise InputError(f"guidance: {guidance} is outside [1, 20]")
+
+
+def generate_frames(
+    pipeline: FactorPortraitPipeline,
+    conditioning,
+    *,
+    steps: int = 30,
+    guidance: float = 3.0,
+    seed: int = 0,
+    callback=None,
+) -> np.ndarray:
+    """Run diffusion; (F, H, W, 3) uint8, labelled as such when the model is untrained."""
+    check_generation_settings(steps, guidance)
     # A CPU generator gives the same noise on every device: same seed, same frames.
     generator = torch.Generator("cpu").manual_seed(seed)
-    output = pipeline(conditioning, num_inference_steps=steps, guidance_scale=guidance,
-                      generator=generator, output_type="np", callback_on_step_end=callback)
+    output = pipeline(
+        conditioning,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=generator,
+        output_type="np",
+        callback_on_step_end=callback,
+    )
     frames = (np.clip(output.frames[0], 0, 1) * 255 + 0.5).astype(np.uint8)
     return label_untrained(frames) if output.untrained else frames
 
@@ -72,6 +95,14 @@ def label_untrained(frames: np.ndarray, notice: str = UNTRAINED_NOTICE) -> np.nd
     text = notice if width >= 400 else "UNTRAINED MODEL"
     for frame in frames:
         frame[:band] = (frame[:band] * 0.25).astype(np.uint8)
-        cv2.putText(frame, text, (4, int(band * 0.72)), cv2.FONT_HERSHEY_SIMPLEX,
-                    scale * (0.9 if width >= 400 else 0.8), (255, 80, 80), 1, cv2.LINE_AA)
+        cv2.putText(
+            frame,
+            text,
+            (4, int(band * 0.72)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale * (0.9 if width >= 400 else 0.8),
+            (255, 80, 80),
+            1,
+            cv2.LINE_AA,
+        )
     return frames

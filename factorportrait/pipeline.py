@@ -44,12 +44,20 @@ class FactorPortraitPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "expression_encoder->transformer->vae"
     _callback_tensor_inputs = ["latents"]
 
-    def __init__(self, vae: AutoencoderKLWan, transformer: FactorPortraitTransformer3DModel,
-                 scheduler: FlowMatchEulerDiscreteScheduler,
-                 expression_encoder: FactorPortraitExpressionEncoder):
+    def __init__(
+        self,
+        vae: AutoencoderKLWan,
+        transformer: FactorPortraitTransformer3DModel,
+        scheduler: FlowMatchEulerDiscreteScheduler,
+        expression_encoder: FactorPortraitExpressionEncoder,
+    ):
         super().__init__()
-        self.register_modules(vae=vae, transformer=transformer, scheduler=scheduler,
-                              expression_encoder=expression_encoder)
+        self.register_modules(
+            vae=vae,
+            transformer=transformer,
+            scheduler=scheduler,
+            expression_encoder=expression_encoder,
+        )
         self.vae_scale_factor_spatial = 2 ** len(vae.config.temperal_downsample)
         self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
 
@@ -59,47 +67,71 @@ class FactorPortraitPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------------------- inputs
     @staticmethod
-    def tensors_from_conditioning(conditioning, code_type: str = "image") -> dict[str, torch.Tensor]:
+    def tensors_from_conditioning(
+        conditioning, code_type: str = "image"
+    ) -> dict[str, torch.Tensor]:
         """A Conditioning's arrays as a batch of one, in the layouts __call__ takes."""
-        reference = torch.from_numpy(conditioning.reference).permute(2, 0, 1)[None].float() / 127.5 - 1
+        reference = (
+            torch.from_numpy(conditioning.reference).permute(2, 0, 1)[None].float() / 127.5 - 1
+        )
         normals = torch.from_numpy(conditioning.normals).permute(3, 0, 1, 2)[None]
         rays = torch.from_numpy(conditioning.rays)[None]
         if code_type == "image":
-            expression = torch.from_numpy(conditioning.crops).permute(0, 3, 1, 2)[None].float() / 255
+            expression = (
+                torch.from_numpy(conditioning.crops).permute(0, 3, 1, 2)[None].float() / 255
+            )
         elif code_type == "blendshapes":
             expression = torch.from_numpy(conditioning.blendshapes).float()[None]
         else:
             expression = torch.from_numpy(conditioning.crop_landmarks).float().flatten(1)[None]
         return {"reference": reference, "normals": normals, "rays": rays, "expression": expression}
 
-    def check_inputs(self, reference, normals, rays, expression, guidance_scale,
-                     callback_on_step_end_tensor_inputs=None) -> None:
+    def check_inputs(
+        self,
+        reference,
+        normals,
+        rays,
+        expression,
+        guidance_scale,
+        callback_on_step_end_tensor_inputs=None,
+    ) -> None:
         if rays is None or rays.ndim != 5 or rays.shape[2] != 6:
-            raise ValueError(f"rays must be (B, F, 6, H, W), got "
-                             f"{None if rays is None else tuple(rays.shape)}")
+            raise ValueError(
+                f"rays must be (B, F, 6, H, W), got {None if rays is None else tuple(rays.shape)}"
+            )
         batch, frames, _, height, width = rays.shape
         if (frames - 1) % 4:
             raise ValueError(f"the number of frames must be 4k+1 (e.g. 49), got {frames}")
         if height % 16 or width % 16:
             raise ValueError(f"height and width must be multiples of 16, got {height}x{width}")
         if reference is None or tuple(reference.shape) != (batch, 3, height, width):
-            raise ValueError(f"reference must be (B={batch}, 3, {height}, {width}), got "
-                             f"{None if reference is None else tuple(reference.shape)}")
+            raise ValueError(
+                f"reference must be (B={batch}, 3, {height}, {width}), got "
+                f"{None if reference is None else tuple(reference.shape)}"
+            )
         if self.transformer.config.use_normals:
             if normals is None:
                 raise ValueError("normals are required: this checkpoint uses normal maps")
             if tuple(normals.shape) != (batch, 3, frames, height, width):
-                raise ValueError(f"normals must be (B={batch}, 3, F={frames}, {height}, {width}), "
-                                 f"got {tuple(normals.shape)}")
+                raise ValueError(
+                    f"normals must be (B={batch}, 3, F={frames}, {height}, {width}), "
+                    f"got {tuple(normals.shape)}"
+                )
         if expression is None or tuple(expression.shape[:2]) != (batch, frames):
-            raise ValueError(f"expression must have (B={batch}, F={frames}) leading dims, got "
-                             f"{None if expression is None else tuple(expression.shape)}")
+            raise ValueError(
+                f"expression must have (B={batch}, F={frames}) leading dims, got "
+                f"{None if expression is None else tuple(expression.shape)}"
+            )
         if guidance_scale < 1.0:
-            raise ValueError(f"guidance_scale must be >= 1 (1 turns guidance off), got {guidance_scale}")
+            raise ValueError(
+                f"guidance_scale must be >= 1 (1 turns guidance off), got {guidance_scale}"
+            )
         unknown = set(callback_on_step_end_tensor_inputs or []) - set(self._callback_tensor_inputs)
         if unknown:
-            raise ValueError(f"callback_on_step_end_tensor_inputs: {sorted(unknown)} are not in "
-                             f"{self._callback_tensor_inputs}")
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs: {sorted(unknown)} are not in "
+                f"{self._callback_tensor_inputs}"
+            )
 
     # ------------------------------------------------------------------------------ encoding
     def _latent_stats(self, device, dtype):
@@ -144,14 +176,17 @@ class FactorPortraitPipeline(DiffusionPipeline):
         the tensors: reference (B,3,H,W) in [-1,1], normals (B,3,F,H,W) in [-1,1], rays
         (B,F,6,H,W), expression (B,F,...) as the expression encoder takes it."""
         if conditioning is not None:
-            tensors = self.tensors_from_conditioning(conditioning,
-                                                     self.expression_encoder.config.code_type)
-            reference, normals, rays, expression = (tensors[k] for k in
-                                                    ("reference", "normals", "rays", "expression"))
+            tensors = self.tensors_from_conditioning(
+                conditioning, self.expression_encoder.config.code_type
+            )
+            reference, normals, rays, expression = (
+                tensors[k] for k in ("reference", "normals", "rays", "expression")
+            )
         if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-        self.check_inputs(reference, normals, rays, expression, guidance_scale,
-                          callback_on_step_end_tensor_inputs)
+        self.check_inputs(
+            reference, normals, rays, expression, guidance_scale, callback_on_step_end_tensor_inputs
+        )
         unknown = set(guidance_conditions) - {"expression", "reference", "normals"}
         if unknown:
             raise ValueError(f"guidance_conditions: unknown {sorted(unknown)}")
@@ -159,12 +194,16 @@ class FactorPortraitPipeline(DiffusionPipeline):
         dtype = self.transformer.dtype
         batch, frames, _, height, width = rays.shape
         t_lat = latent_frames(frames)
-        h_lat, w_lat = height // self.vae_scale_factor_spatial, width // self.vae_scale_factor_spatial
+        h_lat, w_lat = (
+            height // self.vae_scale_factor_spatial,
+            width // self.vae_scale_factor_spatial,
+        )
 
         # Conditions -> the latent grid.
         reference_latents = self.encode_video(reference[:, :, None]).to(dtype)  # (B,16,1,h,w)
-        normal_latents = (self.encode_video(normals).to(dtype)
-                          if self.transformer.config.use_normals else None)
+        normal_latents = (
+            self.encode_video(normals).to(dtype) if self.transformer.config.use_normals else None
+        )
         ray_latents = pack_plucker(rays.to(device=device, dtype=torch.float32)).to(dtype)
         codes = self.expression_encoder(expression.to(device))
         expression_codes = aggregate_codes(codes).to(dtype)
@@ -180,19 +219,28 @@ class FactorPortraitPipeline(DiffusionPipeline):
         latents = latents.to(device=device, dtype=torch.float32)
 
         do_guidance = guidance_scale > 1.0 and len(guidance_conditions) > 0
-        conditions = {"reference_latents": reference_latents, "ray_latents": ray_latents,
-                      "normal_latents": normal_latents, "expression_codes": expression_codes,
-                      "encoder_hidden_states": prompt_embeds}
+        conditions = {
+            "reference_latents": reference_latents,
+            "ray_latents": ray_latents,
+            "normal_latents": normal_latents,
+            "expression_codes": expression_codes,
+            "encoder_hidden_states": prompt_embeds,
+        }
         if do_guidance:  # batch the unconditional pass with the conditional one
-            dropped = {"expression": "expression_codes", "reference": "reference_latents",
-                       "normals": "normal_latents"}
+            dropped = {
+                "expression": "expression_codes",
+                "reference": "reference_latents",
+                "normals": "normal_latents",
+            }
             unconditional = dict(conditions)
             for name in guidance_conditions:
                 key = dropped[name]
                 if unconditional[key] is not None:
                     unconditional[key] = torch.zeros_like(unconditional[key])
-            conditions = {key: None if value is None else torch.cat([value, unconditional[key]])
-                          for key, value in conditions.items()}
+            conditions = {
+                key: None if value is None else torch.cat([value, unconditional[key]])
+                for key, value in conditions.items()
+            }
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
@@ -202,20 +250,30 @@ class FactorPortraitPipeline(DiffusionPipeline):
             for i, t in enumerate(timesteps):
                 if self._interrupt:
                     break
+                self._current_timestep = t
                 model_input = torch.cat([latents, latents]) if do_guidance else latents
-                prediction = self.transformer(
-                    model_input.to(dtype), t.expand(model_input.shape[0]), return_dict=False,
-                    **conditions)[0].float()
+                # One cache context: diffusers' cache hooks (first-block, PAB, ...) key on it.
+                with self.transformer.cache_context("conditional_and_unconditional"):
+                    prediction = self.transformer(
+                        model_input.to(dtype),
+                        t.expand(model_input.shape[0]),
+                        return_dict=False,
+                        **conditions,
+                    )[0].float()
                 if do_guidance:
                     conditional, unconditional = prediction.chunk(2)
                     prediction = unconditional + guidance_scale * (conditional - unconditional)
                 latents = self.scheduler.step(prediction, t, latents, return_dict=False)[0]
                 if callback_on_step_end is not None:
-                    values = {name: locals()[name] for name in callback_on_step_end_tensor_inputs}
+                    step_locals = locals()  # (a comprehension would see its own scope)
+                    values = {
+                        name: step_locals[name] for name in callback_on_step_end_tensor_inputs
+                    }
                     outputs = callback_on_step_end(self, i, t, values)
                     latents = outputs.pop("latents", latents)
                 progress_bar.update()
 
+        self._current_timestep = None
         if output_type == "latent":
             video = latents
         else:
@@ -225,6 +283,10 @@ class FactorPortraitPipeline(DiffusionPipeline):
         if not return_dict:
             return (video, self.untrained)
         return FactorPortraitPipelineOutput(frames=video, untrained=self.untrained)
+
+    @property
+    def current_timestep(self):
+        return getattr(self, "_current_timestep", None)
 
     @property
     def interrupt(self) -> bool:

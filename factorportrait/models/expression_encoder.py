@@ -47,9 +47,15 @@ class FactorPortraitExpressionEncoder(ModelMixin, ConfigMixin):
             self.backbone = None
             in_features = FEATURE_SIZES[code_type]
         else:
-            raise ValueError(f"code_type must be image, blendshapes or landmarks, got {code_type!r}")
-        self.head = nn.Sequential(nn.LayerNorm(in_features), nn.Linear(in_features, code_dim),
-                                  nn.SiLU(), nn.Linear(code_dim, code_dim))
+            raise ValueError(
+                f"code_type must be image, blendshapes or landmarks, got {code_type!r}"
+            )
+        self.head = nn.Sequential(
+            nn.LayerNorm(in_features),
+            nn.Linear(in_features, code_dim),
+            nn.SiLU(),
+            nn.Linear(code_dim, code_dim),
+        )
         self.register_buffer("mean", torch.tensor(image_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(image_std).view(1, 3, 1, 1), persistent=False)
 
@@ -69,8 +75,13 @@ class FactorPortraitExpressionEncoder(ModelMixin, ConfigMixin):
         size = self.config.image_size
         outputs = []
         for chunk in flat.split(self.config.frames_per_batch):
-            pixels = F.interpolate(chunk.float(), size=(size, size), mode="bilinear",
-                                   antialias=True, align_corners=False)
+            pixels = F.interpolate(
+                chunk.float(),
+                size=(size, size),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )
             pixels = ((pixels - self.mean) / self.std).to(self.backbone.dtype)
             with torch.no_grad():
                 hidden = self.backbone(pixel_values=pixels).last_hidden_state

@@ -24,10 +24,15 @@ def group_frames(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     frames = x.shape[dim]
     latent_frames(frames)  # validates 4k+1
     first = x.narrow(dim, 0, 1)
-    padded = torch.cat([first.expand(*[TEMPORAL_FACTOR if d == dim else -1 for d in range(x.ndim)]),
-                        x.narrow(dim, 1, frames - 1)], dim=dim)
+    padded = torch.cat(
+        [
+            first.expand(*[TEMPORAL_FACTOR if d == dim else -1 for d in range(x.ndim)]),
+            x.narrow(dim, 1, frames - 1),
+        ],
+        dim=dim,
+    )
     shape = list(padded.shape)
-    shape[dim:dim + 1] = [shape[dim] // TEMPORAL_FACTOR, TEMPORAL_FACTOR]
+    shape[dim : dim + 1] = [shape[dim] // TEMPORAL_FACTOR, TEMPORAL_FACTOR]
     return padded.reshape(shape)
 
 

@@ -76,18 +76,27 @@ class PerFrameModulatedWanBlock(WanTransformerBlock):
         )  # each (B, T, 1, D)
 
         norm = framed(self.norm1(hidden_states.float())) * (1 + scale_msa) + shift_msa
-        attn_output = self.attn1(norm.view(batch, tokens, dim).type_as(hidden_states), None, None,
-                                 rotary_emb)
-        hidden_states = (framed(hidden_states.float()) + framed(attn_output) * gate_msa).view(
-            batch, tokens, dim).type_as(hidden_states)
+        attn_output = self.attn1(
+            norm.view(batch, tokens, dim).type_as(hidden_states), None, None, rotary_emb
+        )
+        hidden_states = (
+            (framed(hidden_states.float()) + framed(attn_output) * gate_msa)
+            .view(batch, tokens, dim)
+            .type_as(hidden_states)
+        )
 
         norm_hidden_states = self.norm2(hidden_states.float()).type_as(hidden_states)
-        hidden_states = hidden_states + self.attn2(norm_hidden_states, encoder_hidden_states, None, None)
+        hidden_states = hidden_states + self.attn2(
+            norm_hidden_states, encoder_hidden_states, None, None
+        )
 
         norm = framed(self.norm3(hidden_states.float())) * (1 + c_scale_msa) + c_shift_msa
         ff_output = self.ffn(norm.view(batch, tokens, dim).type_as(hidden_states))
-        hidden_states = (framed(hidden_states.float()) + framed(ff_output.float()) * c_gate_msa).view(
-            batch, tokens, dim).type_as(hidden_states)
+        hidden_states = (
+            (framed(hidden_states.float()) + framed(ff_output.float()) * c_gate_msa)
+            .view(batch, tokens, dim)
+            .type_as(hidden_states)
+        )
         return hidden_states
 
 
@@ -102,10 +111,21 @@ class FactorPortraitTransformer3DModel(
     ModelMixin, ConfigMixin, PeftAdapterMixin, CacheMixin, AttentionMixin
 ):
     _supports_gradient_checkpointing = True
-    _skip_layerwise_casting_patterns = ["patch_embedding", "condition_embedder", "norm",
-                                        "expression_controller"]
+    _skip_layerwise_casting_patterns = [
+        "patch_embedding",
+        "condition_embedder",
+        "norm",
+        "expression_controller",
+    ]
     _no_split_modules = ["WanTransformerBlock", "PerFrameModulatedWanBlock"]
-    _keep_in_fp32_modules = ["rope", "time_embedder", "scale_shift_table", "norm1", "norm2", "norm3"]
+    _keep_in_fp32_modules = [
+        "rope",
+        "time_embedder",
+        "scale_shift_table",
+        "norm1",
+        "norm2",
+        "norm3",
+    ]
     _repeated_blocks = ["WanTransformerBlock", "PerFrameModulatedWanBlock"]
 
     @register_to_config
@@ -135,18 +155,29 @@ class FactorPortraitTransformer3DModel(
             raise ValueError(f"modulation must be 'per_token' or 'per_frame', got {modulation!r}")
         inner_dim = num_attention_heads * attention_head_dim
         self.rope = WanRotaryPosEmbed(attention_head_dim, patch_size, rope_max_seq_len)
-        self.patch_embedding = nn.Conv3d(self.in_channels_for(use_normals), inner_dim,
-                                         kernel_size=patch_size, stride=patch_size)
+        self.patch_embedding = nn.Conv3d(
+            self.in_channels_for(use_normals), inner_dim, kernel_size=patch_size, stride=patch_size
+        )
         self.condition_embedder = WanTimeTextImageEmbedding(
-            dim=inner_dim, time_freq_dim=freq_dim, time_proj_dim=inner_dim * 6,
-            text_embed_dim=text_dim)
-        block_class = PerFrameModulatedWanBlock if modulation == "per_frame" else WanTransformerBlock
-        self.blocks = nn.ModuleList([
-            block_class(inner_dim, ffn_dim, num_attention_heads, qk_norm, cross_attn_norm, eps, None)
-            for _ in range(num_layers)
-        ])
-        self.expression_controller = ExpressionController(expression_code_dim, inner_dim,
-                                                          expression_hidden_dim)
+            dim=inner_dim,
+            time_freq_dim=freq_dim,
+            time_proj_dim=inner_dim * 6,
+            text_embed_dim=text_dim,
+        )
+        block_class = (
+            PerFrameModulatedWanBlock if modulation == "per_frame" else WanTransformerBlock
+        )
+        self.blocks = nn.ModuleList(
+            [
+                block_class(
+                    inner_dim, ffn_dim, num_attention_heads, qk_norm, cross_attn_norm, eps, None
+                )
+                for _ in range(num_layers)
+            ]
+        )
+        self.expression_controller = ExpressionController(
+            expression_code_dim, inner_dim, expression_hidden_dim
+        )
         self.norm_out = FP32LayerNorm(inner_dim, eps, elementwise_affine=False)
         self.proj_out = nn.Linear(inner_dim, LATENT_CHANNELS * math.prod(patch_size))
         self.scale_shift_table = nn.Parameter(torch.randn(1, 2, inner_dim) / inner_dim**0.5)
@@ -206,8 +237,10 @@ class FactorPortraitTransformer3DModel(
         temb = embedder.time_embedder(sinusoid).type_as(encoder_hidden_states)  # (B, D)
         if expression_codes is not None:
             if expression_codes.shape[:2] != (batch, post_t):
-                raise ValueError(f"expression_codes: expected (B={batch}, T={post_t}, E), "
-                                 f"got {tuple(expression_codes.shape)}")
+                raise ValueError(
+                    f"expression_codes: expected (B={batch}, T={post_t}, E), "
+                    f"got {tuple(expression_codes.shape)}"
+                )
             # The per-frame part of the modulation: added before Wan's time_proj.
             temb = temb[:, None] + self.expression_controller(expression_codes.to(temb.dtype))
         timestep_proj = embedder.time_proj(embedder.act_fn(temb)).unflatten(-1, (6, -1))
@@ -223,7 +256,8 @@ class FactorPortraitTransformer3DModel(
         for block in self.blocks:
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 tokens = self._gradient_checkpointing_func(
-                    block, tokens, encoder_hidden_states, timestep_proj, rotary_emb)
+                    block, tokens, encoder_hidden_states, timestep_proj, rotary_emb
+                )
             else:
                 tokens = block(tokens, encoder_hidden_states, timestep_proj, rotary_emb)
 

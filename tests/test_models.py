@@ -1,0 +1,207 @@
+"""The FactorPortrait networks, built tiny in code: shapes, packing, zero-init equivalence with
+Wan, per-frame expression control, the per-frame modulation variant, gradient checkpointing."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import WanTransformer3DModel
+
+from factorportrait.checkpoints import (
+    TINY_BACKBONE,
+    init_from_wan,
+    tiny_wan_transformer,
+    tiny_wan_vae,
+)
+from factorportrait.models import (
+    FactorPortraitExpressionEncoder,
+    FactorPortraitTransformer3DModel,
+    aggregate_codes,
+    latent_frames,
+    pack_plucker,
+)
+from factorportrait.pipeline import FactorPortraitPipeline
+
+TINY = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=2,
+    attention_head_dim=8,
+    text_dim=16,
+    freq_dim=16,
+    ffn_dim=32,
+    num_layers=2,
+    rope_max_seq_len=64,
+    prompt_length=8,
+    expression_code_dim=32,
+    expression_hidden_dim=16,
+)
+
+
+def _inputs(batch=1, t=3, h=4, w=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return dict(
+        hidden_states=torch.randn(batch, 16, t, h, w, generator=g),
+        timestep=torch.full((batch,), 700.0),
+        reference_latents=torch.randn(batch, 16, 1, h, w, generator=g),
+        ray_latents=torch.randn(batch, 24, t, h, w, generator=g),
+        normal_latents=torch.randn(batch, 16, t, h, w, generator=g),
+        expression_codes=torch.randn(batch, t, 32, generator=g),
+        encoder_hidden_states=torch.randn(batch, 8, 16, generator=g),
+    )
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 12])
+def test_frames_to_latent_frames(k):
+    frames = 4 * k + 1
+    assert latent_frames(frames) == k + 1
+    codes = torch.arange(frames, dtype=torch.float32).view(1, frames, 1)
+    aggregated = aggregate_codes(codes)
+    assert aggregated.shape == (1, k + 1, 4)
+    assert aggregated[0, 0].tolist() == [0, 0, 0, 0]  # the first frame alone
+    for i in range(1, k + 1):
+        assert aggregated[0, i].tolist() == [4 * i - 3, 4 * i - 2, 4 * i - 1, 4 * i]
+
+
+def test_latent_frames_refuses_other_counts():
+    with pytest.raises(ValueError, match="frames must be 4k\\+1, got 8"):
+        latent_frames(8)
+
+
+def test_plucker_packing_to_the_latent_grid():
+    rays = torch.randn(2, 9, 6, 32, 48)
+    packed = pack_plucker(rays)
+    assert packed.shape == (2, 24, 3, 4, 6)
+    # Latent frame 1, channels 6-11 = frame 2's six channels, averaged over an 8x8 cell.
+    cell = rays[1, 2, :, 8:16, 16:24].mean(dim=(-1, -2))
+    torch.testing.assert_close(packed[1, 6:12, 1, 1, 2], cell)
+    # Latent frame 0 is frame 0 four times over.
+    first = rays[0, 0, :, :8, :8].mean(dim=(-1, -2))
+    torch.testing.assert_close(packed[0, :, 0, 0, 0], first.repeat(4))
+
+
+def test_shapes_through_the_transformer_and_no_normals_ablation():
+    model = FactorPortraitTransformer3DModel(**TINY)
+    assert model.patch_embedding.in_channels == 72
+    out = model(**_inputs(batch=2)).sample
+    assert out.shape == (2, 16, 3, 4, 4)
+    c2 = FactorPortraitTransformer3DModel(**TINY, use_normals=False)
+    assert c2.patch_embedding.in_channels == 56
+    inputs = _inputs()
+    inputs.pop("normal_latents")
+    assert c2(**inputs).sample.shape == (1, 16, 3, 4, 4)
+    with pytest.raises(ValueError, match="normal_latents are required"):
+        model(**inputs)
+
+
+def test_per_frame_modulation_equals_per_token():
+    torch.manual_seed(0)
+    per_token = FactorPortraitTransformer3DModel(**TINY)
+    torch.nn.init.normal_(per_token.expression_controller.proj_out.weight)  # make it matter
+    per_frame = FactorPortraitTransformer3DModel(**TINY, modulation="per_frame")
+    per_frame.load_state_dict(per_token.state_dict())  # same weight names
+    inputs = _inputs()
+    torch.testing.assert_close(
+        per_frame(**inputs).sample, per_token(**inputs).sample, rtol=0, atol=1e-6
+    )
+    inputs["expression_codes"] = None
+    torch.testing.assert_close(
+        per_frame(**inputs).sample, per_token(**inputs).sample, rtol=0, atol=1e-6
+    )
+
+
+@torch.no_grad()
+def test_expression_code_of_one_latent_frame_changes_that_frame_most():
+    torch.manual_seed(0)
+    model = FactorPortraitTransformer3DModel(**TINY)
+    torch.nn.init.normal_(model.expression_controller.proj_out.weight)
+    inputs = _inputs(t=4)
+    base = model(**inputs).sample
+    for frame in range(4):
+        changed = dict(inputs)
+        changed["expression_codes"] = inputs["expression_codes"].clone()
+        changed["expression_codes"][:, frame] = torch.randn(32)  # another expression
+        difference = (model(**changed).sample - base).abs().mean(dim=(0, 1, 3, 4))
+        assert int(difference.argmax()) == frame
+        assert difference[frame] > 2 * np.delete(difference.numpy(), frame).max()
+
+
+def test_fresh_controller_leaves_the_model_unchanged():
+    model = FactorPortraitTransformer3DModel(**TINY)
+    inputs = _inputs()
+    with_codes = model(**inputs).sample
+    inputs["expression_codes"] = None
+    torch.testing.assert_close(model(**inputs).sample, with_codes, rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def wan_and_init(tmp_path_factory):
+    """A tiny random Wan2.1 saved like the Hub's diffusers repos, and the checkpoint built from it."""
+    root = tmp_path_factory.mktemp("wan")
+    wan = tiny_wan_transformer(seed=3)
+    wan.save_pretrained(root / "wan" / "transformer")
+    tiny_wan_vae(seed=3).save_pretrained(root / "wan" / "vae")
+    init_from_wan(root / "wan", root / "init")
+    return wan, FactorPortraitPipeline.from_pretrained(root / "init", use_safetensors=True)
+
+
+@pytest.mark.parametrize("conditions", ["zeroed", "random"])
+def test_init_from_wan_equals_wan(wan_and_init, conditions):
+    wan, pipeline = wan_and_init
+    model = pipeline.transformer
+    assert model.config.training_status == "wan-initialised" and model.is_untrained
+    inputs = _inputs()
+    inputs["expression_codes"] = torch.randn(1, 3, model.config.expression_code_dim)
+    if conditions == "zeroed":
+        for key in ("reference_latents", "ray_latents", "normal_latents", "expression_codes"):
+            inputs[key] = torch.zeros_like(inputs[key])
+    ours = model(**inputs).sample
+    reference = wan(
+        inputs["hidden_states"], inputs["timestep"], inputs["encoder_hidden_states"]
+    ).sample
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
+
+
+def test_init_from_wan_refuses_what_is_not_wan(tmp_path):
+    from factorportrait.errors import InputError
+
+    with pytest.raises(InputError, match="not a loadable diffusers Wan2.1 checkpoint"):
+        init_from_wan(tmp_path / "nothing", tmp_path / "out")
+    i2v = WanTransformer3DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=36,
+        out_channels=16,
+        text_dim=16,
+        freq_dim=16,
+        ffn_dim=32,
+        num_layers=1,
+    )
+    i2v.save_pretrained(tmp_path / "i2v" / "transformer")
+    tiny_wan_vae().save_pretrained(tmp_path / "i2v" / "vae")
+    with pytest.raises(InputError, match="expected a text-to-video Wan2.1"):
+        init_from_wan(tmp_path / "i2v", tmp_path / "out")
+
+
+def test_expression_encoder_codes_and_frozen_backbone():
+    encoder = FactorPortraitExpressionEncoder(
+        code_type="image", backbone_config=TINY_BACKBONE, code_dim=8, image_size=28
+    )
+    codes = encoder(torch.rand(2, 5, 3, 64, 64))
+    assert codes.shape == (2, 5, 8)
+    assert not any(p.requires_grad for p in encoder.backbone.parameters())
+    assert all(p.requires_grad for p in encoder.head.parameters())
+    encoder.train()
+    assert not encoder.backbone.training
+    for code_type, size in (("blendshapes", 52), ("landmarks", 956)):
+        other = FactorPortraitExpressionEncoder(code_type=code_type, code_dim=8)
+        assert other(torch.rand(1, 5, size)).shape == (1, 5, 8)
+
+
+def test_gradient_checkpointing_backward():
+    model = FactorPortraitTransformer3DModel(**TINY)
+    model.enable_gradient_checkpointing()
+    model.train()
+    inputs = _inputs()
+    model(**inputs).sample.square().mean().backward()
+    assert model.patch_embedding.weight.grad is not None
+    assert model.expression_controller.proj_out.weight.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.blocks[0].parameters() if p.requires_grad)
