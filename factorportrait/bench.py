@@ -115,3 +115,120 @@ def print_report(
         median = statistics.median(times)
         rate = "" if "per frame" in name else f"{frames / median:10.1f}"
         print(f"{name:32s} {median:10.4f} {min(times):10.4f} {rate}")
+
+
+WAN_SIZES = {
+    # Wan2.1-T2V-1.3B's transformer, as in its diffusers config.
+    "1.3b": dict(
+        patch_size=(1, 2, 2),
+        num_attention_heads=12,
+        attention_head_dim=128,
+        text_dim=4096,
+        freq_dim=256,
+        ffn_dim=8960,
+        num_layers=30,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        eps=1e-6,
+        rope_max_seq_len=1024,
+    ),
+    "tiny": dict(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=8,
+        text_dim=16,
+        freq_dim=16,
+        ffn_dim=32,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        eps=1e-6,
+        rope_max_seq_len=1024,
+    ),
+}
+
+
+def model_benchmark(
+    size: str, frames: int, height: int, width: int, repeats: int, device: str = "auto"
+) -> list[tuple[str, list[float], float | None]]:
+    """Seconds per denoising step (one transformer forward) and peak GPU memory of the
+    FactorPortrait transformer, both modulation paths, against a plain Wan transformer of the
+    same size with random weights, in the same run."""
+    from diffusers import WanTransformer3DModel
+
+    from .generation import resolve_device
+    from .models import FactorPortraitTransformer3DModel
+
+    if size in WAN_SIZES:
+        wan_config = WAN_SIZES[size]
+    else:  # a checkpoint folder: its transformer's size
+        config = FactorPortraitTransformer3DModel.load_config(str(size), subfolder="transformer")
+        wan_config = {key: config[key] for key in WAN_SIZES["tiny"]}
+    target = resolve_device(device)
+    dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
+    t_lat, h_lat, w_lat = (frames - 1) // 4 + 1, height // 8, width // 8
+    generator = torch.Generator().manual_seed(0)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=generator).to(target, dtype)
+
+    latents = randn(1, 16, t_lat, h_lat, w_lat)
+    timestep = torch.tensor([500.0], device=target)
+    prompt = randn(1, 512, wan_config["text_dim"])
+    models = {
+        "plain Wan transformer": lambda: WanTransformer3DModel(**wan_config),
+        "FactorPortrait, per-token modulation": lambda: FactorPortraitTransformer3DModel(
+            **wan_config, expression_code_dim=1024, modulation="per_token"
+        ),
+        "FactorPortrait, per-frame modulation": lambda: FactorPortraitTransformer3DModel(
+            **wan_config, expression_code_dim=1024, modulation="per_frame"
+        ),
+    }
+    conditions = dict(
+        reference_latents=randn(1, 16, 1, h_lat, w_lat),
+        ray_latents=randn(1, 24, t_lat, h_lat, w_lat),
+        normal_latents=randn(1, 16, t_lat, h_lat, w_lat),
+        expression_codes=randn(1, t_lat, 1024),
+        encoder_hidden_states=prompt,
+    )
+    results = []
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()  # both models are cast the same way: no warning
+    for name, build in models.items():
+        model = build().to(target, dtype).eval()
+        if name.startswith("plain"):
+            step = lambda m=model: m(latents, timestep, prompt)  # noqa: E731
+        else:
+            step = lambda m=model: m(latents, timestep, **conditions)  # noqa: E731
+        with torch.no_grad():
+            step()  # warm-up
+            if target.type == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                step()
+                if target.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - start)
+        peak = torch.cuda.max_memory_allocated() / 2**30 if target.type == "cuda" else None
+        results.append((name, times, peak))
+        del model
+        if target.type == "cuda":
+            torch.cuda.empty_cache()
+    return results
+
+
+def print_model_report(results, size: str, frames: int, height: int, width: int) -> None:
+    print(
+        f"transformer step ({size}, random weights), {frames}x{height}x{width}, "
+        f"one forward per step (no guidance batch)"
+    )
+    print(f"{'model':40s} {'median s':>10s} {'best s':>10s} {'peak GiB':>10s} {'vs Wan':>8s}")
+    base = statistics.median(results[0][1])
+    for name, times, peak in results:
+        median = statistics.median(times)
+        memory = f"{peak:10.2f}" if peak is not None else f"{'n/a (CPU)':>10s}"
+        print(f"{name:40s} {median:10.4f} {min(times):10.4f} {memory} {median / base:8.3f}")

@@ -161,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--driving", type=Path)
     bench.add_argument("--landmarker", type=Path, help="face_landmarker.task")
+    bench.add_argument(
+        "--model",
+        help="also time a transformer step against plain Wan: tiny, 1.3b or a checkpoint folder",
+    )
+    bench.add_argument("--device", default="auto", help="for --model: auto, cpu, cuda")
     bench.set_defaults(handler=_run_bench)
     return parser
 
@@ -407,7 +412,13 @@ def _run_presets(args: argparse.Namespace) -> int:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from .bench import camera_benchmark, preview_benchmark, print_report
+    from .bench import (
+        camera_benchmark,
+        model_benchmark,
+        preview_benchmark,
+        print_model_report,
+        print_report,
+    )
 
     frames = check_frame_count(args.frames)
     height, width = parse_size(args.size)
@@ -427,4 +438,8 @@ def _run_bench(args: argparse.Namespace) -> int:
             width,
             title="preview (all-dynamic), warm tracker",
         )
+    if args.model is not None:
+        print()
+        results = model_benchmark(args.model, frames, height, width, args.repeats, args.device)
+        print_model_report(results, args.model, frames, height, width)
     return 0
