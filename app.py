@@ -1,48 +1,89 @@
-"""FactorPortrait web demo (Gradio Blocks). Also the Hugging Face Space's app_file.
+"""FactorPortrait web demo (Gradio Blocks); also the Hugging Face Space's app_file.
 
-Current state: the viewpoint factor only. Pick a camera preset and see its path around the
-head; the upload / preview / generate UI arrives with the web-app issue. Wiring only: the work
-is done in the factorportrait package.
+    python app.py                                  # previews only, no checkpoint
+    FACTORPORTRAIT_CHECKPOINT=path/or/hub-id python app.py
+    python app.py --tiny                           # a tiny RANDOM checkpoint: plumbing demo
+
+Listens on 127.0.0.1:7860 unless GRADIO_SERVER_NAME / GRADIO_SERVER_PORT say otherwise.
+Wiring only: the work is done in factorportrait.ui and the package below it.
 """
 
 from __future__ import annotations
 
-import gradio as gr
+import argparse
+import os
+import sys
+import tempfile
 
-from factorportrait import MODES
-from factorportrait.camera import load_presets, trajectory_figure
-from factorportrait.config import VIDEO
+import spaces  # noqa: F401  (must come before anything touches CUDA, for ZeroGPU)
 
-PRESETS = load_presets()  # read once at start-up; never mutated per request
-
-
-def show_preset(name: str):
-    trajectory = PRESETS[name]
-    K, c2w = trajectory.sample(VIDEO.frames).cameras(VIDEO.height, VIDEO.width)
-    return trajectory_figure(K, c2w, VIDEO.height, VIDEO.width), trajectory.description
+from factorportrait.config import LIMITS
+from factorportrait.errors import InputError
+from factorportrait.ui.blocks import build_demo
+from factorportrait.ui.service import Service
 
 
-def build_demo() -> gr.Blocks:
-    with gr.Blocks(title="FactorPortrait") as demo:
-        gr.Markdown(
-            "# FactorPortrait\n"
-            "Controllable portrait animation: expression, head pose and viewpoint as separate "
-            f"controls, in four modes ({', '.join(f'`{m}`' for m in MODES)}).\n\n"
-            "**Status:** this page shows the camera trajectories only. Portrait upload, "
-            "previews and generation are not built yet, and no trained FactorPortrait "
-            "checkpoint exists publicly (see README)."
+def create_service(
+    checkpoint: str | None,
+    *,
+    revision: str | None = None,
+    device: str = "auto",
+    tiny: bool = False,
+    landmarker: str | None = None,
+) -> Service:
+    """Loads the model once, at start-up."""
+    from factorportrait.generation import load_pipeline
+
+    if tiny:
+        from factorportrait.checkpoints import make_tiny_checkpoint
+
+        checkpoint = str(make_tiny_checkpoint(tempfile.mkdtemp(prefix="factorportrait-tiny-")))
+    pipeline = None
+    if checkpoint:
+        pipeline = load_pipeline(checkpoint, device=device, revision=revision)
+    return Service(
+        pipeline=pipeline,
+        checkpoint="tiny random (built at start-up)" if tiny else checkpoint,
+        landmarker=landmarker,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="FactorPortrait web demo")
+    parser.add_argument(
+        "--checkpoint",
+        default=os.environ.get("FACTORPORTRAIT_CHECKPOINT"),
+        help="pipeline folder or Hub id (default: $FACTORPORTRAIT_CHECKPOINT)",
+    )
+    parser.add_argument(
+        "--revision",
+        default=os.environ.get("FACTORPORTRAIT_REVISION"),
+        help="Hub revision (default: $FACTORPORTRAIT_REVISION)",
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="build and load a tiny RANDOM checkpoint (its output is noise)",
+    )
+    parser.add_argument("--device", default=os.environ.get("FACTORPORTRAIT_DEVICE", "auto"))
+    args = parser.parse_args(argv)
+    try:
+        service = create_service(
+            args.checkpoint,
+            revision=args.revision,
+            device=args.device,
+            tiny=args.tiny,
+            landmarker=os.environ.get("FACTORPORTRAIT_FACE_LANDMARKER"),
         )
-        names = list(PRESETS)
-        preset = gr.Dropdown(
-            names, value="orbit" if "orbit" in names else names[0], label="Camera preset"
-        )
-        description = gr.Markdown()
-        plot = gr.Plot(label="Camera path around the head")
-        preset.change(show_preset, preset, [plot, description])
-        demo.load(show_preset, preset, [plot, description])
-    return demo
+    except InputError as exc:
+        sys.exit(f"error: {exc}")
+    demo = build_demo(service)
+    demo.queue(default_concurrency_limit=2, max_size=32).launch(
+        max_file_size=LIMITS.max_video_bytes,
+        allowed_paths=[],  # nothing on disk is served but what the app itself returns
+        show_error=True,
+    )
 
 
 if __name__ == "__main__":
-    # Host and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (default 127.0.0.1:7860).
-    build_demo().queue(default_concurrency_limit=4).launch()
+    main()

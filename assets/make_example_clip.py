@@ -26,8 +26,11 @@ def main() -> None:
         scale = (1.0 + 0.06 * (1 - np.cos(phase))) * SIZE / (0.75 * width)
         matrix = cv2.getRotationMatrix2D(centre, roll, scale)
         matrix[:, 2] += (SIZE / 2 - centre[0] + 12 * np.sin(2 * phase), SIZE / 2 - centre[1])
-        frames.append(cv2.warpAffine(portrait, matrix, (SIZE, SIZE), flags=cv2.INTER_CUBIC,
-                                     borderMode=cv2.BORDER_REFLECT))
+        frames.append(
+            cv2.warpAffine(
+                portrait, matrix, (SIZE, SIZE), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
+            )
+        )
     write_video(ASSETS / "example_driving.mp4", np.stack(frames), FPS, crf=23)
 
 

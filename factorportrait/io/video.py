@@ -3,6 +3,7 @@ shell). Output is H.264 yuv420p with +faststart so every browser plays it (DESIG
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -65,3 +66,35 @@ def write_video(
     if count == 0:
         raise InputError("video frames: nothing to write")
     return path
+
+
+def mux_audio(video: str | Path, audio_source: str | Path, out: str | Path) -> Path:
+    """``video``'s picture with ``audio_source``'s first audio track (AAC), cut to the shorter
+    of the two. ffmpeg gets an argument list: names with spaces or quotes are safe."""
+    out = Path(out)
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-v",
+        "error",
+        "-y",
+        "-i",
+        str(video),
+        "-i",
+        str(audio_source),
+        "-map",
+        "0:v:0",
+        "-map",
+        "1:a:0?",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        "-shortest",
+        "-movflags",
+        "+faststart",
+        str(out),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise InputError(f"adding the driving video's sound failed: {result.stderr.strip()[:200]}")
+    return out
