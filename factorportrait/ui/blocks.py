@@ -119,7 +119,7 @@ def build_demo(service: Service) -> gr.Blocks:
             raise _user_error(exc) from None
         path = service.request_dir() / f"{trajectory.name}.json"
         path.write_text(trajectory.to_json())
-        return str(path)
+        return gr.update(value=str(path), visible=True)
 
     def on_estimate(frames, size, steps, guidance):
         return estimate_markdown(int(frames), int(size), int(steps), float(guidance))
@@ -268,7 +268,7 @@ def build_demo(service: Service) -> gr.Blocks:
                 remove = gr.Button("Remove last keyframe", size="sm")
                 load = gr.UploadButton("Load path (.json)", file_types=[".json"], size="sm")
                 save = gr.Button("Save path", size="sm")
-            saved = gr.File(label="Saved path", visible=True, interactive=False)
+            saved = gr.File(label="Saved path", visible=False, interactive=False)
             editor_error = gr.Markdown()
             plot = gr.Plot(value=figure_for(presets[first_preset]), label="Path around the head")
         trajectory_json = gr.Textbox(

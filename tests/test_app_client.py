@@ -1,0 +1,105 @@
+"""The launched app through gradio_client: the named preview and generate endpoints."""
+
+import json
+
+import pytest
+from gradio_client import Client, handle_file
+
+from factorportrait.io.media import read_video
+
+PORTRAIT = "assets/example_portrait.jpg"
+DRIVING = "assets/example_driving.mp4"
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def test_only_the_two_named_endpoints_are_public(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert set(endpoints) == {"/preview", "/generate"}
+
+
+def test_preview_returns_playable_videos_of_the_right_length(client):
+    orbit = open("camera_presets/orbit.json").read()
+    normals, rays, tracking, strip, summary = client.predict(
+        handle_file(PORTRAIT),
+        handle_file(DRIVING),
+        "all-dynamic",
+        orbit,
+        30,
+        0,
+        1.0,
+        13,
+        16,
+        256,
+        api_name="/preview",
+    )
+    for path in (normals, rays, tracking, strip):
+        video = read_video(path)
+        assert len(video.frames) == 13
+    assert read_video(normals).frames.shape[1:3] == (256, 256)
+    assert "13 frames at 256x256" in summary
+
+
+def test_generate_returns_the_video_labelled_untrained(client):
+    video_path, side_path, note = client.predict(
+        handle_file(PORTRAIT),
+        handle_file(DRIVING),
+        "frontal-dynamic",
+        "",
+        30,
+        0,
+        1.0,
+        9,
+        16,
+        256,
+        2,
+        3.0,
+        5,
+        api_name="/generate",
+    )
+    video = read_video(video_path)
+    assert video.frames.shape == (9, 256, 256, 3)
+    side = read_video(side_path)
+    assert (
+        len(side.frames) == 9 and side.frames.shape[2] == 3 * 256
+    )  # driving | normals | result (square clip)
+    assert "UNTRAINED" in note
+    # The banner is burnt into the frames: the top band is darkened with red text.
+    assert video.frames[:, :8].mean() < video.frames[:, 40:].mean()
+
+
+def test_no_face_upload_gives_the_clear_error(client, pyfeat):
+    with pytest.raises(Exception, match="no face found"):
+        client.predict(
+            handle_file(str(pyfeat / "free-mountain-vector-01.jpg")),
+            None,
+            "camera-only",
+            json.dumps(json.load(open("camera_presets/sweep.json"))),
+            30,
+            0,
+            1.0,
+            9,
+            16,
+            256,
+            api_name="/preview",
+        )
+
+
+def test_bad_trajectory_json_gives_the_clear_error(client):
+    with pytest.raises(Exception, match="keyframes"):
+        client.predict(
+            handle_file(PORTRAIT),
+            None,
+            "camera-only",
+            '{"version": 1, "name": "x"}',
+            30,
+            0,
+            1.0,
+            9,
+            16,
+            256,
+            api_name="/preview",
+        )

@@ -1,0 +1,67 @@
+"""A real browser (Debian's headless chromium, driven by Playwright) uses the launched app:
+uploads the examples, walks through the four modes, runs a preview, saves a screenshot."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / ".cache" / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed (bash .ci/run installs it with apt-get)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2400})
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(app_url, wait_until="networkidle")
+        page.errors = errors
+        yield page
+        browser.close()
+
+
+def _no_error_shown(page):
+    toasts = page.locator(".toast-body.error, .toast-wrap .error")
+    assert toasts.count() == 0, toasts.all_inner_texts()
+    assert not page.errors, page.errors
+
+
+def test_upload_switch_modes_and_preview(page):
+    page.set_input_files("#portrait input[type=file]", str(ROOT / "assets/example_portrait.jpg"))
+    page.get_by_text("Face found.").first.wait_for(timeout=60_000)
+    page.set_input_files("#driving input[type=file]", str(ROOT / "assets/example_driving.mp4"))
+    page.get_by_text("Face found. 56 frames").wait_for(timeout=60_000)
+    for mode, visible in (
+        ("novel-dynamic", "Novel view"),
+        ("camera-only", "Camera path"),
+        ("all-dynamic", "Camera path"),
+        ("frontal-dynamic", None),
+    ):
+        page.locator("#mode").get_by_text(mode, exact=True).click()
+        if visible:
+            page.get_by_text(visible, exact=True).first.wait_for(state="visible", timeout=10_000)
+    page.locator("#mode").get_by_text("all-dynamic", exact=True).click()
+    page.locator("#preview-button").click()
+    page.locator("#normals-video video").first.wait_for(state="attached", timeout=120_000)
+    page.locator("#preview-summary").get_by_text("frames at").wait_for(timeout=60_000)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-preview.png"), full_page=True)
+    assert (ARTIFACTS / "ui-preview.png").stat().st_size > 10_000
+    _no_error_shown(page)
