@@ -1,5 +1,6 @@
-"""The web app builds (without launching a server) and wires the viewpoint factor."""
+"""app.py: wiring only. It builds without a checkpoint, loads the tiny one, imports spaces first."""
 
+import ast
 import importlib.util
 from pathlib import Path
 
@@ -13,11 +14,19 @@ def _load_app():
     return module
 
 
-def test_app_builds_and_shows_every_preset():
+def test_spaces_is_imported_before_anything_else():
+    tree = ast.parse((ROOT / "app.py").read_text())
+    imports = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    first = imports[0]
+    assert isinstance(first, ast.ImportFrom) and first.module == "__future__"
+    assert isinstance(imports[1], ast.Import) and imports[1].names[0].name == "spaces"
+
+
+def test_builds_without_a_checkpoint_and_with_the_tiny_one():
     app = _load_app()
-    demo = app.build_demo()
+    service = app.create_service(None)
+    assert service.pipeline is None and "none loaded" in service.status_markdown()
+    demo = app.build_demo(service)
     assert demo.title == "FactorPortrait"
-    for name in app.PRESETS:
-        figure, description = app.show_preset(name)
-        assert description == app.PRESETS[name].description
-        assert any(trace.name == "path" for trace in figure.data)
+    tiny = app.create_service(None, tiny=True)
+    assert tiny.pipeline.untrained and "UNTRAINED" in tiny.status_markdown()
