@@ -10,12 +10,13 @@ Wiring only: the work is done in factorportrait.ui and the package below it.
 
 from __future__ import annotations
 
+import spaces  # noqa: F401  (must come before anything touches CUDA, for ZeroGPU)
+
+# isort: split
 import argparse
 import os
 import sys
 import tempfile
-
-import spaces  # noqa: F401  (must come before anything touches CUDA, for ZeroGPU)
 
 from factorportrait.config import LIMITS
 from factorportrait.errors import InputError
