@@ -139,3 +139,36 @@ def test_side_by_side_scales_panels_to_one_height():
     square = np.zeros((3, 64, 64, 3), np.uint8)
     strip = side_by_side([tall, square], 64)
     assert strip.shape == (3, 64, 32 + 64, 3)
+
+
+def test_out_of_memory_becomes_a_clear_error_and_the_service_keeps_working(
+    service, pyfeat, monkeypatch
+):
+    import torch
+
+    from factorportrait import generation
+
+    settings = ConditioningSettings(mode="camera-only", frames=5, height=32, width=32)
+    portrait = str(pyfeat / "single_face.jpg")
+    real = generation.generate_frames
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80 GiB")
+
+    monkeypatch.setattr(generation, "generate_frames", out_of_memory)
+    with pytest.raises(InputError, match="ran out of memory for these settings"):
+        service.generate(
+            portrait,
+            None,
+            "camera-only",
+            load_preset("orbit"),
+            settings,
+            steps=2,
+            guidance=1.0,
+            seed=0,
+        )
+    monkeypatch.setattr(generation, "generate_frames", real)
+    result = service.generate(
+        portrait, None, "camera-only", load_preset("orbit"), settings, steps=2, guidance=1.0, seed=0
+    )
+    assert len(read_video(result["video"]).frames) == 5

@@ -25,6 +25,13 @@ SIZES = [256, 384, 512, 768]
 PRIVATE = {"api_visibility": "private"}  # UI plumbing: not part of the public API
 
 
+def mode_markdown(selected: str) -> str:
+    """All four modes, one line each, the chosen one in bold."""
+    return "\n".join(
+        f"- **{m}: {text}**" if m == selected else f"- {m}: {text}" for m, text in MODE_TEXT.items()
+    )
+
+
 def _user_error(exc: Exception) -> gr.Error:
     return gr.Error(str(exc), print_exception=False)
 
@@ -80,7 +87,7 @@ def build_demo(service: Service) -> gr.Blocks:
         return (
             gr.update(visible=moving),
             gr.update(visible=mode == "novel-dynamic"),
-            MODE_TEXT[mode],
+            mode_markdown(mode),
         )
 
     def on_preset(name, easing_unused=None):
@@ -246,7 +253,7 @@ def build_demo(service: Service) -> gr.Blocks:
         mode = gr.Radio(
             choices=[(m, m) for m in MODES], value="frontal-dynamic", label="Mode", elem_id="mode"
         )
-        mode_text = gr.Markdown(MODE_TEXT["frontal-dynamic"])
+        mode_text = gr.Markdown(mode_markdown("frontal-dynamic"))
 
         with gr.Group(visible=False) as camera_group:
             gr.Markdown("### Camera path")
