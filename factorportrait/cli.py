@@ -79,9 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_conditioning_arguments(preview)
     preview.add_argument("--out", required=True, type=Path, help="output folder")
-    preview.add_argument(
-        "--verbose", action="store_true", help="show MediaPipe's own log lines (hidden by default)"
-    )
     preview.set_defaults(handler=_run_preview)
 
     generate = commands.add_parser(
@@ -106,9 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     generate.add_argument("--out", required=True, type=Path, help="output .mp4")
-    generate.add_argument(
-        "--verbose", action="store_true", help="show MediaPipe's own log lines (hidden by default)"
-    )
     generate.set_defaults(handler=_run_generate)
 
     tiny = commands.add_parser(
@@ -228,6 +222,10 @@ def _add_conditioning_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="face_landmarker.task (default: $FACTORPORTRAIT_FACE_LANDMARKER, "
         "the user cache, or the official download)",
+    )
+
+    parser.add_argument(
+        "--verbose", action="store_true", help="show MediaPipe's own log lines (hidden by default)"
     )
 
 

@@ -90,7 +90,7 @@ def build_demo(service: Service) -> gr.Blocks:
             mode_markdown(mode),
         )
 
-    def on_preset(name, easing_unused=None):
+    def on_preset(name):
         trajectory = presets[name]
         return (
             editor.table_from_trajectory(trajectory),
