@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     generate.add_argument("--out", required=True, type=Path, help="output .mp4")
+    generate.add_argument(
+        "--save-conditioning",
+        action="store_true",
+        help="also write OUT's name + .conditioning.npz (cameras, head poses, blendshapes) "
+        "for `evaluate`",
+    )
     generate.set_defaults(handler=_run_generate)
 
     tiny = commands.add_parser(
@@ -134,6 +140,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wan.add_argument("--out", required=True, type=Path)
     wan.set_defaults(handler=_run_init_from_wan)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="measure generated videos against their conditioning (JSON + HTML report)",
+        description="Tracks every generated video and measures expression accuracy, head-pose "
+        "accuracy, camera accuracy, landmark jitter and identity drift against what was asked "
+        "(NAME.mp4 + NAME.conditioning.npz from `generate --save-conditioning`), and PSNR/SSIM "
+        "against NAME.ground_truth.mp4 where present. Writes OUT/report.json and "
+        "OUT/report.html.",
+    )
+    evaluate.add_argument(
+        "--results", required=True, type=Path, help="folder of results, or a JSON-lines manifest"
+    )
+    evaluate.add_argument("--out", required=True, type=Path, help="report folder")
+    evaluate.add_argument("--landmarker", type=Path, help="face_landmarker.task")
+    evaluate.add_argument(
+        "--verbose", action="store_true", help="show MediaPipe's own log lines (hidden by default)"
+    )
+    evaluate.set_defaults(handler=_run_evaluate)
 
     presets = commands.add_parser(
         "presets",
@@ -311,6 +336,8 @@ def _run_cameras(args: argparse.Namespace) -> int:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .conditioning import build_conditioning
     from .generation import check_generation_settings, generate_frames, load_pipeline
     from .io import write_video
@@ -342,6 +369,13 @@ def _run_generate(args: argparse.Namespace) -> int:
     staged = args.out.with_name(f".{args.out.name}.partial.mp4")
     try:
         write_video(staged, frames, cond.fps)
+        if args.save_conditioning:
+            keep = ("K", "c2w", "head_pose", "blendshapes", "blendshape_names", "fps", "mode")
+            arrays = cond.arrays()
+            np.savez(
+                args.out.with_name(args.out.name.removesuffix(".mp4") + ".conditioning.npz"),
+                **{key: arrays[key] for key in keep},
+            )
         staged.replace(args.out)
     finally:
         staged.unlink(missing_ok=True)
@@ -349,6 +383,16 @@ def _run_generate(args: argparse.Namespace) -> int:
         f"{cond.mode}: {cond.frames} frames at {cond.width}x{cond.height} on "
         f"{pipeline.device} in {time.perf_counter() - start:.1f}s -> {args.out}"
     )
+    return 0
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.harness import evaluate
+
+    report = evaluate(args.results, args.out, args.landmarker)
+    for name, value in report["aggregate"].items():
+        print(f"{name:24s} {value:10.4f}")
+    print(f"{report['count']} videos -> {args.out / 'report.json'}, {args.out / 'report.html'}")
     return 0
 
 

@@ -1,0 +1,127 @@
+"""Metrics on tracked videos. All pure numpy: poses in, errors out.
+
+Conventions: rotations and translations are head -> camera (OpenCV), as the tracker reports
+them; ``c2w`` and ``head_pose`` are the requested cameras and head poses in the world (head)
+frame, as a Conditioning holds them. Pose errors are measured on motion relative to the first
+frame, so a constant calibration offset between MediaPipe's camera model and ours cancels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from ..head_mesh import STABLE_LANDMARKS
+from ..procrustes import umeyama
+
+
+def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angle of a_f^T b_f for stacks of rotations (F,3,3) -> (F,) degrees."""
+    relative = np.swapaxes(a, -1, -2) @ b
+    # The rotation vector's length: accurate near zero, where arccos of the trace is not.
+    return np.degrees(Rotation.from_matrix(relative.reshape(-1, 3, 3)).magnitude()).reshape(
+        relative.shape[:-2]
+    )
+
+
+def relative_to_first(rotations: np.ndarray) -> np.ndarray:
+    """R_f R_0^T: each frame's rotation since the first, in the camera frame."""
+    return rotations @ np.swapaxes(rotations[:1], -1, -2)
+
+
+def expression_error(generated: np.ndarray, requested: np.ndarray) -> np.ndarray:
+    """Mean absolute blendshape difference per frame (F,52) x (F,52) -> (F,), in [0, 1]."""
+    return np.abs(generated - requested).mean(axis=-1)
+
+
+def requested_head_in_camera(c2w: np.ndarray, head_pose: np.ndarray) -> np.ndarray:
+    """Requested head -> camera poses (F,4,4)."""
+    return np.linalg.inv(c2w) @ head_pose
+
+
+def head_pose_error(
+    requested: np.ndarray, generated_rotations: np.ndarray, generated_translations: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per-frame rotation error (degrees) and translation error (cm) of the generated head's
+    motion against the requested one, both seen from the camera."""
+    rotation = rotation_angle_deg(
+        relative_to_first(requested[:, :3, :3]), relative_to_first(generated_rotations)
+    )
+    requested_shift = requested[:, :3, 3] - requested[:1, :3, 3]
+    generated_shift = generated_translations - generated_translations[:1]
+    return {
+        "rotation_deg": rotation,
+        "translation_cm": np.linalg.norm(requested_shift - generated_shift, axis=-1),
+    }
+
+
+def implied_cameras(
+    head_pose: np.ndarray, generated_rotations: np.ndarray, generated_translations: np.ndarray
+) -> np.ndarray:
+    """Cameras (F,4,4) implied by the generated face: where a camera must be to see the head,
+    placed as requested in the world, the way the tracker sees it."""
+    head_to_camera = np.tile(np.eye(4), (len(head_pose), 1, 1))
+    head_to_camera[:, :3, :3] = generated_rotations
+    head_to_camera[:, :3, 3] = generated_translations
+    return head_pose @ np.linalg.inv(head_to_camera)
+
+
+def camera_error(requested_c2w: np.ndarray, implied_c2w: np.ndarray) -> dict[str, np.ndarray]:
+    """Relative camera motion (each frame against the first) requested vs implied: rotation
+    error in degrees and translation error in units of the first camera's distance."""
+
+    def relative(c2w):
+        return np.linalg.inv(c2w[:1]) @ c2w
+
+    req, imp = relative(requested_c2w), relative(implied_c2w)
+    scale_req = np.linalg.norm(requested_c2w[0, :3, 3])
+    scale_imp = np.linalg.norm(implied_c2w[0, :3, 3])
+    translation = np.linalg.norm(req[:, :3, 3] / scale_req - imp[:, :3, 3] / scale_imp, axis=-1)
+    return {
+        "rotation_deg": rotation_angle_deg(req[:, :3, :3], imp[:, :3, :3]),
+        "translation_rel": translation,
+    }
+
+
+def landmark_jitter(landmarks: np.ndarray) -> float:
+    """Median over frames of the mean size of the second temporal difference of 2-D
+    landmarks (pixels): zero for a still or steadily moving face, so what remains is jitter."""
+    if len(landmarks) < 3:
+        return 0.0
+    points = landmarks[..., :2]
+    second = points[2:] - 2 * points[1:-1] + points[:-2]
+    return float(np.median(np.linalg.norm(second, axis=-1).mean(axis=1)))
+
+
+def identity_drift(landmarks: np.ndarray) -> np.ndarray:
+    """Per frame: how far the face's shape has moved from the first frame's once position,
+    size and rotation are removed (similarity on expression-stable landmarks), as a fraction
+    of the distance between the eyes. 0 means the same face shape throughout."""
+    points = landmarks[:, STABLE_LANDMARKS, :]
+    reference = points[0]
+    eyes = np.linalg.norm(landmarks[0, 33, :2] - landmarks[0, 263, :2])
+    drift = np.zeros(len(points))
+    for i, frame in enumerate(points):
+        scale, rotation, shift = umeyama(frame, reference)
+        aligned = scale * frame @ rotation.T + shift
+        drift[i] = np.linalg.norm(aligned - reference, axis=-1).mean() / max(eyes, 1e-6)
+    return drift
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-frame PSNR in dB of uint8 videos (F,H,W,3); identical frames give inf."""
+    error = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean(axis=(1, 2, 3))
+    with np.errstate(divide="ignore"):
+        return 10 * np.log10(255.0**2 / error)
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-frame SSIM (scikit-image, colour, 8-bit range)."""
+    from skimage.metrics import structural_similarity
+
+    return np.array(
+        [
+            structural_similarity(x, y, channel_axis=-1, data_range=255)
+            for x, y in zip(a, b, strict=True)
+        ]
+    )

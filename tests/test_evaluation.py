@@ -1,0 +1,164 @@
+"""Evaluation metrics with known answers: a video against itself is perfect; a face video turned
+by known angles gives those angles back; a re-rendered video of a known camera trajectory
+recovers that trajectory."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from factorportrait.camera import intrinsics_from_fov, orbit_c2w
+from factorportrait.cli import main
+from factorportrait.errors import InputError
+from factorportrait.evaluation import metrics
+from factorportrait.evaluation.harness import evaluate, find_samples
+from factorportrait.io import write_video
+from factorportrait.io.media import read_image, read_video
+
+ANGLES = np.array([0.0, 4.0, 8.0, 12.0, 16.0, 12.0, 8.0, 4.0, 0.0])
+
+
+def test_pure_metrics_recover_known_rotations():
+    rotations = Rotation.from_euler("z", ANGLES[:, None], degrees=True).as_matrix()
+    np.testing.assert_allclose(metrics.rotation_angle_deg(rotations, rotations), 0, atol=1e-6)
+    np.testing.assert_allclose(
+        metrics.rotation_angle_deg(np.eye(3)[None].repeat(9, 0), rotations), ANGLES, atol=1e-6
+    )
+    # Cameras implied by a tracked head seen rolling, with the head asked to stay still: the
+    # camera rolled the other way, by the same angles.
+    head_pose = np.tile(np.eye(4), (9, 1, 1))
+    requested = orbit_c2w(0, 0, 60, ANGLES)
+    head_in_camera = np.linalg.inv(requested) @ head_pose
+    implied = metrics.implied_cameras(
+        head_pose, head_in_camera[:, :3, :3], head_in_camera[:, :3, 3]
+    )
+    errors = metrics.camera_error(requested, implied)
+    np.testing.assert_allclose(errors["rotation_deg"], 0, atol=1e-6)
+    np.testing.assert_allclose(errors["translation_rel"], 0, atol=1e-9)
+    still = metrics.camera_error(orbit_c2w(0, 0, 60, np.zeros(9)), implied)
+    np.testing.assert_allclose(still["rotation_deg"], ANGLES, atol=1e-6)
+
+
+def test_psnr_ssim_and_identity_of_a_video_with_itself():
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    assert np.isinf(metrics.psnr(video, video)).all()
+    np.testing.assert_allclose(metrics.ssim(video, video), 1.0)
+    assert (metrics.psnr(video, 255 - video) < 10).all()
+    landmarks = rng.normal(size=(1, 478, 3)) * 30
+    turned = landmarks @ Rotation.from_euler("z", 20, degrees=True).as_matrix().T * 1.3 + 5
+    np.testing.assert_allclose(
+        metrics.identity_drift(np.concatenate([landmarks, turned])), 0, atol=1e-9
+    )
+
+
+def _face_frames(pyfeat, angles):
+    """A real face turned in the image plane by each angle (anticlockwise, degrees): what a
+    camera rolling by that angle about its optical axis sees."""
+    photo = read_image(pyfeat / "single_face.jpg")[:, :560]
+    photo = cv2.resize(photo, (256, 256), interpolation=cv2.INTER_AREA)
+    return np.stack(
+        [
+            cv2.warpAffine(
+                photo,
+                cv2.getRotationMatrix2D((128, 128), a, 1.0),
+                (256, 256),
+                borderMode=cv2.BORDER_REFLECT,
+            )
+            for a in angles
+        ]
+    )
+
+
+def _save_sample(folder, name, frames, c2w, head_pose, blendshapes, ground_truth=None):
+    write_video(folder / f"{name}.mp4", frames, 8)
+    np.savez(
+        folder / f"{name}.conditioning.npz",
+        c2w=c2w,
+        head_pose=head_pose,
+        blendshapes=blendshapes,
+        K=intrinsics_from_fov(np.full(len(c2w), 30.0), 256, 256),
+    )
+    if ground_truth is not None:
+        write_video(folder / f"{name}.ground_truth.mp4", ground_truth, 8)
+
+
+@pytest.fixture(scope="module")
+def report(pyfeat, tracker, landmarker_path, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("results")
+    still = np.tile(np.eye(4), (9, 1, 1))
+    # 1. A still face video, asked for exactly what it shows (its own tracked blendshapes),
+    #    with itself as ground truth.
+    write_video(folder / "itself.mp4", _face_frames(pyfeat, np.zeros(9)), 8)
+    decoded = read_video(folder / "itself.mp4")
+    own = tracker.track_frames(decoded.frames, decoded.times)
+    np.savez(
+        folder / "itself.conditioning.npz",
+        c2w=orbit_c2w(0, 0, 60, np.zeros(9)),
+        head_pose=still,
+        blendshapes=np.stack([o.blendshapes for o in own]),
+    )
+    (folder / "itself.ground_truth.mp4").write_bytes((folder / "itself.mp4").read_bytes())
+    # 2. A video of a known camera roll, with that roll as the requested trajectory ...
+    rolled = _face_frames(pyfeat, ANGLES)
+    _save_sample(
+        folder, "known-roll", rolled, orbit_c2w(0, 0, 60, ANGLES), still, np.zeros((9, 52))
+    )
+    # 3. ... and the same video against a request for no motion at all.
+    _save_sample(
+        folder, "asked-still", rolled, orbit_c2w(0, 0, 60, np.zeros(9)), still, np.zeros((9, 52))
+    )
+    out = tmp_path_factory.mktemp("report") / "out"
+    result = evaluate(folder, out, landmarker_path)
+    result["_out"] = out  # for the file checks below
+    return result
+
+
+def _sample(report, name):
+    return next(s for s in report["samples"] if s["name"] == name)
+
+
+def test_a_video_against_itself_scores_perfect(report):
+    itself = _sample(report, "itself")
+    assert itself["face_tracked_fraction"] == 1.0
+    summary = itself["summary"]
+    assert summary["psnr_db"] == 100.0 and summary["ssim"] == pytest.approx(1.0)
+    assert summary["expression_l1"] < 1e-6
+    assert summary["head_rotation_deg"] < 1.0 and summary["camera_rotation_deg"] < 1.0
+    assert summary["identity_drift"] < 0.02
+    assert "skipped" in summary["lpips"]
+
+
+def test_known_camera_trajectory_is_recovered(report):
+    known = _sample(report, "known-roll")["series"]["camera_rotation_deg"]
+    assert max(known) < 2.0  # the implied camera moves as the requested one did
+
+
+def test_rotation_by_known_angles_is_measured_back(report):
+    asked_still = _sample(report, "asked-still")["series"]
+    np.testing.assert_allclose(asked_still["camera_rotation_deg"], ANGLES, atol=2.0)
+    np.testing.assert_allclose(asked_still["head_rotation_deg"], ANGLES, atol=2.0)
+
+
+def test_report_files(report):
+    out = report["_out"]
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["count"] == 3 and "camera_rotation_deg" in saved["aggregate"]
+    page = (out / "report.html").read_text()
+    assert "plotly" in page and "known-roll" in page and "camera rotation error" in page
+
+
+def test_evaluate_command_and_its_errors(tmp_path, landmarker_path, capsys):
+    with pytest.raises(InputError, match="no video with a matching .conditioning.npz"):
+        find_samples(tmp_path)
+    manifest = tmp_path / "runs.jsonl"
+    manifest.write_text(json.dumps({"video": "missing.mp4"}) + "\n")
+    with pytest.raises(InputError, match="runs.jsonl line 1: needs video and conditioning"):
+        find_samples(manifest)
+    assert (
+        main(["evaluate", "--results", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")])
+        == 2
+    )
+    assert "neither a folder nor a manifest" in capsys.readouterr().err
