@@ -41,12 +41,24 @@ def test_generate_writes_the_same_video_for_the_same_seed(
     first = _run(*common, "--out", str(tmp_path / "a b.mp4"))
     assert first.returncode == 0, first.stderr
     assert "untrained" in first.stdout and "labelled" in first.stdout
-    second = _run(*common, "--out", str(tmp_path / "second.mp4"))
+    second = _run(*common, "--out", str(tmp_path / "second.mp4"), "--save-conditioning")
     assert second.returncode == 0, second.stderr
     a, b = read_video(tmp_path / "a b.mp4"), read_video(tmp_path / "second.mp4")
     assert a.frames.shape == (9, 64, 64, 3)
     np.testing.assert_array_equal(a.frames, b.frames)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a b.mp4", "second.mp4"]  # no leftovers
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a b.mp4",
+        "second.conditioning.npz",
+        "second.mp4",
+    ]  # no leftovers
+    # The pair is what `evaluate` reads; the tiny model's noise has no face to measure.
+    from factorportrait.evaluation.harness import evaluate
+
+    report = evaluate(tmp_path, tmp_path / "report", landmarker_path)
+    assert report["count"] == 1
+    sample = report["samples"][0]
+    assert sample["name"] == "second" and sample["frames"] == 9
+    assert sample["face_tracked_fraction"] == 0 and "no face found" in sample["notes"][0]
 
 
 @pytest.mark.parametrize(
