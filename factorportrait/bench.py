@@ -1,7 +1,9 @@
 """Stage timings, printed (never asserted in tests: this machine is noisy).
 
-``python -m factorportrait bench`` times each CPU stage of the viewpoint factor at the default
-video settings and prints the median and best of several repeats.
+``python -m factorportrait bench`` times every CPU stage (cameras and rays, tracking, the whole
+preview, the rasteriser at 256/512/1024, the tiny pipeline's VAE and denoising step) and, with
+``--model``, a transformer step against plain Wan; prints medians and best of several repeats,
+and with ``--json`` / ``--markdown`` writes them to files.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ import torch
 
 from .camera import load_preset, plucker_rays, rays_to_rgb, trajectory_figure
 from .io import write_video
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+EXAMPLE_PORTRAIT = ASSETS / "example_portrait.jpg"
+EXAMPLE_DRIVING = ASSETS / "example_driving.mp4"
 
 
 def _time(fn: Callable[[], object], repeats: int) -> list[float]:
@@ -63,11 +69,9 @@ def preview_benchmark(
     repeats: int,
     landmarker: Path | None = None,
 ) -> list[tuple[str, list[float]]]:
-    """Per-stage times of the whole preview (warm tracker, as in the app), plus the
-    rasteriser alone and tracking per frame."""
-    from .conditioning import ConditioningSettings, build_conditioning, render_head
-    from .face_model import load_canonical_face
-    from .head_mesh import build_head_template
+    """Per-stage times of the whole preview (warm tracker, as in the app), and tracking per
+    frame."""
+    from .conditioning import ConditioningSettings, build_conditioning
     from .io.media import read_video
     from .preview import write_preview
     from .tracking import FaceTracker
@@ -86,16 +90,12 @@ def preview_benchmark(
                 stages.setdefault(name, []).append(seconds)
             stages.setdefault("= conditioning (API call)", []).append(built)
             stages.setdefault("= preview incl. writing files", []).append(total)
-        video = read_video(driving, until_s=frames / 16.0)
+        video = read_video(driving, until_s=frames / 16.0 + 1.0)
         clip = video.frames[:frames]
         stages["tracking, per frame"] = _time(
             lambda: tracker.track_frames(clip, video.times[: len(clip)]), repeats
         )
         stages["tracking, per frame"] = [t / len(clip) for t in stages["tracking, per frame"]]
-        template = build_head_template(load_canonical_face(str(tracker.model_path)))
-        stages["normal maps alone"] = _time(
-            lambda: render_head(template, cond.head_pose, cond.K, cond.c2w, height, width), repeats
-        )
     return list(stages.items())
 
 
@@ -232,3 +232,135 @@ def print_model_report(results, size: str, frames: int, height: int, width: int)
         median = statistics.median(times)
         memory = f"{peak:10.2f}" if peak is not None else f"{'n/a (CPU)':>10s}"
         print(f"{name:40s} {median:10.4f} {min(times):10.4f} {memory} {median / base:8.3f}")
+
+
+def render_benchmark(
+    frames: int, sizes: tuple[int, ...], repeats: int, landmarker: Path | None = None
+) -> list[tuple[str, list[float]]]:
+    """The normal-map rasteriser alone: the template head along the orbit preset."""
+    from .conditioning import render_head
+    from .face_model import load_canonical_face
+    from .head_mesh import build_head_template
+    from .tracking import resolve_face_landmarker
+
+    template = build_head_template(load_canonical_face(str(resolve_face_landmarker(landmarker))))
+    path = load_preset("orbit").sample(frames)
+    head_pose = torch.eye(4).repeat(frames, 1, 1).numpy()
+    rows = []
+    for size in sizes:
+        K, c2w = path.cameras(size, size)
+        render_head(template, head_pose, K, c2w, size, size)  # warm-up
+        rows.append(
+            (
+                f"normal maps at {size}",
+                _time(
+                    lambda K=K, c2w=c2w, size=size: render_head(
+                        template, head_pose, K, c2w, size, size
+                    ),
+                    repeats,
+                ),
+            )
+        )
+    return rows
+
+
+def tiny_pipeline_benchmark(frames: int, size: int, repeats: int) -> list[tuple[str, list[float]]]:
+    """VAE encode / decode of the conditions and one denoising step, tiny checkpoint, CPU."""
+    from .checkpoints import tiny_pipeline
+    from .models import aggregate_codes, pack_plucker
+
+    pipe = tiny_pipeline(seed=0)
+    generator = torch.Generator().manual_seed(0)
+    video = torch.rand(1, 3, frames, size, size, generator=generator) * 2 - 1
+    rays = torch.randn(1, frames, 6, size, size, generator=generator)
+    with torch.no_grad():
+        latents = pipe.encode_video(video)
+        reference = pipe.encode_video(video[:, :, :1])
+        codes = aggregate_codes(pipe.expression_encoder(torch.rand(1, frames, 3, 64, 64)))
+        conditions = dict(
+            reference_latents=reference,
+            ray_latents=pack_plucker(rays),
+            normal_latents=latents,
+            expression_codes=codes,
+        )
+        step = lambda: pipe.transformer(latents, torch.tensor([500.0]), **conditions)  # noqa: E731
+        return [
+            ("tiny VAE encode (normals video)", _time(lambda: pipe.encode_video(video), repeats)),
+            ("tiny VAE decode", _time(lambda: pipe.decode_latents(latents), repeats)),
+            ("tiny denoising step", _time(step, repeats)),
+        ]
+
+
+def summary_json(
+    rows: dict[str, list[float]], frames: int, size: int, repeats: int, model_rows=None
+) -> dict:
+    """The figures other tools read (keys fixed by the benchmarks issue) plus every stage."""
+    import os
+    import platform
+
+    def median(name: str) -> float | None:
+        return statistics.median(rows[name]) if name in rows else None
+
+    out = {
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        },
+        "settings": {"frames": frames, "size": size, "repeats": repeats},
+        "stages": {
+            name: {"median_s": statistics.median(t), "best_s": min(t)} for name, t in rows.items()
+        },
+    }
+    if "tracking, per frame" in rows:
+        out["tracking_ms_per_frame"] = 1000 * median("tracking, per frame")
+    for name in rows:
+        if name.startswith("normal maps at "):
+            out[f"render_fps_{name.rsplit(' ', 1)[1]}"] = frames / median(name)
+    if "plucker rays" in rows:
+        out["rays_ms_per_frame"] = 1000 * median("plucker rays") / frames
+    if "= conditioning (API call)" in rows:
+        out[f"preview_{frames}f_{size}_s"] = median("= conditioning (API call)")
+        out[f"preview_with_files_{frames}f_{size}_s"] = median("= preview incl. writing files")
+    for name, key in (
+        ("tiny VAE encode (normals video)", "tiny_vae_encode_s"),
+        ("tiny VAE decode", "tiny_vae_decode_s"),
+        ("tiny denoising step", "tiny_denoise_step_s"),
+    ):
+        if name in rows:
+            out[key] = median(name)
+    if model_rows:
+        out["model"] = [
+            {"model": name, "median_s": statistics.median(t), "best_s": min(t), "peak_gib": peak}
+            for name, t, peak in model_rows
+        ]
+    return out
+
+
+def summary_markdown(summary: dict) -> str:
+    machine, settings = summary["machine"], summary["settings"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"`python -m factorportrait bench --json ... --markdown ...`: {settings['frames']} frames "
+        f"at {settings['size']}x{settings['size']}, median and best of {settings['repeats']}; "
+        f"torch {machine['torch']}, {machine['threads']} threads, {machine['cpus']} CPUs, "
+        f"CUDA: {machine['cuda'] or 'none'}. Figures from a shared machine: compare ratios.",
+        "",
+        "| key figure | value |",
+        "|---|---|",
+    ]
+    for key, value in summary.items():
+        if isinstance(value, float):
+            lines.append(f"| `{key}` | {value:.3f} |")
+    lines += ["", "| stage | median s | best s |", "|---|---|---|"]
+    for name, stage in summary["stages"].items():
+        lines.append(f"| {name.strip('= ')} | {stage['median_s']:.4f} | {stage['best_s']:.4f} |")
+    if "model" in summary:
+        lines += ["", "| transformer step | median s | peak GiB |", "|---|---|---|"]
+        for row in summary["model"]:
+            peak = f"{row['peak_gib']:.2f}" if row["peak_gib"] is not None else "n/a (CPU)"
+            lines.append(f"| {row['model']} | {row['median_s']:.4f} | {peak} |")
+    return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 import time
@@ -176,9 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", default=str(VIDEO.height))
     bench.add_argument("--repeats", type=int, default=5)
     bench.add_argument(
-        "--portrait", type=Path, help="with --driving: also time the whole preview, stage by stage"
+        "--portrait",
+        type=Path,
+        help="portrait for the preview timings (default: the example in assets/)",
     )
-    bench.add_argument("--driving", type=Path)
+    bench.add_argument(
+        "--driving", type=Path, help="driving clip for the preview timings (default: the example)"
+    )
+    bench.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    bench.add_argument("--markdown", type=Path, help="and as a markdown table to this file")
     bench.add_argument("--landmarker", type=Path, help="face_landmarker.task")
     bench.add_argument(
         "--model",
@@ -454,34 +461,47 @@ def _run_presets(args: argparse.Namespace) -> int:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from .bench import (
-        camera_benchmark,
-        model_benchmark,
-        preview_benchmark,
-        print_model_report,
-        print_report,
-    )
+    from . import bench
 
     frames = check_frame_count(args.frames)
     height, width = parse_size(args.size)
     if args.repeats < 1:
         raise InputError(f"repeats: expected at least 1, got {args.repeats}")
-    if (args.portrait is None) != (args.driving is None):
-        raise InputError("bench: give both --portrait and --driving, or neither")
-    print_report(camera_benchmark(frames, height, width, args.repeats), frames, height, width)
-    if args.portrait is not None:
-        print()
-        print_report(
-            preview_benchmark(
-                args.portrait, args.driving, frames, height, width, args.repeats, args.landmarker
-            ),
-            frames,
-            height,
-            width,
-            title="preview (all-dynamic), warm tracker",
-        )
+    portrait = args.portrait or bench.EXAMPLE_PORTRAIT
+    driving = args.driving or bench.EXAMPLE_DRIVING
+    rows = bench.camera_benchmark(frames, height, width, args.repeats)
+    bench.print_report(rows, frames, height, width)
+    preview_rows = bench.preview_benchmark(
+        portrait, driving, frames, height, width, args.repeats, args.landmarker
+    )
+    render_rows = bench.render_benchmark(frames, (256, 512, 1024), args.repeats, args.landmarker)
+    pipeline_rows = bench.tiny_pipeline_benchmark(frames, height, args.repeats)
+    print()
+    bench.print_report(
+        preview_rows + render_rows + pipeline_rows,
+        frames,
+        height,
+        width,
+        title="preview (all-dynamic, warm tracker), rasteriser, tiny pipeline",
+    )
+    model_rows = None
     if args.model is not None:
         print()
-        results = model_benchmark(args.model, frames, height, width, args.repeats, args.device)
-        print_model_report(results, args.model, frames, height, width)
+        model_rows = bench.model_benchmark(
+            args.model, frames, height, width, args.repeats, args.device
+        )
+        bench.print_model_report(model_rows, args.model, frames, height, width)
+    summary = bench.summary_json(
+        dict(rows + preview_rows + render_rows + pipeline_rows),
+        frames,
+        height,
+        args.repeats,
+        model_rows,
+    )
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"\n-> {args.json}")
+    if args.markdown:
+        args.markdown.write_text(bench.summary_markdown(summary))
+        print(f"-> {args.markdown}")
     return 0
