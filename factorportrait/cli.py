@@ -460,6 +460,12 @@ def _run_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     from . import bench
 
@@ -485,6 +491,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         title="preview (all-dynamic, warm tracker), rasteriser, tiny pipeline",
     )
     model_rows = None
+    if args.model is None and args.device != "cpu" and torch_cuda_available():
+        args.model = "1.3b"  # on a GPU, always measure the real size against plain Wan
     if args.model is not None:
         print()
         model_rows = bench.model_benchmark(

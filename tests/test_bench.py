@@ -9,13 +9,36 @@ from factorportrait.cli import main
 def test_bench_writes_the_required_keys(tmp_path, landmarker_path, capsys):
     out = tmp_path / "bench.json"
     table = tmp_path / "bench.md"
-    code = main(["bench", "--frames", "5", "--size", "64", "--repeats", "1", "--landmarker",
-                 str(landmarker_path), "--json", str(out), "--markdown", str(table)])
+    code = main(
+        [
+            "bench",
+            "--frames",
+            "5",
+            "--size",
+            "64",
+            "--repeats",
+            "1",
+            "--landmarker",
+            str(landmarker_path),
+            "--json",
+            str(out),
+            "--markdown",
+            str(table),
+        ]
+    )
     assert code == 0
     figures = json.loads(out.read_text())
-    for key in ("tracking_ms_per_frame", "render_fps_256", "render_fps_512", "render_fps_1024",
-                "rays_ms_per_frame", "preview_5f_64_s", "tiny_vae_encode_s", "tiny_vae_decode_s",
-                "tiny_denoise_step_s"):
+    for key in (
+        "tracking_ms_per_frame",
+        "render_fps_256",
+        "render_fps_512",
+        "render_fps_1024",
+        "rays_ms_per_frame",
+        "preview_5f_64_s",
+        "tiny_vae_encode_s",
+        "tiny_vae_decode_s",
+        "tiny_denoise_step_s",
+    ):
         assert isinstance(figures[key], float) and figures[key] > 0, key
     assert figures["settings"] == {"frames": 5, "size": 64, "repeats": 1}
     assert "| `render_fps_512` |" in table.read_text()
