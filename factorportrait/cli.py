@@ -161,6 +161,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(handler=_run_evaluate)
 
+    prepare = commands.add_parser(
+        "prepare",
+        help="cache training samples from a manifest of clips (tracking, normals, rays, latents)",
+        description="Reads a JSON-lines manifest of clips and writes one self-reenactment sample "
+        "per clip (target = first frames, reference = last frame) into DATA/samples, with "
+        "DATA/index.jsonl and DATA/skipped.jsonl. Resumable: done clips are skipped.",
+    )
+    prepare.add_argument("--manifest", required=True, type=Path)
+    prepare.add_argument("--out", required=True, type=Path)
+    prepare.add_argument(
+        "--checkpoint",
+        required=True,
+        help="pipeline whose VAE encodes the videos (e.g. from init-from-wan)",
+    )
+    prepare.add_argument("--frames", type=int, default=VIDEO.frames)
+    prepare.add_argument("--size", default=str(VIDEO.height))
+    prepare.add_argument("--fps", type=float, default=VIDEO.fps)
+    prepare.add_argument("--landmarker", type=Path, help="face_landmarker.task")
+    prepare.add_argument("--verbose", action="store_true")
+    prepare.set_defaults(handler=_run_prepare)
+
+    train = commands.add_parser(
+        "train",
+        help="fine-tune a pipeline on prepared samples (accelerate)",
+        description="Flow-matching fine-tuning with accelerate; run it under `accelerate launch "
+        "-m factorportrait train ...` for several GPUs or FSDP. Resumes from OUT/state.",
+    )
+    train.add_argument("--checkpoint", required=True, help="starting pipeline")
+    train.add_argument("--data", required=True, type=Path, help="output of prepare")
+    train.add_argument("--out", required=True, type=Path, help="run folder")
+    train.add_argument("--config", type=Path, help="TrainConfig as JSON (every field optional)")
+    train.add_argument("--cpu", action="store_true", help="force the CPU")
+    train.set_defaults(handler=_run_train)
+
     presets = commands.add_parser(
         "presets",
         help="list the camera trajectory presets",
@@ -389,6 +423,45 @@ def _run_generate(args: argparse.Namespace) -> int:
     print(
         f"{cond.mode}: {cond.frames} frames at {cond.width}x{cond.height} on "
         f"{pipeline.device} in {time.perf_counter() - start:.1f}s -> {args.out}"
+    )
+    return 0
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from .generation import load_pipeline
+    from .training.prepare import prepare
+
+    frames = check_frame_count(args.frames)
+    height, width = parse_size(args.size)
+    if height != width:
+        raise InputError("--size: training samples are square (give one number)")
+    pipeline = load_pipeline(args.checkpoint, device="auto")
+    counts = prepare(
+        args.manifest,
+        args.out,
+        pipeline,
+        frames=frames,
+        size=height,
+        fps=check_fps(args.fps),
+        landmarker=args.landmarker,
+    )
+    print(
+        f"{counts['samples']} samples in {args.out} ({counts['skipped']} clips skipped this "
+        f"run, see {args.out / 'skipped.jsonl'})"
+    )
+    return 0
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .training.config import TrainConfig
+    from .training.loop import train
+
+    result = train(
+        args.checkpoint, args.data, args.out, TrainConfig.load(args.config), cpu=args.cpu
+    )
+    print(
+        f"{result['steps']} steps, last losses {result['mean_loss_last']:.4f} -> "
+        f"{result['final_checkpoint']}"
     )
     return 0
 

@@ -159,7 +159,9 @@ def build_conditioning(
             source = _track_portrait(tracker, image, report)
         with timer("template head"):
             canonical = load_canonical_face(str(tracker.model_path))
-            reference, face = _frame_portrait(image, source, settings.height, settings.width)
+            reference, face, crop = _frame_portrait(image, source, settings.height, settings.width)
+            # The framing, so frames of the same camera can be cropped alike (training data).
+            report["reference_crop"] = crop.tolist()
             template = build_head_template(canonical, fit_proportions(canonical, face.landmarks))
             K_src, c2w_src = estimate_portrait_camera(
                 face, template.face_vertices, settings.height, settings.width
@@ -340,9 +342,10 @@ def _track_portrait(tracker: FaceTracker, image: np.ndarray, report: dict) -> Fa
 
 def _frame_portrait(
     image: np.ndarray, face: FaceObservation, height: int, width: int
-) -> tuple[np.ndarray, FaceObservation]:
+) -> tuple[np.ndarray, FaceObservation, np.ndarray]:
     """Crop the portrait around the face to the output's aspect and size (padding with the
-    edge colour where the crop leaves the photo); the face's landmarks follow."""
+    edge colour where the crop leaves the photo); the face's landmarks follow. Also returns
+    the 2x3 image -> reference matrix."""
     x0, y0, x1, y1 = face.box
     crop_h = max(x1 - x0, y1 - y0) * PORTRAIT_CROP_SCALE
     crop_w = crop_h * width / height
@@ -353,7 +356,7 @@ def _frame_portrait(
     reference = cv2.warpAffine(
         image, matrix, (width, height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
     )
-    return reference, face.scaled(scale, (left, top))
+    return reference, face.scaled(scale, (left, top)), matrix
 
 
 def _output_frames(

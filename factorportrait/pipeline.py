@@ -32,6 +32,25 @@ from .models import (
 # in its unconditional pass ("expression", "reference", "normals"); shared with training.
 DEFAULT_GUIDANCE_CONDITIONS = ("expression",)
 UNTRAINED_NOTICE = "UNTRAINED MODEL: this output is noise, not a FactorPortrait result"
+DROPPABLE = {
+    "expression": "expression_codes",
+    "reference": "reference_latents",
+    "normals": "normal_latents",
+}
+
+
+def drop_conditions(conditions: dict, names) -> dict:
+    """The conditions with those named zeroed: what guidance's unconditional pass sees, and
+    what training's condition dropout shows the model (the two must agree)."""
+    unknown = set(names) - set(DROPPABLE)
+    if unknown:
+        raise ValueError(f"guidance_conditions: unknown {sorted(unknown)}")
+    dropped = dict(conditions)
+    for name in names:
+        key = DROPPABLE[name]
+        if dropped.get(key) is not None:
+            dropped[key] = torch.zeros_like(dropped[key])
+    return dropped
 
 
 @dataclass
@@ -161,6 +180,7 @@ class FactorPortraitPipeline(DiffusionPipeline):
         normals: torch.Tensor | None = None,
         rays: torch.Tensor | None = None,
         expression: torch.Tensor | None = None,
+        condition_latents: dict[str, torch.Tensor] | None = None,
         prompt_embeds: torch.Tensor | None = None,
         num_inference_steps: int = 30,
         guidance_scale: float = 3.0,
@@ -175,38 +195,61 @@ class FactorPortraitPipeline(DiffusionPipeline):
         """Generate a video. Either ``conditioning`` (a Conditioning from the preview core) or
         the tensors: reference (B,3,H,W) in [-1,1], normals (B,3,F,H,W) in [-1,1], rays
         (B,F,6,H,W), expression (B,F,...) as the expression encoder takes it."""
-        if conditioning is not None:
-            tensors = self.tensors_from_conditioning(
-                conditioning, self.expression_encoder.config.code_type
-            )
-            reference, normals, rays, expression = (
-                tensors[k] for k in ("reference", "normals", "rays", "expression")
-            )
         if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-        self.check_inputs(
-            reference, normals, rays, expression, guidance_scale, callback_on_step_end_tensor_inputs
-        )
-        unknown = set(guidance_conditions) - {"expression", "reference", "normals"}
-        if unknown:
-            raise ValueError(f"guidance_conditions: unknown {sorted(unknown)}")
         device = self._execution_device
         dtype = self.transformer.dtype
-        batch, frames, _, height, width = rays.shape
-        t_lat = latent_frames(frames)
-        h_lat, w_lat = (
-            height // self.vae_scale_factor_spatial,
-            width // self.vae_scale_factor_spatial,
-        )
-
-        # Conditions -> the latent grid.
-        reference_latents = self.encode_video(reference[:, :, None]).to(dtype)  # (B,16,1,h,w)
-        normal_latents = (
-            self.encode_video(normals).to(dtype) if self.transformer.config.use_normals else None
-        )
-        ray_latents = pack_plucker(rays.to(device=device, dtype=torch.float32)).to(dtype)
-        codes = self.expression_encoder(expression.to(device))
-        expression_codes = aggregate_codes(codes).to(dtype)
+        if condition_latents is not None:
+            # Already on the latent grid (training data, validation): no VAE, no encoder.
+            if guidance_scale < 1.0:
+                raise ValueError(
+                    f"guidance_scale must be >= 1 (1 turns guidance off), got {guidance_scale}"
+                )
+            reference_latents, ray_latents, normal_latents, expression_codes = (
+                None
+                if condition_latents.get(key) is None
+                else condition_latents[key].to(device=device, dtype=dtype)
+                for key in (
+                    "reference_latents",
+                    "ray_latents",
+                    "normal_latents",
+                    "expression_codes",
+                )
+            )
+            batch, _, t_lat, h_lat, w_lat = ray_latents.shape
+        else:
+            if conditioning is not None:
+                tensors = self.tensors_from_conditioning(
+                    conditioning, self.expression_encoder.config.code_type
+                )
+                reference, normals, rays, expression = (
+                    tensors[k] for k in ("reference", "normals", "rays", "expression")
+                )
+            self.check_inputs(
+                reference,
+                normals,
+                rays,
+                expression,
+                guidance_scale,
+                callback_on_step_end_tensor_inputs,
+            )
+            batch, frames, _, height, width = rays.shape
+            t_lat = latent_frames(frames)
+            h_lat = height // self.vae_scale_factor_spatial
+            w_lat = width // self.vae_scale_factor_spatial
+            # Conditions -> the latent grid.
+            reference_latents = self.encode_video(reference[:, :, None]).to(dtype)
+            normal_latents = (
+                self.encode_video(normals).to(dtype)
+                if self.transformer.config.use_normals
+                else None
+            )
+            ray_latents = pack_plucker(rays.to(device=device, dtype=torch.float32)).to(dtype)
+            codes = self.expression_encoder(expression.to(device))
+            expression_codes = aggregate_codes(codes).to(dtype)
+        unknown = set(guidance_conditions) - set(DROPPABLE)
+        if unknown:
+            raise ValueError(f"guidance_conditions: unknown {sorted(unknown)}")
         if prompt_embeds is None:
             prompt_embeds = self.transformer.prompt_embeds.expand(batch, -1, -1)
         prompt_embeds = prompt_embeds.to(device=device, dtype=dtype)
@@ -227,16 +270,7 @@ class FactorPortraitPipeline(DiffusionPipeline):
             "encoder_hidden_states": prompt_embeds,
         }
         if do_guidance:  # batch the unconditional pass with the conditional one
-            dropped = {
-                "expression": "expression_codes",
-                "reference": "reference_latents",
-                "normals": "normal_latents",
-            }
-            unconditional = dict(conditions)
-            for name in guidance_conditions:
-                key = dropped[name]
-                if unconditional[key] is not None:
-                    unconditional[key] = torch.zeros_like(unconditional[key])
+            unconditional = drop_conditions(conditions, guidance_conditions)
             conditions = {
                 key: None if value is None else torch.cat([value, unconditional[key]])
                 for key, value in conditions.items()

@@ -1,0 +1,191 @@
+"""Data preparation and the training loop on a handful of tiny clips made here: the tiny model
+overfits, a resumed run continues from its saved step, the checkpoint loads and generates."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from factorportrait import FactorPortraitPipeline
+from factorportrait.checkpoints import make_tiny_checkpoint
+from factorportrait.errors import InputError
+from factorportrait.generation import load_pipeline
+from factorportrait.io import write_video
+from factorportrait.io.media import read_image
+from factorportrait.training.config import TrainConfig
+from factorportrait.training.loop import PreparedSamples, train, training_loss
+from factorportrait.training.prepare import prepare, read_manifest
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, landmarker_path):
+    root = tmp_path_factory.mktemp("training")
+    photo = read_image("assets/example_portrait.jpg")
+    lines = []
+    for k in range(3):  # three short clips of a head rocking by different amounts
+        frames = [
+            cv2.warpAffine(
+                photo,
+                cv2.getRotationMatrix2D((240, 170), (k + 1) * 3 * np.sin(i / 4), 1.0),
+                (512, 512),
+                borderMode=cv2.BORDER_REFLECT,
+            )[::2, ::2].copy()
+            for i in range(24)
+        ]
+        write_video(root / f"clip{k}.mp4", np.stack(frames), 8)
+        lines.append(
+            {"id": f"clip{k}", "video": f"clip{k}.mp4", "split": "val" if k == 2 else "train"}
+        )
+    lines.append({"id": "broken", "video": "missing.mp4"})
+    lines.append({"id": "moving", "video": "clip0.mp4", "cameras": "cams.json"})
+    (root / "manifest.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    make_tiny_checkpoint(root / "tiny", seed=0)
+    pipeline = load_pipeline(root / "tiny", device="cpu")
+    counts = prepare(
+        root / "manifest.jsonl",
+        root / "data",
+        pipeline,
+        frames=5,
+        size=32,
+        fps=8.0,
+        landmarker=landmarker_path,
+    )
+    return root, counts
+
+
+def test_prepare_writes_samples_and_reports_bad_clips(workspace):
+    root, counts = workspace
+    assert counts == {"prepared": 3, "skipped": 2, "samples": 3}
+    skipped = [
+        json.loads(line) for line in (root / "data" / "skipped.jsonl").read_text().splitlines()
+    ]
+    reasons = {entry["id"]: entry["reason"] for entry in skipped}
+    assert (
+        "cannot read it" in reasons["broken"]
+        and "not supported by prepare yet" in reasons["moving"]
+    )
+    sample = load_file(str(root / "data" / "samples" / "clip0.safetensors"))
+    assert sample["target_latents"].shape == (16, 2, 4, 4)
+    assert sample["reference_latents"].shape == (16, 1, 4, 4)
+    assert sample["normal_latents"].shape == (16, 2, 4, 4)
+    assert sample["ray_latents"].shape == (24, 2, 4, 4)
+    assert sample["crops"].shape == (5, 224, 224, 3) and sample["blendshapes"].shape == (5, 52)
+    assert (
+        len(PreparedSamples(root / "data", "train")) == 2
+        and len(PreparedSamples(root / "data", "val")) == 1
+    )
+
+
+def test_prepare_is_resumable(workspace, landmarker_path):
+    root, _ = workspace
+    before = {p.name: p.stat().st_mtime_ns for p in (root / "data" / "samples").iterdir()}
+    pipeline = load_pipeline(root / "tiny", device="cpu")
+    counts = prepare(
+        root / "manifest.jsonl",
+        root / "data",
+        pipeline,
+        frames=5,
+        size=32,
+        fps=8.0,
+        landmarker=landmarker_path,
+    )
+    assert counts["samples"] == 3
+    assert {p.name: p.stat().st_mtime_ns for p in (root / "data" / "samples").iterdir()} == before
+
+
+def _held_out_loss(checkpoint, data, config):
+    """Training loss on fixed noise and noise levels (no dropout): comparable across runs."""
+    pipe = FactorPortraitPipeline.from_pretrained(str(checkpoint), use_safetensors=True)
+    samples = PreparedSamples(data, "train")
+    with torch.no_grad():
+        losses = [
+            training_loss(
+                pipe,
+                {k: v[None] for k, v in samples[i].items()},
+                config,
+                torch.Generator().manual_seed(seed),
+                drop=False,
+            )
+            for i in range(len(samples))
+            for seed in range(6)
+        ]
+    return float(torch.stack(losses).mean())
+
+
+def test_the_tiny_model_overfits_resumes_and_generates(workspace, tmp_path):
+    root, _ = workspace
+    config = TrainConfig(
+        steps=40,
+        learning_rate=3e-3,
+        trainable="full",
+        save_every=20,
+        validate_every=40,
+        validation_steps=2,
+        log_every=5,
+        drop_expression=0.1,
+    )
+    before = _held_out_loss(root / "tiny", root / "data", config)
+    # First 20 steps, then the same run resumed to 40.
+    first = train(
+        root / "tiny",
+        root / "data",
+        tmp_path / "run",
+        config.model_copy(update={"steps": 20}),
+        cpu=True,
+    )
+    assert (
+        first["steps"] == 20 and (tmp_path / "run" / "checkpoint-20" / "model_index.json").is_file()
+    )
+    resumed = train(root / "tiny", root / "data", tmp_path / "run", config, cpu=True)
+    assert resumed["steps"] == 40 and len(resumed["losses"]) == 20  # only the 20 missing steps
+    logged = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    ]
+    assert logged == [5, 10, 15, 20, 25, 30, 35, 40]
+    after = _held_out_loss(tmp_path / "run" / "checkpoint-40", root / "data", config)
+    assert after < 0.75 * before, (before, after)
+    # The saved checkpoint is a pipeline: it loads and generates, still labelled in-training.
+    pipe = FactorPortraitPipeline.from_pretrained(
+        str(tmp_path / "run" / "checkpoint-40"), use_safetensors=True
+    )
+    assert pipe.transformer.config.training_status == "in-training" and pipe.untrained
+    sample = PreparedSamples(root / "data", "val")[0]
+    from factorportrait.models import aggregate_codes
+    from factorportrait.training.loop import expression_features
+
+    codes = aggregate_codes(
+        pipe.expression_encoder(
+            expression_features({k: v[None] for k, v in sample.items()}, "image")
+        )
+    )
+    video = pipe(
+        condition_latents={
+            "reference_latents": sample["reference_latents"][None],
+            "ray_latents": sample["ray_latents"][None],
+            "normal_latents": sample["normal_latents"][None],
+            "expression_codes": codes,
+        },
+        num_inference_steps=2,
+        guidance_scale=2.0,
+        generator=torch.Generator().manual_seed(0),
+    ).frames
+    assert video.shape == (1, 5, 32, 32, 3)
+    assert (tmp_path / "run" / "validation" / "step-000040.mp4").is_file()
+
+
+def test_config_and_manifest_errors(tmp_path):
+    bad = tmp_path / "config.json"
+    bad.write_text('{"steps": 0}')
+    with pytest.raises(InputError, match="steps: Input should be greater than or equal to 1"):
+        TrainConfig.load(bad)
+    bad.write_text('{"learning_rat": 0.1}')
+    with pytest.raises(InputError, match="learning_rat: Extra inputs are not permitted"):
+        TrainConfig.load(bad)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"id": "a", "video": "a.mp4"}\n{"id": "a", "video": "b.mp4"}\n')
+    with pytest.raises(InputError, match="line 2: id 'a' must be unique"):
+        read_manifest(manifest)
