@@ -124,6 +124,8 @@ def init_from_wan(
     expression_backbone: str | None = None,
     code_dim: int = 256,
     revision: str | None = None,
+    use_normals: bool = True,
+    code_type: str = "image",
 ) -> Path:
     """A starting checkpoint from a diffusers-format Wan2.1 text-to-video checkpoint: Wan's
     transformer and VAE as they are, the new input channels and the expression controller at
@@ -151,10 +153,13 @@ def init_from_wan(
         expression_code_dim=FRAMES_PER_LATENT * code_dim,
         expression_hidden_dim=wan_transformer.config.num_attention_heads
         * wan_transformer.config.attention_head_dim,
+        use_normals=use_normals,  # False: the C2 ablation
         training_status="wan-initialised",
     )
     _copy_wan_weights(wan_transformer, transformer)
-    if expression_backbone is not None:
+    if code_type != "image":  # blendshapes, or landmarks (the C3 ablation): no image backbone
+        encoder = FactorPortraitExpressionEncoder(code_type=code_type, code_dim=code_dim)
+    elif expression_backbone is not None:
         from transformers import AutoModel
 
         backbone = AutoModel.from_pretrained(expression_backbone, use_safetensors=True)

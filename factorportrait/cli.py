@@ -139,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="transformers image encoder for the expression codes "
         "(e.g. facebook/dinov2-base); random when omitted",
     )
+    wan.add_argument(
+        "--no-normals", action="store_true", help="the paper's C2 ablation: no normal-map condition"
+    )
+    wan.add_argument(
+        "--code-type",
+        choices=["image", "blendshapes", "landmarks"],
+        default="image",
+        help="expression code: image encoder (paper), blendshapes, or 2-D landmarks "
+        "(the C3 ablation)",
+    )
     wan.add_argument("--out", required=True, type=Path)
     wan.set_defaults(handler=_run_init_from_wan)
 
@@ -492,7 +502,12 @@ def _run_init_from_wan(args: argparse.Namespace) -> int:
     if args.out.exists() and any(args.out.iterdir()):
         raise InputError(f"--out: {args.out} exists and is not empty")
     init_from_wan(
-        args.wan, args.out, expression_backbone=args.expression_backbone, revision=args.revision
+        args.wan,
+        args.out,
+        expression_backbone=args.expression_backbone,
+        revision=args.revision,
+        use_normals=not args.no_normals,
+        code_type=args.code_type,
     )
     print(f"starting checkpoint (Wan-initialised, not trained) -> {args.out}")
     return 0

@@ -205,3 +205,19 @@ def test_gradient_checkpointing_backward():
     assert model.patch_embedding.weight.grad is not None
     assert model.expression_controller.proj_out.weight.grad.abs().sum() > 0
     assert all(p.grad is not None for p in model.blocks[0].parameters() if p.requires_grad)
+
+
+def test_init_from_wan_ablations(tmp_path):
+    tiny_wan_transformer(seed=1).save_pretrained(tmp_path / "wan" / "transformer")
+    tiny_wan_vae(seed=1).save_pretrained(tmp_path / "wan" / "vae")
+    init_from_wan(tmp_path / "wan", tmp_path / "c2", use_normals=False)
+    init_from_wan(tmp_path / "wan", tmp_path / "c3", code_type="landmarks")
+    c2 = FactorPortraitPipeline.from_pretrained(tmp_path / "c2", use_safetensors=True)
+    c3 = FactorPortraitPipeline.from_pretrained(tmp_path / "c3", use_safetensors=True)
+    assert (
+        c2.transformer.patch_embedding.in_channels == 56 and not c2.transformer.config.use_normals
+    )
+    assert (
+        c3.expression_encoder.config.code_type == "landmarks"
+        and c3.expression_encoder.backbone is None
+    )
