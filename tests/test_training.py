@@ -189,3 +189,34 @@ def test_config_and_manifest_errors(tmp_path):
     manifest.write_text('{"id": "a", "video": "a.mp4"}\n{"id": "a", "video": "b.mp4"}\n')
     with pytest.raises(InputError, match="line 2: id 'a' must be unique"):
         read_manifest(manifest)
+
+
+def test_lora_with_ema_saves_a_plain_pipeline(workspace, tmp_path):
+    root, _ = workspace
+    config = TrainConfig(
+        steps=4,
+        learning_rate=1e-3,
+        trainable="lora",
+        lora_rank=2,
+        save_every=4,
+        validate_every=100,
+        log_every=2,
+        gradient_checkpointing=False,
+    )
+    result = train(root / "tiny", root / "data", tmp_path / "lora", config, cpu=True)
+    assert result["steps"] == 4
+    saved = FactorPortraitPipeline.from_pretrained(
+        str(tmp_path / "lora" / "checkpoint-4"), use_safetensors=True
+    )
+    keys = saved.transformer.state_dict().keys()
+    assert not any("lora" in key for key in keys)  # merged: loads like any checkpoint
+    start = FactorPortraitPipeline.from_pretrained(str(root / "tiny"), use_safetensors=True)
+    moved = (
+        (
+            saved.transformer.blocks[0].attn1.to_q.weight
+            - start.transformer.blocks[0].attn1.to_q.weight
+        )
+        .abs()
+        .max()
+    )
+    assert moved > 0  # the LoRA update is in the merged weights

@@ -17,9 +17,11 @@ class TrainConfig(BaseModel):
     learning_rate: float = Field(1e-4, gt=0, le=1)
     batch_size: int = Field(1, ge=1)
     seed: int = 0
-    # Which parameters learn: the new layers only (condition channels of the patch embedding,
-    # the expression controller, the expression head), or the whole transformer as well.
-    trainable: Literal["new", "full"] = "new"
+    # Which parameters learn: the new layers (condition channels of the patch embedding, the
+    # expression controller, the expression head), plus LoRA on the attention ("lora"), or plus
+    # the whole transformer ("full").
+    trainable: Literal["new", "lora", "full"] = "new"
+    lora_rank: int = Field(16, ge=1)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     gradient_checkpointing: bool = True
     # Flow matching: x_t = (1 - s) x0 + s e, target e - x0; s = shift(sigmoid(N(mean, std))).

@@ -115,9 +115,22 @@ def training_loss(
     return torch.nn.functional.mse_loss(prediction.float(), (noise - x0).float())
 
 
-def select_parameters(pipe: FactorPortraitPipeline, trainable: str) -> list[torch.nn.Parameter]:
+def select_parameters(
+    pipe: FactorPortraitPipeline, trainable: str, lora_rank: int = 16
+) -> list[torch.nn.Parameter]:
     transformer = pipe.transformer
     transformer.requires_grad_(trainable == "full")
+    if trainable == "lora":
+        from peft import LoraConfig
+
+        transformer.add_adapter(
+            LoraConfig(
+                r=lora_rank,
+                lora_alpha=lora_rank,
+                init_lora_weights="gaussian",
+                target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+            )
+        )
     for module in (
         transformer.patch_embedding,
         transformer.expression_controller,
@@ -155,7 +168,7 @@ def train(
     val_set = PreparedSamples(data, "val")
     if len(train_set) == 0:
         raise InputError(f"--data {data}: no training samples")
-    params = select_parameters(pipe, config.trainable)
+    params = select_parameters(pipe, config.trainable, config.lora_rank)
     if config.gradient_checkpointing:
         pipe.transformer.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
@@ -238,11 +251,24 @@ def train(
 
 
 def _save_pipeline(pipe, path: Path, ema, params, status: str) -> None:
+    """The pipeline as from_pretrained loads it; LoRA is merged into a copy of the weights."""
+    import copy
+
     if ema is not None:
         ema.store(params)
         ema.copy_to(params)
-    pipe.transformer.register_to_config(training_status=status)
-    pipe.save_pretrained(str(path), safe_serialization=True)
+    transformer = pipe.transformer
+    if getattr(transformer, "peft_config", None):
+        transformer = copy.deepcopy(transformer)
+        transformer.fuse_lora()
+        transformer.unload_lora()
+    transformer.register_to_config(training_status=status)
+    FactorPortraitPipeline(
+        vae=pipe.vae,
+        transformer=transformer,
+        scheduler=pipe.scheduler,
+        expression_encoder=pipe.expression_encoder,
+    ).save_pretrained(str(path), safe_serialization=True)
     if ema is not None:
         ema.restore(params)
 
