@@ -146,6 +146,7 @@ def test_the_tiny_model_overfits_resumes_and_generates(workspace, tmp_path):
         for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
     ]
     assert logged == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert list((tmp_path / "run").rglob("events.out.tfevents.*"))  # tensorboard curves
     after = _held_out_loss(tmp_path / "run" / "checkpoint-40", root / "data", config)
     assert after < 0.75 * before, (before, after)
     # The saved checkpoint is a pipeline: it loads and generates, still labelled in-training.
