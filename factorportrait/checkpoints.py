@@ -1,7 +1,7 @@
 """Checkpoints: a tiny random one for tests, and a starting one built from public Wan2.1.
 
 Everything is saved with ``save_pretrained(..., safe_serialization=True)`` and loaded with
-``use_safetensors=True``: no pickle anywhere.
+``use_safetensors=True``: no deserialisation of executable objects anywhere.
 """
 
 from __future__ import annotations

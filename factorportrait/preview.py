@@ -5,7 +5,7 @@ rays.mp4           Plücker ray maps (direction | moment)
 tracking.mp4       the driving frames with the tracked face mesh drawn on
 source.png         the portrait, framed as the output, with its tracked mesh
 trajectory.json    K and c2w per frame (as the cameras command writes it)
-conditioning.npz   the arrays themselves (no pickle: plain arrays and strings)
+conditioning.npz   the arrays themselves (plain arrays and strings; allow_pickle=False loads it)
 summary.json       frames, fps, size, mode, faces found/filled, jitter, stage times
 """
 

@@ -19,7 +19,7 @@ def test_preview_writes_every_file(pyfeat, landmarker_path, tmp_path, capsys):
                  "--landmarker", str(landmarker_path), "--out", str(out)])  # fmt: skip
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(PREVIEW_FILES)
-    with np.load(out / "conditioning.npz", allow_pickle=False) as data:  # no pickle inside
+    with np.load(out / "conditioning.npz", allow_pickle=False) as data:  # plain arrays only
         assert data["normals"].shape == (9, 96, 96, 3) and data["normals"].dtype == np.float32
         assert data["normals"].min() >= -1 and data["normals"].max() <= 1
         assert data["mask"].shape == (9, 96, 96) and data["mask"].dtype == bool

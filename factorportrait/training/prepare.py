@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from ..conditioning import ConditioningSettings, build_conditioning
 from ..errors import InputError
 from ..io.media import VideoFrames, read_video
-from ..models import aggregate_codes, pack_plucker  # noqa: F401  (re-exported for loaders)
+from ..models import pack_plucker
 from ..tracking import FaceTracker
 
 EXPRESSION_CHANGE = 0.15  # blendshape range over a clip that counts as "expression changes"
