@@ -172,3 +172,19 @@ def test_out_of_memory_becomes_a_clear_error_and_the_service_keeps_working(
         portrait, None, "camera-only", load_preset("orbit"), settings, steps=2, guidance=1.0, seed=0
     )
     assert len(read_video(result["video"]).frames) == 5
+
+
+def test_a_run_past_its_time_budget_is_stopped(service, pyfeat, monkeypatch):
+    settings = ConditioningSettings(mode="camera-only", frames=5, height=32, width=32)
+    monkeypatch.setattr(service, "max_generation_s", 0.0)
+    with pytest.raises(InputError, match="ran past its time budget of 0 s"):
+        service.generate(
+            str(pyfeat / "single_face.jpg"),
+            None,
+            "camera-only",
+            load_preset("orbit"),
+            settings,
+            steps=3,
+            guidance=1.0,
+            seed=0,
+        )

@@ -57,3 +57,25 @@ def test_file_routes_refuse_paths_outside_the_app(app_url, route):
         assert error.code in (400, 403, 404, 405)
         return
     assert b"root:" not in body and b"create_service" not in body
+
+
+def test_oversize_upload_is_refused_with_413(app_url, tmp_path):
+    import httpx
+
+    from factorportrait.config import LIMITS
+
+    big = tmp_path / "big.mp4"
+    with open(big, "wb") as handle:
+        handle.truncate(LIMITS.max_video_bytes + 1024)  # sparse: no 200 MB written to disk
+    with open(big, "rb") as handle:
+        response = httpx.post(app_url + "gradio_api/upload", files={"files": handle}, timeout=60)
+    assert response.status_code == 413
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"x" * 1024)
+    with open(small, "rb") as handle:
+        assert (
+            httpx.post(
+                app_url + "gradio_api/upload", files={"files": handle}, timeout=30
+            ).status_code
+            == 200
+        )

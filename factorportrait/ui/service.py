@@ -42,6 +42,7 @@ class Service:
     pipeline: object | None = None  # FactorPortraitPipeline
     checkpoint: str | None = None
     landmarker: str | None = None
+    max_generation_s: float = 900.0  # a run past this is stopped at its next step
     output_root: Path = field(
         default_factory=lambda: Path(tempfile.mkdtemp(prefix="factorportrait-"))
     )
@@ -190,9 +191,16 @@ class Service:
         cancel.clear()
         cond = self.conditioning(portrait, driving, mode, trajectory, settings)
 
+        started = time.monotonic()
+
         def on_step(pipe, step, timestep, tensors):
             if cancel.is_set():
-                raise GenerationCancelled()
+                raise GenerationCancelled("Generation cancelled.")
+            if time.monotonic() - started > self.max_generation_s:
+                raise GenerationCancelled(
+                    f"Generation stopped: it ran past its time budget of "
+                    f"{self.max_generation_s:.0f} s. Try fewer frames or steps."
+                )
             if progress is not None:
                 progress(step + 1, steps)
             return tensors
@@ -203,8 +211,8 @@ class Service:
             frames = generate_frames(
                 self.pipeline, cond, steps=steps, guidance=guidance, seed=seed, callback=on_step
             )
-        except GenerationCancelled:
-            raise InputError("Generation cancelled.") from None
+        except GenerationCancelled as stop:
+            raise InputError(str(stop)) from None
         except torch.OutOfMemoryError:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
