@@ -35,9 +35,14 @@ def pyfeat(media_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def app_url(landmarker_path, tmp_path_factory):
+def app_url(app_server):
+    return app_server[0]
+
+
+@pytest.fixture(scope="session")
+def app_server(landmarker_path, tmp_path_factory):
     """The real app (python app.py --tiny) on a free loopback port, for client and browser
-    tests. Its log lands in the pytest temp folder."""
+    tests: (url, process). Its log lands in the pytest temp folder."""
     import os
     import socket
     import subprocess
@@ -76,7 +81,7 @@ def app_url(landmarker_path, tmp_path_factory):
                 if process.poll() is not None or time.time() > deadline:
                     pytest.fail(f"the app did not start:\n{log.read_text()[-3000:]}")
                 time.sleep(0.5)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         try:

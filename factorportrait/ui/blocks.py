@@ -243,6 +243,12 @@ def build_demo(service: Service) -> gr.Blocks:
                 driving_overlay = gr.Image(
                     label="Tracked face (first frame)", interactive=False, height=220
                 )
+        gr.Markdown(
+            f"Photos: JPEG, PNG, WebP or AVIF, up to {LIMITS.max_image_bytes // 2**20} MB and "
+            f"{LIMITS.max_image_pixels // 1_000_000} megapixels. Videos: up to "
+            f"{LIMITS.max_video_bytes // 2**20} MB and {LIMITS.max_video_seconds:.0f} s. "
+            f"Output: up to {LIMITS.max_frames} frames, sides up to {LIMITS.max_side} px."
+        )
         gr.Examples(
             examples=[["assets/example_portrait.jpg", "assets/example_driving.mp4"]],
             inputs=[portrait, driving],
