@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 import tempfile
+from pathlib import Path
 
 from factorportrait.config import LIMITS
 from factorportrait.errors import InputError
@@ -42,11 +43,18 @@ def create_service(
     pipeline = None
     if checkpoint:
         pipeline = load_pipeline(checkpoint, device=device, revision=revision)
-    return Service(
+    service = Service(
         pipeline=pipeline,
         checkpoint="tiny random (built at start-up)" if tiny else checkpoint,
         landmarker=landmarker,
     )
+    # Where request outputs live until Gradio has copied them, and for how long (tests).
+    if os.environ.get("FACTORPORTRAIT_OUTPUT_DIR"):
+        service.output_root = Path(os.environ["FACTORPORTRAIT_OUTPUT_DIR"])
+        service.output_root.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("FACTORPORTRAIT_OUTPUT_TTL_S"):
+        service.output_ttl_s = max(1.0, float(os.environ["FACTORPORTRAIT_OUTPUT_TTL_S"]))
+    return service
 
 
 def main(argv: list[str] | None = None) -> None:

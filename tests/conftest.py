@@ -42,7 +42,8 @@ def app_url(app_server):
 @pytest.fixture(scope="session")
 def app_server(landmarker_path, tmp_path_factory):
     """The real app (python app.py --tiny) on a free loopback port, for client and browser
-    tests: (url, process). Its log lands in the pytest temp folder."""
+    tests: (url, process, its request-output folder). Its log lands in the pytest temp
+    folder."""
     import os
     import socket
     import subprocess
@@ -60,6 +61,8 @@ def app_server(landmarker_path, tmp_path_factory):
         "GRADIO_SERVER_NAME": "127.0.0.1",
         "GRADIO_SERVER_PORT": str(port),
         "FACTORPORTRAIT_FACE_LANDMARKER": str(landmarker_path),
+        "FACTORPORTRAIT_OUTPUT_DIR": str(log.parent / "outputs"),
+        "FACTORPORTRAIT_OUTPUT_TTL_S": "3",
         "GRADIO_ANALYTICS_ENABLED": "False",
     }
     with open(log, "w") as log_file:
@@ -81,7 +84,7 @@ def app_server(landmarker_path, tmp_path_factory):
                 if process.poll() is not None or time.time() > deadline:
                     pytest.fail(f"the app did not start:\n{log.read_text()[-3000:]}")
                 time.sleep(0.5)
-        yield url, process
+        yield url, process, log.parent / "outputs"
     finally:
         process.terminate()
         try:

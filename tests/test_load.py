@@ -31,7 +31,7 @@ def _children(pid: int) -> list[str]:
 
 
 def test_concurrent_previews_each_get_their_own_answer(app_server):
-    url, process = app_server
+    url, process, _ = app_server
     orbit = open("camera_presets/orbit.json").read()
     # Every request asks for something different, so a mix-up would show.
     requests = [
@@ -75,3 +75,9 @@ def test_concurrent_previews_each_get_their_own_answer(app_server):
     assert process.poll() is None  # still serving
     time.sleep(0.5)
     assert "ffmpeg" not in " ".join(_children(process.pid))
+    # Request folders go once Gradio has its copies: after the TTL (3 s here), the next
+    # request sweeps every earlier one; only its own is left.
+    outputs = Path(app_server[2])
+    time.sleep(3.5)
+    one((5, "camera-only"))
+    assert len(list(outputs.glob("req-*"))) == 1

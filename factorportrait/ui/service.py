@@ -26,7 +26,10 @@ from ..pose import head_yaw_pitch_roll, view_of_camera
 from ..preview import draw_face_mesh
 from ..render import normals_to_rgb
 
-OUTPUT_TTL_S = 3600  # request folders older than this are removed as new requests come in
+# A request's folder is made when its outputs are written and is needed only until Gradio has
+# copied them into its own cache (before the response is sent): folders older than this are
+# removed as new requests come in. Generous, for slow disks; never 0 (concurrent requests).
+OUTPUT_TTL_S = 120.0
 DEFAULT_RANGES = {"azimuth": [-60.0, 60.0], "elevation": [-30.0, 30.0], "head_yaw": [-45.0, 45.0]}
 FAST = {"frames": 33, "size": 384, "steps": 20, "guidance": 1.0}
 
@@ -43,6 +46,7 @@ class Service:
     checkpoint: str | None = None
     landmarker: str | None = None
     max_generation_s: float = 900.0  # a run past this is stopped at its next step
+    output_ttl_s: float = OUTPUT_TTL_S
     output_root: Path = field(
         default_factory=lambda: Path(tempfile.mkdtemp(prefix="factorportrait-"))
     )
@@ -74,7 +78,7 @@ class Service:
         """A fresh folder for one request's outputs; old ones are swept here."""
         now = time.time()
         for old in self.output_root.glob("req-*"):
-            if now - old.stat().st_mtime > OUTPUT_TTL_S:
+            if now - old.stat().st_mtime > self.output_ttl_s:
                 shutil.rmtree(old, ignore_errors=True)
         return Path(tempfile.mkdtemp(prefix="req-", dir=self.output_root))
 
