@@ -6,6 +6,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,3 +80,71 @@ def test_oversize_upload_is_refused_with_413(app_url, tmp_path):
             ).status_code
             == 200
         )
+
+
+def test_checkpoints_load_from_safetensors_only(tmp_path):
+    from factorportrait.checkpoints import tiny_pipeline
+    from factorportrait.errors import InputError
+    from factorportrait.generation import load_pipeline
+
+    tiny_pipeline(seed=0).save_pretrained(tmp_path / "unsafe", safe_serialization=False)
+    assert list((tmp_path / "unsafe").rglob("*.bin"))
+    with pytest.raises(InputError, match="cannot load it"):
+        load_pipeline(tmp_path / "unsafe", device="cpu")
+
+
+def test_odd_file_names_work_and_never_reach_a_shell(tmp_path, landmarker_path, pyfeat):
+    import shutil
+
+    from factorportrait.cli import main
+
+    odd = "a b; $(touch PWNED) `id` 'quote' \\\"ü 名前 " + "x" * 150
+    portrait = tmp_path / f"{odd}.jpg"
+    driving = tmp_path / f"{odd}.mp4"
+    shutil.copy("assets/example_portrait.jpg", portrait)
+    shutil.copy(pyfeat / "single_face.mp4", driving)  # has sound: exercises the audio mux too
+    out = tmp_path / f"out {odd[:40]}"
+    assert (
+        main(
+            [
+                "preview",
+                "--portrait",
+                str(portrait),
+                "--driving",
+                str(driving),
+                "--mode",
+                "frontal-dynamic",
+                "--frames",
+                "5",
+                "--size",
+                "64",
+                "--landmarker",
+                str(landmarker_path),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert (out / "normals.mp4").is_file()
+    from factorportrait.io import write_video
+    from factorportrait.io.video import mux_audio
+
+    silent = write_video(tmp_path / f"{odd[:60]}.mp4", np.zeros((8, 32, 32, 3), np.uint8), 8)
+    assert mux_audio(silent, driving, tmp_path / f"{odd[:50]} sound.mp4").is_file()
+    assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
+
+
+def test_outputs_cannot_be_listed_or_guessed(app_url):
+    for route in (
+        "gradio_api/file=/tmp/gradio",
+        "gradio_api/file=/tmp/gradio/",
+        "gradio_api/file=/tmp/gradio/" + "0" * 64 + "/result.mp4",
+    ):
+        try:
+            with urllib.request.urlopen(app_url + route, timeout=10) as response:
+                body = response.read()
+        except urllib.error.HTTPError as error:
+            assert error.code in (400, 403, 404)
+        else:
+            raise AssertionError(f"{route} served {len(body)} bytes")
