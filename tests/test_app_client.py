@@ -103,3 +103,25 @@ def test_bad_trajectory_json_gives_the_clear_error(client):
             256,
             api_name="/preview",
         )
+
+
+def test_uploads_with_hostile_names_work(client, tmp_path):
+    import shutil
+
+    odd = tmp_path / ("a b; $(touch PWNED) `id` ü 名前 " + "y" * 120 + ".jpg")
+    shutil.copy(PORTRAIT, odd)
+    result = client.predict(
+        handle_file(str(odd)),
+        None,
+        "camera-only",
+        open("camera_presets/sweep.json").read(),
+        30,
+        0,
+        1.0,
+        5,
+        16,
+        256,
+        api_name="/preview",
+    )
+    assert len(read_video(result[0]).frames) == 5
+    assert not list(tmp_path.rglob("PWNED"))
