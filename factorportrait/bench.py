@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .camera import load_preset, plucker_rays, rays_to_rgb, trajectory_figure
+from .checkpoints import TINY_WAN_CONFIG, WAN_KEYS
 from .io import write_video
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -132,19 +133,7 @@ WAN_SIZES = {
         eps=1e-6,
         rope_max_seq_len=1024,
     ),
-    "tiny": dict(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=8,
-        text_dim=16,
-        freq_dim=16,
-        ffn_dim=32,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        eps=1e-6,
-        rope_max_seq_len=1024,
-    ),
+    "tiny": TINY_WAN_CONFIG,
 }
 
 
@@ -163,7 +152,7 @@ def model_benchmark(
         wan_config = WAN_SIZES[size]
     else:  # a checkpoint folder: its transformer's size
         config = FactorPortraitTransformer3DModel.load_config(str(size), subfolder="transformer")
-        wan_config = {key: config[key] for key in WAN_SIZES["tiny"]}
+        wan_config = {key: config[key] for key in WAN_KEYS}
     target = resolve_device(device)
     dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
     t_lat, h_lat, w_lat = (frames - 1) // 4 + 1, height // 8, width // 8

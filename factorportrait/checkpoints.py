@@ -16,7 +16,7 @@ from .models import FactorPortraitExpressionEncoder, FactorPortraitTransformer3D
 from .pipeline import FactorPortraitPipeline
 
 # The Wan transformer's own settings, carried over unchanged into ours.
-_WAN_KEYS = (
+WAN_KEYS = (
     "patch_size",
     "num_attention_heads",
     "attention_head_dim",
@@ -30,6 +30,20 @@ _WAN_KEYS = (
     "rope_max_seq_len",
 )
 FRAMES_PER_LATENT = 4
+# The tiny Wan transformer's size: tests, the tiny checkpoint and the benchmark share it.
+TINY_WAN_CONFIG = {
+    "patch_size": (1, 2, 2),
+    "num_attention_heads": 2,
+    "attention_head_dim": 8,
+    "text_dim": 16,
+    "freq_dim": 16,
+    "ffn_dim": 32,
+    "num_layers": 2,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "eps": 1e-6,
+    "rope_max_seq_len": 64,
+}
 TINY_BACKBONE = {
     "model_type": "dinov2",
     "hidden_size": 16,
@@ -44,18 +58,7 @@ TINY_BACKBONE = {
 def tiny_wan_transformer(seed: int = 0) -> WanTransformer3DModel:
     """A tiny random Wan2.1 transformer (a stand-in for the real one in tests)."""
     torch.manual_seed(seed)
-    return WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=16,
-        out_channels=16,
-        text_dim=16,
-        freq_dim=16,
-        ffn_dim=32,
-        num_layers=2,
-        rope_max_seq_len=64,
-    )
+    return WanTransformer3DModel(in_channels=16, out_channels=16, **TINY_WAN_CONFIG)
 
 
 def tiny_wan_vae(seed: int = 0) -> AutoencoderKLWan:
@@ -181,7 +184,7 @@ def init_from_wan(
 
 
 def _from_wan_config(config, **extra) -> FactorPortraitTransformer3DModel:
-    return FactorPortraitTransformer3DModel(**{key: config[key] for key in _WAN_KEYS}, **extra)
+    return FactorPortraitTransformer3DModel(**{key: config[key] for key in WAN_KEYS}, **extra)
 
 
 @torch.no_grad()

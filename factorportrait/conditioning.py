@@ -29,7 +29,13 @@ from .head_mesh import HeadTemplate, build_head_template, fit_proportions
 from .io.media import VideoFrames, read_image, read_video
 from .pose import camera_path, estimate_portrait_camera, retarget_head_poses
 from .render import rasterize
-from .tracking import FaceObservation, FaceTracker, TrackedClip, assemble_clip, smooth_clip
+from .tracking import (
+    FaceObservation,
+    FaceTracker,
+    assemble_clip,
+    landmark_jitter,
+    smooth_clip,
+)
 
 Mode = Literal["frontal-dynamic", "novel-dynamic", "camera-only", "all-dynamic"]
 DEFAULT_TRAJECTORY = "orbit"
@@ -190,10 +196,10 @@ def build_conditioning(
                     report["warnings"].append(
                         "several faces in the driving video: following the largest"
                     )
-                report["jitter_px_raw"] = landmark_jitter(clip)
+                report["jitter_px_raw"] = landmark_jitter(clip.landmarks)
                 if settings.smoothing:
                     clip = smooth_clip(clip)
-                report["jitter_px"] = landmark_jitter(clip)
+                report["jitter_px"] = landmark_jitter(clip.landmarks)
                 frames = video.frames[picks]
         else:
             frames_out = settings.frames or VIDEO.frames
@@ -305,16 +311,6 @@ def project_points(
     cam = np.einsum("fij,pj->fpi", head_to_cam[:, :3, :3], points) + head_to_cam[:, None, :3, 3]
     pixels = np.einsum("fij,fpj->fpi", K, cam)
     return pixels[..., :2] / pixels[..., 2:]
-
-
-def landmark_jitter(clip: TrackedClip) -> float:
-    """Frame-to-frame landmark jitter in pixels: the median size of the second temporal
-    difference (zero for a still or smoothly moving head, so what remains is noise)."""
-    if len(clip) < 3:
-        return 0.0
-    points = clip.landmarks[:, :, :2]
-    second = points[2:] - 2 * points[1:-1] + points[:-2]
-    return float(np.median(np.linalg.norm(second, axis=-1).mean(axis=1)))
 
 
 def _track_portrait(tracker: FaceTracker, image: np.ndarray, report: dict) -> FaceObservation:

@@ -8,6 +8,7 @@ from diffusers import WanTransformer3DModel
 
 from factorportrait.checkpoints import (
     TINY_BACKBONE,
+    TINY_WAN_CONFIG,
     init_from_wan,
     tiny_wan_transformer,
     tiny_wan_vae,
@@ -21,19 +22,7 @@ from factorportrait.models import (
 )
 from factorportrait.pipeline import FactorPortraitPipeline
 
-TINY = dict(
-    patch_size=(1, 2, 2),
-    num_attention_heads=2,
-    attention_head_dim=8,
-    text_dim=16,
-    freq_dim=16,
-    ffn_dim=32,
-    num_layers=2,
-    rope_max_seq_len=64,
-    prompt_length=8,
-    expression_code_dim=32,
-    expression_hidden_dim=16,
-)
+TINY = dict(**TINY_WAN_CONFIG, prompt_length=8, expression_code_dim=32, expression_hidden_dim=16)
 
 
 def _inputs(batch=1, t=3, h=4, w=4, seed=0):

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import InputError
 from ..io import staged_output_dir, write_json
 from ..io.media import read_video
-from ..tracking import FaceTracker, assemble_clip
+from ..tracking import FaceTracker, assemble_clip, landmark_jitter
 from . import metrics
 
 SKIPPED = {
@@ -128,7 +128,7 @@ def evaluate_sample(sample: Sample, tracker: FaceTracker) -> dict:
         }
         result["series"].update(series)
         result["summary"].update({name: float(np.mean(values)) for name, values in series.items()})
-        result["summary"]["landmark_jitter_px"] = metrics.landmark_jitter(clip.landmarks)
+        result["summary"]["landmark_jitter_px"] = landmark_jitter(clip.landmarks)
     if sample.ground_truth is not None:
         truth = read_video(sample.ground_truth).frames[:frames]
         if truth.shape != video.frames[:frames].shape:

@@ -83,16 +83,6 @@ def camera_error(requested_c2w: np.ndarray, implied_c2w: np.ndarray) -> dict[str
     }
 
 
-def landmark_jitter(landmarks: np.ndarray) -> float:
-    """Median over frames of the mean size of the second temporal difference of 2-D
-    landmarks (pixels): zero for a still or steadily moving face, so what remains is jitter."""
-    if len(landmarks) < 3:
-        return 0.0
-    points = landmarks[..., :2]
-    second = points[2:] - 2 * points[1:-1] + points[:-2]
-    return float(np.median(np.linalg.norm(second, axis=-1).mean(axis=1)))
-
-
 def identity_drift(landmarks: np.ndarray) -> np.ndarray:
     """Per frame: how far the face's shape has moved from the first frame's once position,
     size and rotation are removed (similarity on expression-stable landmarks), as a fraction

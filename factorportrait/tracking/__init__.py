@@ -1,7 +1,7 @@
 """Face tracking: MediaPipe Face Landmarker, its model file, clip assembly and smoothing."""
 
 from . import model_file
-from .clip import TrackedClip, assemble_clip, smooth_clip
+from .clip import TrackedClip, assemble_clip, landmark_jitter, smooth_clip
 from .landmarker import NUM_BLENDSHAPES, NUM_LANDMARKS, FaceObservation, FaceTracker
 from .model_file import ModelFileError, resolve_face_landmarker
 from .smoothing import smooth_zero_lag
@@ -14,6 +14,7 @@ __all__ = [
     "ModelFileError",
     "TrackedClip",
     "assemble_clip",
+    "landmark_jitter",
     "model_file",
     "resolve_face_landmarker",
     "smooth_clip",

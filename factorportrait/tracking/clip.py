@@ -107,3 +107,14 @@ def smooth_clip(clip: TrackedClip, *, min_cutoff: float = 1.0, beta: float = 0.0
         blendshapes=blendshapes,
         smoothed=True,
     )
+
+
+def landmark_jitter(landmarks: np.ndarray) -> float:
+    """Frame-to-frame jitter of landmarks (F, N, >=2) in pixels: the median over frames of the
+    mean size of the second temporal difference, which is zero for a still or steadily moving
+    face, so what remains is noise. Shared by the preview's summary and the evaluation."""
+    if len(landmarks) < 3:
+        return 0.0
+    points = landmarks[..., :2]
+    second = points[2:] - 2 * points[1:-1] + points[:-2]
+    return float(np.median(np.linalg.norm(second, axis=-1).mean(axis=1)))
