@@ -175,8 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare",
         help="cache training samples from a manifest of clips (tracking, normals, rays, latents)",
         description="Reads a JSON-lines manifest of clips and writes one self-reenactment sample "
-        "per clip (target = first frames, reference = last frame) into DATA/samples, with "
-        "DATA/index.jsonl and DATA/skipped.jsonl. Resumable: done clips are skipped.",
+        "per clip (target = first frames; reference = last frame, or the next clip's of its "
+        "multi-view group; camera motion from the clip's cameras file, static without one) "
+        "into DATA/samples, with DATA/index.jsonl and DATA/skipped.jsonl. Resumable: done "
+        "clips are skipped. Manifest and cameras format: README, Training.",
     )
     prepare.add_argument("--manifest", required=True, type=Path)
     prepare.add_argument("--out", required=True, type=Path)

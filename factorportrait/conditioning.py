@@ -162,11 +162,11 @@ def build_conditioning(
         with timer("read portrait"):
             image = portrait if isinstance(portrait, np.ndarray) else read_image(portrait)
         with timer("track portrait"):
-            source = _track_portrait(tracker, image, report)
+            source = track_portrait(tracker, image, report)
         with timer("template head"):
             canonical = load_canonical_face(str(tracker.model_path))
-            reference, face, crop = _frame_portrait(image, source, settings.height, settings.width)
-            # The framing, so frames of the same camera can be cropped alike (training data).
+            reference, face, crop = frame_portrait(image, source, settings.height, settings.width)
+            # Where the reference was cut from the photo (image -> reference pixels), for reports.
             report["reference_crop"] = crop.tolist()
             template = build_head_template(canonical, fit_proportions(canonical, face.landmarks))
             K_src, c2w_src = estimate_portrait_camera(
@@ -313,7 +313,7 @@ def project_points(
     return pixels[..., :2] / pixels[..., 2:]
 
 
-def _track_portrait(tracker: FaceTracker, image: np.ndarray, report: dict) -> FaceObservation:
+def track_portrait(tracker: FaceTracker, image: np.ndarray, report: dict) -> FaceObservation:
     # Very large photos are tracked on a downscaled copy (the detector works at low resolution).
     scale = min(1.0, LIMITS.max_image_side_tracked / max(image.shape[:2]))
     small = (
@@ -336,23 +336,30 @@ def _track_portrait(tracker: FaceTracker, image: np.ndarray, report: dict) -> Fa
     return face
 
 
-def _frame_portrait(
+def frame_portrait(
     image: np.ndarray, face: FaceObservation, height: int, width: int
 ) -> tuple[np.ndarray, FaceObservation, np.ndarray]:
     """Crop the portrait around the face to the output's aspect and size (padding with the
     edge colour where the crop leaves the photo); the face's landmarks follow. Also returns
     the 2x3 image -> reference matrix."""
-    x0, y0, x1, y1 = face.box
-    crop_h = max(x1 - x0, y1 - y0) * PORTRAIT_CROP_SCALE
-    crop_w = crop_h * width / height
-    centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2 - 0.1 * (y1 - y0)  # room for the hair
-    left, top = centre_x - crop_w / 2, centre_y - crop_h / 2
-    scale = width / crop_w
-    matrix = np.array([[scale, 0.0, -left * scale], [0.0, scale, -top * scale]])
+    matrix = framing_matrix(face.box, height, width)
     reference = cv2.warpAffine(
         image, matrix, (width, height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
     )
-    return reference, face.scaled(scale, (left, top)), matrix
+    scale = matrix[0, 0]
+    return reference, face.scaled(scale, (-matrix[0, 2] / scale, -matrix[1, 2] / scale)), matrix
+
+
+def framing_matrix(box: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The 2x3 image -> output matrix that frames a face box (x0, y0, x1, y1) like a portrait:
+    a square of twice the face's size, centred a little above it (room for the hair)."""
+    x0, y0, x1, y1 = box
+    crop_h = max(x1 - x0, y1 - y0) * PORTRAIT_CROP_SCALE
+    crop_w = crop_h * width / height
+    centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2 - 0.1 * (y1 - y0)
+    left, top = centre_x - crop_w / 2, centre_y - crop_h / 2
+    scale = width / crop_w
+    return np.array([[scale, 0.0, -left * scale], [0.0, scale, -top * scale]])
 
 
 def _output_frames(

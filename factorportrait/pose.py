@@ -29,33 +29,52 @@ def estimate_portrait_camera(
 
     The focal length comes from a stated default field of view; the rotation is MediaPipe's;
     the translation is solved in closed form so the template's landmarks reproject onto the
-    tracked ones (for a fixed rotation the pinhole equations are linear in t).
+    tracked ones (``solve_head_translations``).
     """
     K = intrinsics_from_fov(fov_deg, height, width)
-    rotation = _nearest_rotation(face.head_to_camera[:3, :3])
-    rotated = face_vertices[:NUM_MESH_VERTICES] @ rotation.T
-    u, v = face.landmarks[:NUM_MESH_VERTICES, 0], face.landmarks[:NUM_MESH_VERTICES, 1]
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    zeros = np.zeros_like(u)
-    # fx (X + tx) + (cx - u)(Z + tz) = 0 and fy (Y + ty) + (cy - v)(Z + tz) = 0
-    A = np.concatenate(
-        [
-            np.stack([np.full_like(u, fx), zeros, cx - u], 1),
-            np.stack([zeros, np.full_like(v, fy), cy - v], 1),
-        ]
-    )
-    b = -np.concatenate(
-        [
-            fx * rotated[:, 0] + (cx - u) * rotated[:, 2],
-            fy * rotated[:, 1] + (cy - v) * rotated[:, 2],
-        ]
-    )
-    translation = np.linalg.lstsq(A, b, rcond=None)[0]
+    rotation = nearest_rotation(face.head_to_camera[:3, :3])
+    translation = solve_head_translations(
+        rotation[None], face_vertices, face.landmarks[None], K[None]
+    )[0]
     if translation[2] <= 5.0:
         raise InputError("portrait: the face is too close or too large to place a camera")
     w2c = np.eye(4)
     w2c[:3, :3], w2c[:3, 3] = rotation, translation
     return K, invert_rigid(w2c)
+
+
+def solve_head_translations(
+    rotations: np.ndarray, face_vertices: np.ndarray, landmarks: np.ndarray, K: np.ndarray
+) -> np.ndarray:
+    """Head -> camera translations (F,3) that reproject the template's face onto the tracked
+    landmarks, for known rotations (F,3,3), landmarks (F,>=468,2+) in pixels and K (F,3,3).
+
+    For a fixed rotation the pinhole equations are linear in t: per frame a 3x3 least-squares
+    problem, solved for all frames at once through its normal equations.
+    """
+    rotated = np.einsum("fij,vj->fvi", rotations, face_vertices[:NUM_MESH_VERTICES])
+    u = landmarks[:, :NUM_MESH_VERTICES, 0]
+    v = landmarks[:, :NUM_MESH_VERTICES, 1]
+    fx, fy = K[:, 0, 0, None], K[:, 1, 1, None]
+    cx, cy = K[:, 0, 2, None], K[:, 1, 2, None]
+    ones, zeros = np.ones_like(u), np.zeros_like(u)
+    # fx (X + tx) + (cx - u)(Z + tz) = 0 and fy (Y + ty) + (cy - v)(Z + tz) = 0
+    A = np.concatenate(
+        [
+            np.stack([fx * ones, zeros, cx - u], -1),
+            np.stack([zeros, fy * ones, cy - v], -1),
+        ],
+        axis=1,
+    )
+    b = -np.concatenate(
+        [
+            fx * rotated[..., 0] + (cx - u) * rotated[..., 2],
+            fy * rotated[..., 1] + (cy - v) * rotated[..., 2],
+        ],
+        axis=1,
+    )
+    normal = np.einsum("fni,fnj->fij", A, A)
+    return np.linalg.solve(normal, np.einsum("fni,fn->fi", A, b)[..., None])[..., 0]
 
 
 def view_of_camera(c2w: np.ndarray, fov_deg: float = CAMERA.fov_deg) -> CameraView:
@@ -132,10 +151,9 @@ def head_yaw_pitch_roll(rotations: np.ndarray) -> np.ndarray:
     return Rotation.from_matrix(rotations @ frontal).as_euler("YXZ", degrees=True)
 
 
-def _nearest_rotation(matrix: np.ndarray) -> np.ndarray:
+def nearest_rotation(matrix: np.ndarray) -> np.ndarray:
+    """The closest rotation(s) to (..., 3, 3) matrices (SVD, reflections flipped out)."""
     u, _, vt = np.linalg.svd(matrix)
-    rotation = u @ vt
-    if np.linalg.det(rotation) < 0:
-        u[:, -1] *= -1
-        rotation = u @ vt
-    return rotation
+    u = u.copy()
+    u[..., :, -1] *= np.sign(np.linalg.det(u @ vt))[..., None]
+    return u @ vt

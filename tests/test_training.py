@@ -65,7 +65,7 @@ def test_prepare_writes_samples_and_reports_bad_clips(workspace):
     reasons = {entry["id"]: entry["reason"] for entry in skipped}
     assert (
         "cannot read it" in reasons["broken"]
-        and "not supported by prepare yet" in reasons["moving"]
+        and "cameras cams.json: cannot read it" in reasons["moving"]
     )
     sample = load_file(str(root / "data" / "samples" / "clip0.safetensors"))
     assert sample["target_latents"].shape == (16, 2, 4, 4)

@@ -39,6 +39,9 @@ class TrainConfig(BaseModel):
     log_every: int = Field(10, ge=1)
     # The paper's C1 ablation: leave out clips whose expression and camera both change.
     exclude_combined_changes: bool = False
+    # What counts as an expression change for C1: the largest range of one MediaPipe
+    # blendshape over the target (a still face under head/camera motion reaches ~0.2).
+    expression_change_threshold: float = Field(0.3, gt=0, le=1)
     mark_trained: bool = False  # the final checkpoint says "trained" (else "in-training")
 
     @classmethod

@@ -34,7 +34,14 @@ CONDITION_DROPS = (
 class PreparedSamples(torch.utils.data.Dataset):
     """Samples written by ``prepare``, loaded lazily (one safetensors file each)."""
 
-    def __init__(self, data: str | Path, split: str, *, exclude_combined: bool = False):
+    def __init__(
+        self,
+        data: str | Path,
+        split: str,
+        *,
+        exclude_combined: bool = False,
+        expression_change_threshold: float = 0.3,
+    ):
         data = Path(data)
         index = data / "index.jsonl"
         if not index.is_file():
@@ -45,7 +52,10 @@ class PreparedSamples(torch.utils.data.Dataset):
             rows = [
                 r
                 for r in rows
-                if not (r["has_expression_change"] == "true" and r["has_camera_change"] == "true")
+                if not (
+                    float(r["expression_change"]) > expression_change_threshold
+                    and r["has_camera_change"] == "true"
+                )
             ]
         self.files = [data / r["file"] for r in rows]
 
@@ -164,7 +174,12 @@ def train(
         pipe = FactorPortraitPipeline.from_pretrained(str(checkpoint), use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise InputError(f"--checkpoint {checkpoint}: cannot load it ({str(exc)[:160]})") from None
-    train_set = PreparedSamples(data, "train", exclude_combined=config.exclude_combined_changes)
+    train_set = PreparedSamples(
+        data,
+        "train",
+        exclude_combined=config.exclude_combined_changes,
+        expression_change_threshold=config.expression_change_threshold,
+    )
     val_set = PreparedSamples(data, "val")
     if len(train_set) == 0:
         raise InputError(f"--data {data}: no training samples")

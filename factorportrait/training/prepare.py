@@ -3,17 +3,20 @@
 Manifest: JSON lines, one clip each, paths relative to the manifest:
 
     {"id": "alice-001", "video": "clips/alice-001.mp4", "split": "train"}
+    {"id": "bob-cam2", "video": "bob/cam2.mp4", "cameras": "bob/cam2.json", "group": "bob"}
 
 Each clip becomes one self-reenactment sample, as the paper trains: the target is the clip's
-first F frames (resampled to fps); the reference is the clip's last frame (the same person at
-another time); the driving signals (head pose, expressions) come from the target itself. The
-tracking, normal renders, packed rays, expression crops/blendshapes/landmarks and the VAE
+first F frames (resampled to fps); the reference is the same person at another time: the
+clip's last frame, or, for a clip in a multi-view ``group`` (clips of the same moment from
+several cameras), the last frame of the next clip of its group: another time and another
+camera. The driving signals (head pose, expressions) come from the target itself, and the
+target's recorded ``cameras`` (one camera-to-world matrix per decoded frame, see
+``samples.read_camera_file``) give the camera motion; without them the camera is static.
+
+The tracking, normal renders, packed rays, expression crops/blendshapes/landmarks and the VAE
 latents of target, reference and normals are computed once and saved as one safetensors file
 per clip. Re-running skips clips already done (resumable); clips that fail are listed in
 skipped.jsonl with the reason, and the run goes on.
-
-Only static cameras (monocular clips) are prepared: per-frame cameras and multi-view groups in
-the manifest are refused per clip with a clear reason (not built yet).
 """
 
 from __future__ import annotations
@@ -22,19 +25,22 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from ..conditioning import ConditioningSettings, build_conditioning
+from ..conditioning import ConditioningSettings
 from ..errors import InputError
-from ..io.media import VideoFrames, read_video
+from ..io.media import read_video
 from ..models import pack_plucker
 from ..tracking import FaceTracker
+from .samples import build_sample_conditioning, read_camera_file
 
-EXPRESSION_CHANGE = 0.15  # blendshape range over a clip that counts as "expression changes"
+# The largest range of one blendshape over the target that counts as "the expression changes"
+# (recorded per sample with the range itself; train's C1 filter can use another threshold).
+# MediaPipe's blendshapes of a still face jitter by up to ~0.2 under head and camera motion.
+EXPRESSION_CHANGE = 0.3
 
 
 @dataclass(frozen=True)
@@ -71,10 +77,33 @@ def read_manifest(path: str | Path) -> list[ClipEntry]:
         if split not in ("train", "val"):
             raise InputError(f"{path.name} line {number}: split must be train or val")
         cameras = path.parent / data["cameras"] if data.get("cameras") else None
-        entries.append(ClipEntry(clip_id, video, split, cameras, data.get("group")))
+        group = data.get("group")
+        if group is not None and (not isinstance(group, str) or not group):
+            raise InputError(f"{path.name} line {number}: group must be a non-empty string")
+        entries.append(ClipEntry(clip_id, video, split, cameras, group))
     if not entries:
         raise InputError(f"--manifest {path}: no clips")
+    for group, members in group_members(entries).items():
+        if len({m.split for m in members}) > 1:  # a held-out moment must not leak into train
+            raise InputError(f"--manifest {path.name}: group {group!r} mixes train and val clips")
     return entries
+
+
+def group_members(entries: list[ClipEntry]) -> dict[str, list[ClipEntry]]:
+    groups: dict[str, list[ClipEntry]] = {}
+    for entry in entries:
+        if entry.group is not None:
+            groups.setdefault(entry.group, []).append(entry)
+    return groups
+
+
+def reference_entry(entry: ClipEntry, groups: dict[str, list[ClipEntry]]) -> ClipEntry:
+    """Where the reference frame comes from: the next clip of the group (another camera), or
+    the clip itself when it has no group or is alone in it."""
+    members = groups.get(entry.group, []) if entry.group is not None else []
+    if len(members) < 2:
+        return entry
+    return members[(members.index(entry) + 1) % len(members)]
 
 
 def prepare(
@@ -89,13 +118,12 @@ def prepare(
 ) -> dict:
     """Prepare every clip of the manifest into ``out/samples``; returns counts."""
     entries = read_manifest(manifest)
+    groups = group_members(entries)
     out = Path(out)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     skipped_log = out / "skipped.jsonl"
     done = skipped = 0
-    settings = ConditioningSettings(
-        mode="frontal-dynamic", frames=frames, fps=fps, height=size, width=size, relative_pose=False
-    ).validated()
+    settings = ConditioningSettings(frames=frames, fps=fps, height=size, width=size).validated()
     with FaceTracker(landmarker) as tracker:
         for entry in tqdm(entries, desc="preparing clips", unit="clip"):
             target = out / "samples" / f"{entry.id}.safetensors"
@@ -103,7 +131,9 @@ def prepare(
                 done += 1
                 continue
             try:
-                tensors, metadata = prepare_clip(entry, pipeline, settings, tracker)
+                tensors, metadata = prepare_clip(
+                    entry, reference_entry(entry, groups), pipeline, settings, tracker
+                )
             except InputError as exc:
                 skipped += 1
                 with open(skipped_log, "a", encoding="utf-8") as log:
@@ -123,13 +153,12 @@ def prepare(
 
 @torch.no_grad()
 def prepare_clip(
-    entry: ClipEntry, pipeline, settings: ConditioningSettings, tracker: FaceTracker
+    entry: ClipEntry,
+    reference: ClipEntry,
+    pipeline,
+    settings: ConditioningSettings,
+    tracker: FaceTracker,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    if entry.cameras is not None or entry.group is not None:
-        raise InputError(
-            "per-frame cameras and multi-view groups are not supported by prepare "
-            "yet (static-camera clips only)"
-        )
     video = read_video(entry.video)
     window = (settings.frames - 1) / settings.fps
     if video.times[-1] <= window:
@@ -137,29 +166,31 @@ def prepare_clip(
             f"{entry.video.name}: {video.times[-1]:.2f} s is too short for "
             f"{settings.frames} frames at {settings.fps:g} fps plus a reference frame"
         )
-    reference_image = video.frames[-1]
-    keep = video.times <= window + 0.5 / settings.fps
-    target = VideoFrames(
-        video.frames[keep],
-        video.times[keep],
-        video.declared_fps,
-        video.source_size,
-        video.rotation,
-        video.has_audio,
+    # The decoded frame nearest to each output time (and the camera that filmed it).
+    times = np.arange(settings.frames) / settings.fps
+    picks = np.abs(video.times[None, :] - times[:, None]).argmin(axis=1)
+    cameras = cm_per_unit = None
+    if entry.cameras is not None:
+        recorded = read_camera_file(entry.cameras, len(video.times))
+        cameras, cm_per_unit = recorded.c2w[picks], recorded.cm_per_unit
+    if reference is entry:
+        reference_image = video.frames[-1]
+    else:
+        reference_image = read_video(reference.video).frames[-1]
+    sample = build_sample_conditioning(
+        reference_image,
+        video.frames[picks],
+        settings=settings,
+        tracker=tracker,
+        cameras=cameras,
+        cm_per_unit=cm_per_unit,
+        other_camera=reference is not entry,
     )
-    cond = build_conditioning(reference_image, target, settings=settings, tracker=tracker)
-    crop = np.array(cond.report["reference_crop"])
-    size = (cond.width, cond.height)
-    target_frames = np.stack(
-        [
-            cv2.warpAffine(f, crop, size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
-            for f in cond.driving_frames
-        ]
-    )
+    cond = sample.conditioning
     tensors = pipeline.tensors_from_conditioning(cond, "image")
-    video_tensor = torch.from_numpy(target_frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    target = torch.from_numpy(sample.target_frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
     samples = {
-        "target_latents": pipeline.encode_video(video_tensor)[0],
+        "target_latents": pipeline.encode_video(target)[0],
         "reference_latents": pipeline.encode_video(tensors["reference"][:, :, None])[0],
         "normal_latents": pipeline.encode_video(tensors["normals"])[0],
         "ray_latents": pack_plucker(tensors["rays"].float())[0],
@@ -169,16 +200,25 @@ def prepare_clip(
     }
     samples = {k: v.contiguous().cpu() for k, v in samples.items()}
     expression_change = float(np.ptp(cond.blendshapes, axis=0).max())
+    report = cond.report
     metadata = {
         "id": entry.id,
         "split": entry.split,
+        "mode": cond.mode,
+        "reference_clip": reference.id,
         "frames": str(cond.frames),
         "height": str(cond.height),
         "width": str(cond.width),
         "expression_change": f"{expression_change:.4f}",
         "has_expression_change": str(expression_change > EXPRESSION_CHANGE).lower(),
-        "has_camera_change": "false",
-        "filled_frames": str(cond.report.get("driving_frames_filled", 0)),
+        "has_camera_change": str(sample.camera_change).lower(),
+        "camera_turn_deg": f"{report['camera_turn_deg']:.3f}",
+        "camera_move_fraction": f"{report['camera_move_fraction']:.4f}",
+        "cm_per_unit": f"{report['cm_per_unit']:.6g}" if "cm_per_unit" in report else "",
+        "cm_per_unit_source": report.get("cm_per_unit_source", ""),
+        "head_centre_drift_cm": f"{report.get('head_centre_drift_cm', 0.0):.3f}",
+        "reprojection_px": f"{report['reprojection_px']:.3f}",
+        "filled_frames": str(report.get("target_frames_filled", 0)),
     }
     return samples, metadata
 
