@@ -6,7 +6,9 @@ gradient checkpointing; mixed precision; new layers only or the whole transforme
 EMA; resumable (accelerate's state + the step); checkpoints in the pipeline's own
 from_pretrained format; validation videos; a JSON-lines log and, when tensorboard is installed,
 tensorboard curves. Multi-GPU and FSDP come from accelerate's own launcher (``accelerate launch
--m factorportrait train ...``), nothing home-made.
+-m factorportrait train ...``), nothing home-made: the trained parts and the loss are one module
+(``FlowMatchingObjective``) so the wrapper sees every trained parameter, checkpoints come from
+accelerate's full state dict, and only the main process writes files.
 """
 
 from __future__ import annotations
@@ -83,46 +85,80 @@ def flow_matching_sigmas(
     return config.shift * sigma / (1 + (config.shift - 1) * sigma)
 
 
+class FlowMatchingObjective(torch.nn.Module):
+    """The trained parts (transformer + expression encoder) and the loss as ONE module.
+
+    accelerate wraps this for DDP/FSDP: every trained parameter is used inside its forward, so
+    the wrapper synchronises all of their gradients (calling the transformer or the encoder
+    outside the wrapped module would silently train each process's replica apart).
+    The randomness (noise, levels, dropout) is drawn outside, so it is reproducible.
+    """
+
+    def __init__(self, transformer, expression_encoder):
+        super().__init__()
+        self.transformer = transformer
+        self.expression_encoder = expression_encoder
+        self.use_normals = bool(transformer.config.use_normals)
+        self.code_type = expression_encoder.config.code_type
+
+    def forward(
+        self,
+        batch: dict,
+        noise: torch.Tensor,
+        sigma: torch.Tensor,
+        keep: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        x0 = batch["target_latents"].float()
+        dtype = self.transformer.patch_embedding.weight.dtype
+        s = sigma.view(-1, 1, 1, 1, 1)
+        noisy = (1 - s) * x0 + s * noise
+        codes = aggregate_codes(self.expression_encoder(expression_features(batch, self.code_type)))
+        conditions = {
+            "reference_latents": batch["reference_latents"],
+            "ray_latents": batch["ray_latents"],
+            "normal_latents": batch["normal_latents"] if self.use_normals else None,
+            "expression_codes": codes,
+        }
+        # Per sample, a dropped condition is zeroed exactly as guidance does.
+        for name, kept in keep.items():
+            dropped = drop_conditions(conditions, [name])
+            for key, value in conditions.items():
+                if value is not None and dropped[key] is not value:
+                    shape = (-1,) + (1,) * (value.ndim - 1)
+                    conditions[key] = torch.where(kept.view(shape), value, dropped[key])
+        conditions = {k: None if v is None else v.to(dtype) for k, v in conditions.items()}
+        prediction = self.transformer(noisy.to(dtype), sigma * 1000, **conditions).sample
+        return torch.nn.functional.mse_loss(prediction.float(), (noise - x0).float())
+
+
+def draw_randomness(
+    batch: dict, config: TrainConfig, generator: torch.Generator, *, drop: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Noise, noise levels and per-condition keep masks for one batch (CPU generator, so a
+    seed gives the same draw on any device)."""
+    x0 = batch["target_latents"]
+    device = x0.device
+    noise = torch.randn(x0.shape, generator=generator).to(device)
+    sigma = flow_matching_sigmas(len(x0), config, generator).to(device)
+    keep = {}
+    if drop:
+        for name, field in CONDITION_DROPS:
+            probability = getattr(config, field)
+            if probability > 0:
+                keep[name] = (torch.rand(len(x0), generator=generator) >= probability).to(device)
+    return noise, sigma, keep
+
+
 def training_loss(
-    pipe: FactorPortraitPipeline,
+    objective: FlowMatchingObjective,
     batch: dict,
     config: TrainConfig,
     generator: torch.Generator,
     *,
     drop: bool = True,
 ) -> torch.Tensor:
-    transformer = pipe.transformer
-    device, dtype = batch["target_latents"].device, transformer.dtype
-    x0 = batch["target_latents"].float()
-    noise = torch.randn(x0.shape, generator=generator).to(device)
-    sigma = flow_matching_sigmas(len(x0), config, generator).to(device)
-    s = sigma.view(-1, 1, 1, 1, 1)
-    noisy = (1 - s) * x0 + s * noise
-    codes = aggregate_codes(
-        pipe.expression_encoder(
-            expression_features(batch, pipe.expression_encoder.config.code_type)
-        )
-    )
-    conditions = {
-        "reference_latents": batch["reference_latents"],
-        "ray_latents": batch["ray_latents"],
-        "normal_latents": batch["normal_latents"] if transformer.config.use_normals else None,
-        "expression_codes": codes,
-    }
-    if drop:  # per sample: the whole condition is zeroed, exactly as guidance does
-        for name, field in CONDITION_DROPS:
-            probability = getattr(config, field)
-            if probability <= 0:
-                continue
-            keep = (torch.rand(len(x0), generator=generator) >= probability).to(device)
-            dropped = drop_conditions(conditions, [name])
-            for key, value in conditions.items():
-                if value is not None and dropped[key] is not value:
-                    shape = (-1,) + (1,) * (value.ndim - 1)
-                    conditions[key] = torch.where(keep.view(shape), value, dropped[key])
-    conditions = {k: None if v is None else v.to(dtype) for k, v in conditions.items()}
-    prediction = transformer(noisy.to(dtype), sigma * 1000, **conditions).sample
-    return torch.nn.functional.mse_loss(prediction.float(), (noise - x0).float())
+    """One flow-matching loss; ``objective`` may be wrapped by accelerate."""
+    return objective(batch, *draw_randomness(batch, config, generator, drop=drop))
 
 
 def select_parameters(
@@ -161,7 +197,7 @@ def train(
     cpu: bool = False,
 ) -> dict:
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedType, set_seed
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -169,6 +205,9 @@ def train(
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision, cpu=cpu, project_dir=str(out), log_with=trackers
     )
+    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    if sharded and config.ema_decay is not None:
+        raise InputError("ema_decay: EMA keeps whole copies of the weights; not with FSDP")
     set_seed(config.seed)
     try:
         pipe = FactorPortraitPipeline.from_pretrained(str(checkpoint), use_safetensors=True)
@@ -193,11 +232,9 @@ def train(
         shuffle=True,
         generator=torch.Generator().manual_seed(config.seed),
     )
-    transformer, head, optimizer, loader = accelerator.prepare(
-        pipe.transformer, pipe.expression_encoder.head, optimizer, loader
-    )
-    pipe.vae.to(accelerator.device)
-    pipe.expression_encoder.to(accelerator.device)
+    objective = FlowMatchingObjective(pipe.transformer, pipe.expression_encoder)
+    objective, optimizer, loader = accelerator.prepare(objective, optimizer, loader)
+    pipe.vae.to(accelerator.device)  # validation videos only (training uses cached latents)
     ema = None
     if config.ema_decay is not None:
         from diffusers.training_utils import EMAModel
@@ -211,43 +248,54 @@ def train(
     if step_file.is_file():  # resume where the last run saved
         accelerator.load_state(str(state_dir))
         step = json.loads(step_file.read_text())["step"]
-    generator = torch.Generator().manual_seed(config.seed + step)
+    # Each process draws its own noise; reseeded from the step so a resumed run goes on alike.
+    generator = torch.Generator().manual_seed(
+        config.seed + step + 1_000_003 * accelerator.process_index
+    )
     log_path = out / "log.jsonl"
-    pipe.transformer.train()
-    pipe.expression_encoder.train()
+    objective.train()
     losses = []
     while step < config.steps:
         for batch in loader:
             if step >= config.steps:
                 break
-            with accelerator.accumulate(transformer):
-                loss = training_loss(pipe, batch, config, generator)
+            with accelerator.accumulate(objective):
+                loss = training_loss(objective, batch, config, generator)
                 accelerator.backward(loss)
                 optimizer.step()
                 optimizer.zero_grad()
             if ema is not None:
                 ema.step(params)
             step += 1
-            losses.append(float(loss.detach()))
+            losses.append(float(accelerator.reduce(loss.detach(), "mean")))  # over processes
+            record = None
             if step % config.log_every == 0 or step == config.steps:
-                record = {
-                    "step": step,
-                    "loss": sum(losses[-config.log_every :]) / len(losses[-config.log_every :]),
-                }
-                with open(log_path, "a") as log:
-                    log.write(json.dumps(record) + "\n")
+                recent = losses[-config.log_every :]
+                record = {"step": step, "loss": sum(recent) / len(recent)}
                 accelerator.log({"loss": record["loss"]}, step=step)
             if step % config.save_every == 0 or step == config.steps:
-                accelerator.save_state(str(state_dir))
-                step_file.write_text(json.dumps({"step": step}))
-                _save_pipeline(
-                    pipe,
-                    out / f"checkpoint-{step}",
-                    ema,
-                    params,
-                    "trained" if config.mark_trained and step == config.steps else "in-training",
-                )
-            if len(val_set) and (step % config.validate_every == 0 or step == config.steps):
+                accelerator.save_state(str(state_dir))  # every process: accelerate coordinates
+                if accelerator.num_processes > 1 and not sharded:
+                    record = record or {"step": step}
+                    record["replica_spread"] = _replica_spread(accelerator, params)
+                saved = _trained_pipeline(accelerator, objective, pipe, ema, params)
+                if accelerator.is_main_process:
+                    status = "in-training"
+                    if config.mark_trained and step == config.steps:
+                        status = "trained"
+                    saved.transformer.register_to_config(training_status=status)
+                    saved.save_pretrained(str(out / f"checkpoint-{step}"), safe_serialization=True)
+                    step_file.write_text(json.dumps({"step": step}))
+                accelerator.wait_for_everyone()
+            if record is not None and accelerator.is_main_process:
+                with open(log_path, "a") as log:
+                    log.write(json.dumps(record) + "\n")
+            if (
+                len(val_set)
+                and accelerator.is_main_process
+                and not sharded  # the live modules hold only shards there
+                and (step % config.validate_every == 0 or step == config.steps)
+            ):
                 _validate(
                     pipe,
                     val_set[0],
@@ -255,6 +303,8 @@ def train(
                     config.validation_steps,
                     accelerator.device,
                 )
+                objective.train()
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     final = out / f"checkpoint-{config.steps}"
     return {
@@ -262,30 +312,45 @@ def train(
         "final_checkpoint": str(final),
         "losses": losses,
         "mean_loss_last": sum(losses[-5:]) / max(1, len(losses[-5:])) if losses else math.nan,
+        "processes": accelerator.num_processes,
     }
 
 
-def _save_pipeline(pipe, path: Path, ema, params, status: str) -> None:
-    """The pipeline as from_pretrained loads it; LoRA is merged into a copy of the weights."""
-    import copy
+def _replica_spread(accelerator, params) -> float:
+    """How far the processes' copies of the trained weights are apart (0 when data parallel
+    training keeps them in step, as it must): spread of a float64 checksum over processes."""
+    checksum = torch.stack([p.detach().double().sum() for p in params]).sum()
+    gathered = accelerator.gather(checksum.reshape(1).to(accelerator.device))
+    return float(gathered.max() - gathered.min())
 
+
+def _trained_pipeline(accelerator, objective, pipe, ema, params):
+    """The trained weights as a plain pipeline (main process; None elsewhere), built from
+    accelerate's full state dict so it is right under DDP and FSDP alike; the EMA weights when
+    EMA is on; LoRA merged in, so it loads like any checkpoint."""
     if ema is not None:
         ema.store(params)
         ema.copy_to(params)
-    transformer = pipe.transformer
-    if getattr(transformer, "peft_config", None):
-        transformer = copy.deepcopy(transformer)
-        transformer.fuse_lora()
-        transformer.unload_lora()
-    transformer.register_to_config(training_status=status)
-    FactorPortraitPipeline(
-        vae=pipe.vae,
-        transformer=transformer,
-        scheduler=pipe.scheduler,
-        expression_encoder=pipe.expression_encoder,
-    ).save_pretrained(str(path), safe_serialization=True)
+    state = accelerator.get_state_dict(objective)  # collective under FSDP
     if ema is not None:
         ema.restore(params)
+    if not accelerator.is_main_process:
+        return None
+    parts = {}
+    for name in ("transformer", "expression_encoder"):
+        live = getattr(pipe, name)
+        fresh = type(live).from_config(live.config)
+        if getattr(live, "peft_config", None):
+            fresh.add_adapter(live.peft_config["default"])
+        prefix = name + "."
+        fresh.load_state_dict(
+            {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        )
+        if getattr(fresh, "peft_config", None):
+            fresh.fuse_lora()
+            fresh.unload_lora()
+        parts[name] = fresh
+    return FactorPortraitPipeline(vae=pipe.vae, scheduler=pipe.scheduler, **parts)
 
 
 @torch.no_grad()
@@ -312,4 +377,3 @@ def _validate(pipe, sample: dict, path: Path, steps: int, device) -> None:
     frames = (frames.clip(0, 1) * 255 + 0.5).astype("uint8")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_video(path, label_untrained(frames) if pipe.untrained else frames, 8)
-    pipe.transformer.train()
