@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .camera import load_preset, plucker_rays, rays_to_rgb, trajectory_figure
-from .checkpoints import TINY_WAN_CONFIG, WAN_KEYS
+from .checkpoints import TINY_WAN_CONFIG, WAN_13B_CONFIG, WAN_KEYS
 from .io import write_video
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -118,23 +118,7 @@ def print_report(
         print(f"{name:32s} {median:10.4f} {min(times):10.4f} {rate}")
 
 
-WAN_SIZES = {
-    # Wan2.1-T2V-1.3B's transformer, as in its diffusers config.
-    "1.3b": dict(
-        patch_size=(1, 2, 2),
-        num_attention_heads=12,
-        attention_head_dim=128,
-        text_dim=4096,
-        freq_dim=256,
-        ffn_dim=8960,
-        num_layers=30,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        eps=1e-6,
-        rope_max_seq_len=1024,
-    ),
-    "tiny": TINY_WAN_CONFIG,
-}
+WAN_SIZES = {"1.3b": WAN_13B_CONFIG, "tiny": TINY_WAN_CONFIG}
 
 
 def model_benchmark(

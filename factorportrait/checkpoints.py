@@ -44,6 +44,21 @@ TINY_WAN_CONFIG = {
     "eps": 1e-6,
     "rope_max_seq_len": 64,
 }
+# Wan2.1-T2V-1.3B's transformer, as in its diffusers config (benchmarks and cost estimates
+# build random models of this size; init-from-wan reads it from the checkpoint itself).
+WAN_13B_CONFIG = {
+    "patch_size": (1, 2, 2),
+    "num_attention_heads": 12,
+    "attention_head_dim": 128,
+    "text_dim": 4096,
+    "freq_dim": 256,
+    "ffn_dim": 8960,
+    "num_layers": 30,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "eps": 1e-6,
+    "rope_max_seq_len": 1024,
+}
 TINY_BACKBONE = {
     "model_type": "dinov2",
     "hidden_size": 16,
@@ -150,14 +165,8 @@ def init_from_wan(
         raise InputError(
             f"--wan {wan}: expected a text-to-video Wan2.1 (16 input channels, no image embedder)"
         )
-    transformer = _from_wan_config(
-        wan_transformer.config,
-        prompt_length=512,
-        expression_code_dim=FRAMES_PER_LATENT * code_dim,
-        expression_hidden_dim=wan_transformer.config.num_attention_heads
-        * wan_transformer.config.attention_head_dim,
-        use_normals=use_normals,  # False: the C2 ablation
-        training_status="wan-initialised",
+    transformer = starting_transformer(
+        wan_transformer.config, code_dim=code_dim, use_normals=use_normals
     )
     _copy_wan_weights(wan_transformer, transformer)
     if code_type != "image":  # blendshapes, or landmarks (the C3 ablation): no image backbone
@@ -181,6 +190,21 @@ def init_from_wan(
     )
     pipeline.save_pretrained(out, safe_serialization=True)
     return Path(out)
+
+
+def starting_transformer(
+    wan_config, *, code_dim: int = 256, use_normals: bool = True
+) -> FactorPortraitTransformer3DModel:
+    """A FactorPortrait transformer shaped like init-from-wan makes it from a Wan config
+    (random weights until Wan's are copied in). use_normals=False: the C2 ablation."""
+    return _from_wan_config(
+        wan_config,
+        prompt_length=512,
+        expression_code_dim=FRAMES_PER_LATENT * code_dim,
+        expression_hidden_dim=wan_config["num_attention_heads"] * wan_config["attention_head_dim"],
+        use_normals=use_normals,
+        training_status="wan-initialised",
+    )
 
 
 def _from_wan_config(config, **extra) -> FactorPortraitTransformer3DModel:

@@ -239,6 +239,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--device", default="auto", help="for --model: auto, cpu, cuda")
     bench.set_defaults(handler=_run_bench)
+
+    bench_training = commands.add_parser(
+        "bench-training",
+        help="what a training step costs: estimated, and measured where it can run",
+        description="Estimates one training step (batch 1) from the model's exact parameter "
+        "counts and FLOPs (time on an H100 at an assumed 40%% utilisation, GPU memory for "
+        "weights, gradients, AdamW and activations) and, on CUDA or for the tiny model, "
+        "measures real optimiser steps of the same architecture with random weights.",
+    )
+    bench_training.add_argument("--model", choices=("1.3b", "tiny"), default="1.3b")
+    bench_training.add_argument("--frames", type=int, default=VIDEO.frames)
+    bench_training.add_argument("--size", default=str(VIDEO.height))
+    bench_training.add_argument(
+        "--trainable", choices=("full", "lora", "new"), nargs="+", default=["full", "lora", "new"]
+    )
+    bench_training.add_argument("--steps", type=int, default=3, help="measured steps")
+    bench_training.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    bench_training.add_argument(
+        "--measure",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="auto: measure on CUDA, or the tiny model anywhere (the 1.3B on a CPU takes hours)",
+    )
+    bench_training.add_argument("--json", type=Path, help="also write the figures here")
+    bench_training.set_defaults(handler=_run_bench_training)
     return parser
 
 
@@ -554,6 +579,49 @@ def torch_cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _run_bench_training(args: argparse.Namespace) -> int:
+    import statistics
+
+    from .generation import resolve_device
+    from .training.cost import estimate_training_step, measure_training_step
+
+    frames = check_frame_count(args.frames)
+    height, width = parse_size(args.size)
+    if args.steps < 1:
+        raise InputError(f"steps: expected at least 1, got {args.steps}")
+    device = resolve_device(args.device)
+    measure = args.measure == "yes" or (
+        args.measure == "auto" and (device.type == "cuda" or args.model == "tiny")
+    )
+    print(f"training step, {args.model}, {frames}x{height}x{width}, batch 1")
+    header = f"{'trainable':10s} {'params':>8s} {'trained':>8s} {'TFLOP':>7s} {'est. s':>7s} "
+    header += f"{'est. GiB':>8s} {'meas. s':>8s} {'peak GiB':>8s}"
+    print(header)
+    rows = []
+    for mode in args.trainable:
+        row = estimate_training_step(args.model, frames, height, width, mode)
+        if measure:
+            row["measured"] = measure_training_step(
+                args.model, frames, height, width, mode, steps=args.steps, device=device
+            )
+        rows.append(row)
+        measured = row.get("measured")
+        seconds = f"{statistics.median(measured['seconds']):8.3f}" if measured else f"{'-':>8s}"
+        peak = measured["peak_gib"] if measured and measured["peak_gib"] else None
+        peak_text = f"{peak:8.1f}" if peak is not None else f"{'-':>8s}"
+        print(
+            f"{mode:10s} {row['parameters'] / 1e9:7.3f}B {row['trainable'] / 1e6:7.2f}M "
+            f"{row['step_tflop']:7.1f} {row['seconds']:7.2f} {row['gpu_gib']:8.1f} {seconds} "
+            f"{peak_text}"
+        )
+    print(f"estimates assume {rows[0]['assumptions']}; ", end="")
+    print(f"measured on {device}" if measure else "not measured here (run on a GPU)")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        print(f"-> {args.json}")
+    return 0
 
 
 def _run_bench(args: argparse.Namespace) -> int:

@@ -162,9 +162,11 @@ def training_loss(
 
 
 def select_parameters(
-    pipe: FactorPortraitPipeline, trainable: str, lora_rank: int = 16
+    transformer, expression_encoder, trainable: str, lora_rank: int = 16
 ) -> list[torch.nn.Parameter]:
-    transformer = pipe.transformer
+    """Mark what trains (``new``: the condition channels of the patch embedding, the expression
+    controller and the expression head; ``lora`` adds LoRA on the attention; ``full``: the
+    whole transformer too) and return those parameters."""
     transformer.requires_grad_(trainable == "full")
     if trainable == "lora":
         from peft import LoraConfig
@@ -180,12 +182,11 @@ def select_parameters(
     for module in (
         transformer.patch_embedding,
         transformer.expression_controller,
-        pipe.expression_encoder.head,
+        expression_encoder.head,
     ):
         module.requires_grad_(True)
-    pipe.vae.requires_grad_(False)
     params = [p for p in transformer.parameters() if p.requires_grad]
-    return params + list(pipe.expression_encoder.head.parameters())
+    return params + list(expression_encoder.head.parameters())
 
 
 def train(
@@ -222,7 +223,10 @@ def train(
     val_set = PreparedSamples(data, "val")
     if len(train_set) == 0:
         raise InputError(f"--data {data}: no training samples")
-    params = select_parameters(pipe, config.trainable, config.lora_rank)
+    params = select_parameters(
+        pipe.transformer, pipe.expression_encoder, config.trainable, config.lora_rank
+    )
+    pipe.vae.requires_grad_(False)
     if config.gradient_checkpointing:
         pipe.transformer.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)

@@ -1,0 +1,214 @@
+"""What one training step costs, for planning a run: measured where it can run, estimated
+where it cannot.
+
+``measure_training_step`` runs a few real optimiser steps of the real architecture (random
+weights, the shapes init-from-wan gives: the transformer and a DINOv2-base-sized expression
+encoder) on synthetic latents, the way ``train`` does (the same objective module, AdamW, bf16
+autocast on CUDA, gradient checkpointing): seconds per step and, on CUDA, peak memory.
+
+``estimate_training_step`` does the same step by arithmetic, for machines that cannot run it:
+exact parameter counts from the models built on the meta device (no memory), FLOPs from those
+counts and the token count, and bytes per parameter for weights, gradients and AdamW. It is an
+estimate and says so: the utilisation and the activation sizes are assumptions.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+
+import torch
+
+from ..checkpoints import FRAMES_PER_LATENT, WAN_13B_CONFIG, starting_transformer, tiny_pipeline
+from ..models import FactorPortraitExpressionEncoder
+from .config import TrainConfig
+from .loop import FlowMatchingObjective, select_parameters, training_loss
+
+SIZES = ("tiny", "1.3b")
+# Assumptions of the estimate (stated wherever it is printed).
+H100_BF16_TFLOPS = 989.0  # dense bf16 peak of an H100 SXM
+UTILISATION = 0.4
+CUDA_OVERHEAD_GIB = 1.5  # context, allocator slack, workspaces
+WAN_VAE_PARAMETERS = 127e6  # loaded by train for validation videos
+
+
+def build_trainable(size: str, trainable: str, lora_rank: int = 16, *, device="cpu"):
+    """(transformer, expression encoder, trained parameters) of a model size, random weights.
+    device="meta" builds the shapes only (for counting)."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(SIZES)}")
+    with torch.device(device):
+        if size == "tiny":
+            pipe = tiny_pipeline(0)
+            transformer, encoder = pipe.transformer, pipe.expression_encoder
+        else:
+            transformer = starting_transformer(WAN_13B_CONFIG)
+            encoder = FactorPortraitExpressionEncoder(code_type="image", code_dim=256)
+    params = select_parameters(transformer, encoder, trainable, lora_rank)
+    return transformer, encoder, params
+
+
+def forward_flops(transformer, tokens: int) -> int:
+    """FLOPs of one transformer forward over ``tokens`` video tokens: 2 per weight per token for
+    every linear map (cross-attention keys and values see the prompt's tokens only; the
+    time/prompt embedders and the expression controller run once per sample or latent frame:
+    left out), plus attention's two token-by-token products."""
+    text = transformer.config.prompt_length
+    dim = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+    flops = 0
+    for name, module in transformer.named_modules():
+        if not isinstance(module, torch.nn.Linear | torch.nn.Conv3d):
+            continue
+        if name.startswith(("condition_embedder", "expression_controller")):
+            continue
+        seen = text if ".attn2.to_k" in name or ".attn2.to_v" in name else tokens
+        if "lora_" in name:  # LoRA's down and up projections
+            seen = tokens
+        flops += 2 * module.weight.numel() * seen
+    return flops + transformer.config.num_layers * 4 * dim * (tokens * tokens + tokens * text)
+
+
+def latent_shape(frames: int, height: int, width: int) -> tuple[int, int, int]:
+    return (frames - 1) // FRAMES_PER_LATENT + 1, height // 8, width // 8
+
+
+def synthetic_batch(
+    frames: int, height: int, width: int, crop_size: int, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """A prepared sample's tensors (batch of one) with random contents."""
+    t, h, w = latent_shape(frames, height, width)
+    return {
+        "target_latents": torch.randn(1, 16, t, h, w, generator=generator),
+        "reference_latents": torch.randn(1, 16, 1, h, w, generator=generator),
+        "normal_latents": torch.randn(1, 16, t, h, w, generator=generator),
+        "ray_latents": torch.randn(1, 24, t, h, w, generator=generator),
+        "crops": torch.randint(
+            0, 256, (1, frames, crop_size, crop_size, 3), generator=generator, dtype=torch.uint8
+        ),
+        "blendshapes": torch.rand(1, frames, 52, generator=generator),
+        "crop_landmarks": torch.rand(1, frames, 478, 2, generator=generator),
+    }
+
+
+def measure_training_step(
+    size: str,
+    frames: int,
+    height: int,
+    width: int,
+    trainable: str = "full",
+    *,
+    steps: int = 3,
+    device: torch.device | str = "cpu",
+    lora_rank: int = 16,
+    gradient_checkpointing: bool = True,
+) -> dict:
+    """Seconds per optimiser step (after one warm-up step) and CUDA peak memory."""
+    device = torch.device(device)
+    transformer, encoder, params = build_trainable(size, trainable, lora_rank)
+    if gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    objective = FlowMatchingObjective(transformer, encoder).to(device).train()
+    optimizer = torch.optim.AdamW(params, lr=1e-5)
+    generator = torch.Generator().manual_seed(0)
+    crop = encoder.config.image_size
+    batch = {
+        k: v.to(device) for k, v in synthetic_batch(frames, height, width, crop, generator).items()
+    }
+    config = TrainConfig()
+    cuda = device.type == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    times, losses = [], []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        with autocast:
+            loss = training_loss(objective, batch, config, generator)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+        losses.append(float(loss.detach()))
+    return {
+        "seconds": times[1:],
+        "warmup_s": times[0],
+        "losses": losses,
+        "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
+        "parameters": sum(p.numel() for p in objective.parameters()),
+        "trainable": sum(p.numel() for p in params),
+        "device": str(device),
+    }
+
+
+def estimate_training_step(
+    size: str,
+    frames: int,
+    height: int,
+    width: int,
+    trainable: str = "full",
+    *,
+    lora_rank: int = 16,
+    gradient_checkpointing: bool = True,
+    peak_tflops: float = H100_BF16_TFLOPS,
+    utilisation: float = UTILISATION,
+) -> dict:
+    """FLOPs, time and GPU memory of one step at batch 1, by arithmetic (see module doc)."""
+    transformer, encoder, params = build_trainable(size, trainable, lora_rank, device="meta")
+    t, h, w = latent_shape(frames, height, width)
+    patch = transformer.config.patch_size
+    tokens = t // patch[0] * (h // patch[1]) * (w // patch[2])
+    dim = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+    layers = transformer.config.num_layers
+
+    forward = forward_flops(transformer, tokens)
+    encoder_flops = 0
+    if encoder.backbone is not None:
+        backbone = encoder.backbone.config
+        image_tokens = (encoder.config.image_size // backbone.patch_size) ** 2 + 1
+        backbone_params = sum(p.numel() for p in encoder.backbone.parameters())
+        per_crop = 2 * backbone_params * image_tokens + (
+            backbone.num_hidden_layers * 4 * backbone.hidden_size * image_tokens**2
+        )
+        encoder_flops = per_crop * frames
+    # Backward: activation gradients (1x forward) always, weight gradients (1x) only for
+    # trained weights; checkpointing recomputes the forward once more.
+    backward = 2 * forward if trainable == "full" else forward
+    step_flops = forward + backward + (forward if gradient_checkpointing else 0) + encoder_flops
+
+    total = sum(p.numel() for p in transformer.parameters()) + sum(
+        p.numel() for p in encoder.parameters()
+    )
+    trained = sum(p.numel() for p in params)
+    gib = 2**30
+    weights = 4 * (total + WAN_VAE_PARAMETERS) / gib  # fp32 master weights (autocast)
+    gradients_and_adam = (4 + 8) * trained / gib
+    # Activations: the fp32 residual stream kept at each block boundary; one block's bf16
+    # internals live during its recompute (q, k, v, attention out, norms, modulated inputs,
+    # the FFN's hidden layer before and after its activation).
+    ffn = transformer.config.ffn_dim
+    block_internals = tokens * (16 * dim + 4 * ffn) * 2 / gib
+    if gradient_checkpointing:
+        activations = layers * tokens * dim * 4 / gib + block_internals
+    else:
+        activations = layers * (tokens * dim * 4 / gib + block_internals)
+    memory = weights + gradients_and_adam + activations + CUDA_OVERHEAD_GIB
+    return {
+        "size": size,
+        "trainable_mode": trainable,
+        "tokens": tokens,
+        "parameters": total,
+        "trainable": trained,
+        "step_tflop": step_flops / 1e12,
+        "seconds": step_flops / (peak_tflops * 1e12 * utilisation),
+        "gpu_gib": memory,
+        "gpu_gib_parts": {
+            "weights": weights,
+            "gradients_and_adam": gradients_and_adam,
+            "activations": activations,
+            "overhead": CUDA_OVERHEAD_GIB,
+        },
+        "assumptions": f"{peak_tflops:g} TFLOPS bf16 peak at {utilisation:.0%} utilisation, "
+        "fp32 master weights, AdamW, batch 1",
+    }

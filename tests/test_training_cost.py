@@ -1,0 +1,91 @@
+"""The training-cost figures: the arithmetic estimate counts what the real models hold and
+the FLOPs torch counts; the measurement runs real optimiser steps. (No timing assertions:
+figures are printed by `python -m factorportrait bench-training`.)"""
+
+import math
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from factorportrait.checkpoints import tiny_pipeline
+from factorportrait.training.cost import (
+    estimate_training_step,
+    forward_flops,
+    latent_shape,
+    measure_training_step,
+)
+
+
+@pytest.mark.parametrize("trainable", ["full", "lora", "new"])
+def test_estimate_counts_match_the_models_a_real_step_trains(trainable):
+    estimate = estimate_training_step("tiny", 9, 64, 64, trainable)
+    measured = measure_training_step("tiny", 9, 64, 64, trainable, steps=2)
+    assert estimate["parameters"] == measured["parameters"]
+    assert estimate["trainable"] == measured["trainable"]
+    assert all(math.isfinite(loss) for loss in measured["losses"])
+    assert len(measured["seconds"]) == 2 and measured["peak_gib"] is None  # CPU: no CUDA peak
+
+
+def test_forward_flops_agree_with_torch_flop_counter():
+    """At 17x256x256 (1,280 tokens) attention and the block's linear maps dominate, as at the
+    real size; torch's counter sees every matmul, so the two must agree closely."""
+    transformer = tiny_pipeline(0).transformer.eval()
+    t, h, w = latent_shape(17, 256, 256)
+    tokens = t * (h // 2) * (w // 2)
+    generator = torch.Generator().manual_seed(0)
+    inputs = dict(
+        reference_latents=torch.randn(1, 16, 1, h, w, generator=generator),
+        ray_latents=torch.randn(1, 24, t, h, w, generator=generator),
+        normal_latents=torch.randn(1, 16, t, h, w, generator=generator),
+        expression_codes=torch.randn(
+            1, t, transformer.config.expression_code_dim, generator=generator
+        ),
+    )
+    counter = FlopCounterMode(display=False)
+    # The math attention backend: torch's counter has no formula for the CPU's fused kernel.
+    with torch.no_grad(), counter, sdpa_kernel(SDPBackend.MATH):
+        transformer(
+            torch.randn(1, 16, t, h, w, generator=generator), torch.tensor([500.0]), **inputs
+        )
+    counted = counter.get_total_flops()
+    assert forward_flops(transformer, tokens) == pytest.approx(counted, rel=0.01)
+
+
+def test_the_real_size_estimate_is_in_the_expected_range():
+    """1.3B at 49x512x512: the figures the README quotes, from the model built on the meta
+    device (exact counts), so a change to the architecture shows up here."""
+    full = estimate_training_step("1.3b", 49, 512, 512, "full")
+    new = estimate_training_step("1.3b", 49, 512, 512, "new")
+    assert full["tokens"] == 13 * 32 * 32
+    assert 1.40e9 < full["parameters"] - 86e6 < 1.45e9  # transformer (+ DINOv2-base encoder)
+    assert full["gpu_gib"] > 2 * new["gpu_gib"] and full["step_tflop"] > new["step_tflop"]
+
+
+def test_bench_training_command(tmp_path, capsys):
+    import json
+
+    from factorportrait.cli import main
+
+    code = main(
+        [
+            "bench-training",
+            "--model",
+            "tiny",
+            "--frames",
+            "9",
+            "--size",
+            "64",
+            "--steps",
+            "1",
+            "--json",
+            str(tmp_path / "cost.json"),
+        ]
+    )
+    assert code == 0
+    rows = json.loads((tmp_path / "cost.json").read_text())
+    assert [r["trainable_mode"] for r in rows] == ["full", "lora", "new"]
+    assert all(len(r["measured"]["seconds"]) == 1 for r in rows)
+    assert "measured on cpu" in capsys.readouterr().out
+    assert main(["bench-training", "--steps", "0"]) == 2  # a clear error, not a traceback
