@@ -264,16 +264,7 @@ def test_two_processes_train_in_step(workspace, tmp_path):
         f"--master_port={port}",
         "-m",
         "factorportrait",
-        "train",
-        "--checkpoint",
-        str(root / "tiny"),
-        "--data",
-        str(root / "data"),
-        "--out",
-        str(tmp_path / "run"),
-        "--config",
-        str(tmp_path / "train.json"),
-        "--cpu",
+        *_train_arguments(root, tmp_path / "run", tmp_path / "train.json"),
     ]
     result = subprocess.run(
         command,
@@ -329,16 +320,7 @@ def test_bf16_mixed_precision_trains_and_saves_float32(workspace, tmp_path):
             sys.executable,
             "-m",
             "factorportrait",
-            "train",
-            "--checkpoint",
-            str(root / "tiny"),
-            "--data",
-            str(root / "data"),
-            "--out",
-            str(tmp_path / "bf16"),
-            "--config",
-            str(tmp_path / "bf16.json"),
-            "--cpu",
+            *_train_arguments(root, tmp_path / "bf16", tmp_path / "bf16.json"),
         ],
         capture_output=True,
         text=True,
@@ -354,3 +336,19 @@ def test_bf16_mixed_precision_trains_and_saves_float32(workspace, tmp_path):
         str(tmp_path / "bf16" / "checkpoint-3"), use_safetensors=True
     )
     assert {p.dtype for p in saved.transformer.parameters()} == {torch.float32}
+
+
+def _train_arguments(root, out, config):
+    """``train`` on the workspace's tiny checkpoint and data, on the CPU."""
+    return [
+        "train",
+        "--checkpoint",
+        str(root / "tiny"),
+        "--data",
+        str(root / "data"),
+        "--out",
+        str(out),
+        "--config",
+        str(config),
+        "--cpu",
+    ]

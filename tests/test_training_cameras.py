@@ -187,6 +187,11 @@ def test_a_dolly_gets_its_unit_from_the_face_distance(photo, tracker):
         cameras=cameras,
         cm_per_unit=2 * cond.report["cm_per_unit"],
     )
+    # Cameras that move away while the face grows contradict the tracking: a clear error.
+    with pytest.raises(InputError, match="the camera motion and the tracked head disagree"):
+        build_sample_conditioning(
+            frames[0], frames, settings=settings, tracker=tracker, cameras=invert_rigid(cameras)
+        )
     assert stated.conditioning.report["cm_per_unit_source"] == "file"
     assert np.allclose(
         stated.conditioning.c2w[-1, 2, 3] - stated.conditioning.c2w[0, 2, 3],
