@@ -191,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--size", default=str(VIDEO.height))
     prepare.add_argument("--fps", type=float, default=VIDEO.fps)
     prepare.add_argument("--landmarker", type=Path, help="face_landmarker.task")
+    prepare.add_argument(
+        "--shard",
+        default="0/1",
+        help="K/N: prepare only every N-th clip from the K-th (N processes, one folder)",
+    )
     prepare.add_argument("--verbose", action="store_true")
     prepare.set_defaults(handler=_run_prepare)
 
@@ -472,6 +477,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
     height, width = parse_size(args.size)
     if height != width:
         raise InputError("--size: training samples are square (give one number)")
+    shard = _parse_shard(args.shard)
     pipeline = load_pipeline(args.checkpoint, device="auto")
     counts = prepare(
         args.manifest,
@@ -481,12 +487,23 @@ def _run_prepare(args: argparse.Namespace) -> int:
         size=height,
         fps=check_fps(args.fps),
         landmarker=args.landmarker,
+        shard=shard,
     )
     print(
         f"{counts['samples']} samples in {args.out} ({counts['skipped']} clips skipped this "
         f"run, see {args.out / 'skipped.jsonl'})"
     )
     return 0
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise InputError(f"--shard {text!r}: expected K/N, e.g. 0/4") from None
+    if not 0 <= k < n:
+        raise InputError(f"--shard {text}: expected K/N with 0 <= K < N")
+    return k, n
 
 
 def _run_train(args: argparse.Namespace) -> int:

@@ -101,6 +101,58 @@ def test_prepare_is_resumable(workspace, landmarker_path):
     assert {p.name: p.stat().st_mtime_ns for p in (root / "data" / "samples").iterdir()} == before
 
 
+def test_shards_prepare_the_same_samples(workspace, landmarker_path, tmp_path):
+    """Two shards into one folder make what one run made; a failure is listed once, and
+    leaves the list when a rerun succeeds."""
+    root, _ = workspace
+    pipeline = load_pipeline(root / "tiny", device="cpu")
+    for k in (0, 1):
+        prepare(
+            root / "manifest.jsonl",
+            tmp_path / "data",
+            pipeline,
+            frames=5,
+            size=32,
+            fps=8.0,
+            landmarker=landmarker_path,
+            shard=(k, 2),
+        )
+    single = sorted(p.name for p in (root / "data" / "samples").iterdir())
+    assert sorted(p.name for p in (tmp_path / "data" / "samples").iterdir()) == single
+    index = (tmp_path / "data" / "index.jsonl").read_text().splitlines()
+    assert len(index) == len(single) == 3
+    sample, again = (
+        load_file(str(folder / "samples" / "clip1.safetensors"))
+        for folder in (root / "data", tmp_path / "data")
+    )
+    assert all(torch.equal(sample[key], again[key]) for key in sample)
+    skipped = [
+        json.loads(line)["id"]
+        for line in (tmp_path / "data" / "skipped.jsonl").read_text().splitlines()
+    ]
+    assert sorted(skipped) == ["broken", "moving"]
+    # The broken clip's video appears: the rerun prepares it and it leaves the list.
+    (root / "missing.mp4").write_bytes((root / "clip0.mp4").read_bytes())
+    try:
+        prepare(
+            root / "manifest.jsonl",
+            tmp_path / "data",
+            pipeline,
+            frames=5,
+            size=32,
+            fps=8.0,
+            landmarker=landmarker_path,
+        )
+    finally:
+        (root / "missing.mp4").unlink()
+    skipped = [
+        json.loads(line)["id"]
+        for line in (tmp_path / "data" / "skipped.jsonl").read_text().splitlines()
+    ]
+    assert skipped == ["moving"]
+    assert (tmp_path / "data" / "samples" / "broken.safetensors").is_file()
+
+
 def _held_out_loss(checkpoint, data, config):
     """Training loss on fixed noise and noise levels (no dropout): comparable across runs."""
     pipe = FactorPortraitPipeline.from_pretrained(str(checkpoint), use_safetensors=True)
@@ -195,6 +247,15 @@ def test_config_and_manifest_errors(tmp_path):
     manifest.write_text('{"id": "a", "video": "a.mp4"}\n{"id": "a", "video": "b.mp4"}\n')
     with pytest.raises(InputError, match="line 2: id 'a' must be unique"):
         read_manifest(manifest)
+
+
+def test_prepare_shard_argument(tmp_path, capsys):
+    from factorportrait.cli import main
+
+    for shard in ("2/2", "x", "1/0"):
+        args = ["prepare", "--manifest", "m.jsonl", "--out", str(tmp_path), "--checkpoint", "c"]
+        assert main([*args, "--shard", shard]) == 2
+        assert "--shard" in capsys.readouterr().err
 
 
 def test_lora_with_ema_saves_a_plain_pipeline(workspace, tmp_path):

@@ -22,6 +22,7 @@ skipped.jsonl with the reason, and the run goes on.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,18 +116,28 @@ def prepare(
     size: int,
     fps: float,
     landmarker: str | Path | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict:
-    """Prepare every clip of the manifest into ``out/samples``; returns counts."""
+    """Prepare the manifest's clips into ``out/samples``; returns counts.
+
+    shard=(k, n): only every n-th clip from the k-th, so n processes (one per GPU, say) can
+    prepare one manifest into one folder at once; every file is written atomically and the
+    indexes are rebuilt from the folders by whichever finishes, the last one completely."""
     entries = read_manifest(manifest)
     groups = group_members(entries)
+    index_of_shard, shards = shard
+    if not 0 <= index_of_shard < shards:
+        raise InputError(f"--shard {index_of_shard}/{shards}: expected K/N with 0 <= K < N")
     out = Path(out)
-    (out / "samples").mkdir(parents=True, exist_ok=True)
-    skipped_log = out / "skipped.jsonl"
+    for folder in ("samples", "skipped"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
     done = skipped = 0
     settings = ConditioningSettings(frames=frames, fps=fps, height=size, width=size).validated()
     with FaceTracker(landmarker) as tracker:
-        for entry in tqdm(entries, desc="preparing clips", unit="clip"):
+        mine = entries[index_of_shard::shards]
+        for entry in tqdm(mine, desc="preparing clips", unit="clip"):
             target = out / "samples" / f"{entry.id}.safetensors"
+            failure = out / "skipped" / f"{entry.id}.json"
             if target.exists():
                 done += 1
                 continue
@@ -134,21 +145,28 @@ def prepare(
                 tensors, metadata = prepare_clip(
                     entry, reference_entry(entry, groups), pipeline, settings, tracker
                 )
-            except InputError as exc:
+            except InputError as exc:  # recorded, and retried by the next run
                 skipped += 1
-                with open(skipped_log, "a", encoding="utf-8") as log:
-                    log.write(json.dumps({"id": entry.id, "reason": str(exc)}) + "\n")
+                _write_atomically(failure, json.dumps({"id": entry.id, "reason": str(exc)}))
                 continue
             partial = target.with_suffix(".partial")
             save_file(tensors, str(partial), metadata=metadata)
             partial.replace(target)  # a crash never leaves half a sample behind
+            failure.unlink(missing_ok=True)
             done += 1
-    index = [
-        json.loads(json.dumps(_metadata(p)))
-        for p in sorted((out / "samples").glob("*.safetensors"))
-    ]
-    (out / "index.jsonl").write_text("".join(json.dumps(i) + "\n" for i in index))
+    index = [_metadata(p) for p in sorted((out / "samples").glob("*.safetensors"))]
+    _write_atomically(out / "index.jsonl", "".join(json.dumps(i) + "\n" for i in index))
+    failures = sorted((out / "skipped").glob("*.json"))
+    _write_atomically(
+        out / "skipped.jsonl", "".join(p.read_text(encoding="utf-8") + "\n" for p in failures)
+    )
     return {"prepared": done, "skipped": skipped, "samples": len(index)}
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
 
 
 @torch.no_grad()
