@@ -6,6 +6,7 @@ Everything is saved with ``save_pretrained(..., safe_serialization=True)`` and l
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -68,6 +69,17 @@ TINY_BACKBONE = {
     "image_size": 28,
     "patch_size": 14,
 }
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """A short SHA-256 of a module's weights (names, dtypes, shapes, bytes): tells whether
+    cached training data was made by the same VAE / expression backbone as a checkpoint."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def tiny_wan_transformer(seed: int = 0) -> WanTransformer3DModel:

@@ -196,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="0/1",
         help="K/N: prepare only every N-th clip from the K-th (N processes, one folder)",
     )
+    prepare.add_argument(
+        "--keep-crops",
+        action="store_true",
+        help="also store the 224x224 face crops (~7 MB per 49-frame clip), so a checkpoint "
+        "with another expression backbone can train on the data",
+    )
     prepare.add_argument("--verbose", action="store_true")
     prepare.set_defaults(handler=_run_prepare)
 
@@ -488,6 +494,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
         fps=check_fps(args.fps),
         landmarker=args.landmarker,
         shard=shard,
+        keep_crops=args.keep_crops,
     )
     print(
         f"{counts['samples']} samples in {args.out} ({counts['skipped']} clips skipped this "

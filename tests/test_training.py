@@ -19,6 +19,7 @@ from factorportrait.training.config import TrainConfig
 from factorportrait.training.loop import (
     FlowMatchingObjective,
     PreparedSamples,
+    expression_codes,
     train,
     training_loss,
 )
@@ -77,7 +78,10 @@ def test_prepare_writes_samples_and_reports_bad_clips(workspace):
     assert sample["reference_latents"].shape == (16, 1, 4, 4)
     assert sample["normal_latents"].shape == (16, 2, 4, 4)
     assert sample["ray_latents"].shape == (24, 2, 4, 4)
-    assert sample["crops"].shape == (5, 224, 224, 3) and sample["blendshapes"].shape == (5, 52)
+    # The frozen backbone's features are cached (CLS + mean token: 2 x 16 in the tiny one);
+    # the crops themselves only with keep_crops.
+    assert sample["expression_features"].shape == (5, 32) and "crops" not in sample
+    assert sample["blendshapes"].shape == (5, 52) and sample["crop_landmarks"].shape == (5, 478, 2)
     assert (
         len(PreparedSamples(root / "data", "train")) == 2
         and len(PreparedSamples(root / "data", "val")) == 1
@@ -212,14 +216,7 @@ def test_the_tiny_model_overfits_resumes_and_generates(workspace, tmp_path):
     )
     assert pipe.transformer.config.training_status == "in-training" and pipe.untrained
     sample = PreparedSamples(root / "data", "val")[0]
-    from factorportrait.models import aggregate_codes
-    from factorportrait.training.loop import expression_features
-
-    codes = aggregate_codes(
-        pipe.expression_encoder(
-            expression_features({k: v[None] for k, v in sample.items()}, "image")
-        )
-    )
+    codes = expression_codes(pipe.expression_encoder, {k: v[None] for k, v in sample.items()})
     video = pipe(
         condition_latents={
             "reference_latents": sample["reference_latents"][None],
@@ -413,3 +410,52 @@ def _train_arguments(root, out, config):
         str(config),
         "--cpu",
     ]
+
+
+def test_cached_features_belong_to_the_checkpoint_that_made_them(
+    workspace, tmp_path, landmarker_path
+):
+    """Cached backbone features give the codes the crops give; data made with another VAE is
+    refused; with another expression backbone, kept crops are used, else it is refused."""
+    root, _ = workspace
+    pipe = load_pipeline(root / "tiny", device="cpu")
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text('{"id": "clip0", "video": "%s"}\n' % (root / "clip0.mp4"))
+    prepare(
+        manifest,
+        tmp_path / "data",
+        pipe,
+        frames=5,
+        size=32,
+        fps=8.0,
+        landmarker=landmarker_path,
+        keep_crops=True,
+    )
+    sample = {
+        k: v[None] for k, v in load_file(str(tmp_path / "data/samples/clip0.safetensors")).items()
+    }
+    from_features = expression_codes(pipe.expression_encoder, sample)
+    from_crops = expression_codes(
+        pipe.expression_encoder, {k: v for k, v in sample.items() if k != "expression_features"}
+    )
+    assert torch.allclose(from_features, from_crops, atol=1e-5)
+
+    config = TrainConfig(steps=1, save_every=1, validate_every=100, log_every=1)
+    other_vae = make_tiny_checkpoint(tmp_path / "seed1", seed=1)
+    with pytest.raises(InputError, match="made by another VAE"):
+        train(other_vae, root / "data", tmp_path / "run-vae", config, cpu=True)
+    # Same VAE, another backbone.
+    other = FactorPortraitPipeline.from_pretrained(str(root / "tiny"), use_safetensors=True)
+    with torch.no_grad():
+        for parameter in other.expression_encoder.backbone.parameters():
+            parameter.add_(0.01)
+    other.save_pretrained(str(tmp_path / "other-backbone"), safe_serialization=True)
+    with pytest.raises(InputError, match="another expression backbone and it kept no crops"):
+        train(tmp_path / "other-backbone", root / "data", tmp_path / "run-a", config, cpu=True)
+    samples = PreparedSamples(tmp_path / "data", "train")
+    samples.check_made_by(other, tmp_path / "data")
+    assert samples.use_crops and "expression_features" not in samples[0]
+    result = train(
+        tmp_path / "other-backbone", tmp_path / "data", tmp_path / "run-b", config, cpu=True
+    )
+    assert result["steps"] == 1

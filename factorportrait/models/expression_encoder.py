@@ -65,16 +65,23 @@ class FactorPortraitExpressionEncoder(ModelMixin, ConfigMixin):
             self.backbone.eval()  # frozen means no dropout / stat updates either
         return self
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """image: crops (B, F, 3, h, w) in [0, 1]; blendshapes: (B, F, 52); landmarks:
-        (B, F, 956). Returns per-frame codes (B, F, code_dim)."""
-        batch, frames = features.shape[:2]
-        if self.backbone is None:
-            return self.head(features.to(self.head[1].weight.dtype))
-        flat = features.flatten(0, 1)
+    def forward(self, features: torch.Tensor, *, pooled: bool = False) -> torch.Tensor:
+        """image: crops (B, F, 3, h, w) in [0, 1], or with pooled=True the backbone's pooled
+        features (B, F, 2 x hidden) from ``pooled_features`` (cached by prepare);
+        blendshapes: (B, F, 52); landmarks: (B, F, 956). Returns per-frame codes
+        (B, F, code_dim)."""
+        if self.backbone is not None and not pooled:
+            features = self.pooled_features(features)
+        return self.head(features.to(self.head[1].weight.dtype))
+
+    @torch.no_grad()
+    def pooled_features(self, crops: torch.Tensor) -> torch.Tensor:
+        """The frozen backbone's CLS token and mean patch token per crop: (B, F, 2 x hidden).
+        Nothing here trains, so training data can cache it."""
+        batch, frames = crops.shape[:2]
         size = self.config.image_size
         outputs = []
-        for chunk in flat.split(self.config.frames_per_batch):
+        for chunk in crops.flatten(0, 1).split(self.config.frames_per_batch):
             pixels = F.interpolate(
                 chunk.float(),
                 size=(size, size),
@@ -83,8 +90,6 @@ class FactorPortraitExpressionEncoder(ModelMixin, ConfigMixin):
                 align_corners=False,
             )
             pixels = ((pixels - self.mean) / self.std).to(self.backbone.dtype)
-            with torch.no_grad():
-                hidden = self.backbone(pixel_values=pixels).last_hidden_state
-            pooled = torch.cat([hidden[:, 0], hidden[:, 1:].mean(1)], dim=-1)
-            outputs.append(self.head(pooled.to(self.head[1].weight.dtype)))
+            hidden = self.backbone(pixel_values=pixels).last_hidden_state
+            outputs.append(torch.cat([hidden[:, 0], hidden[:, 1:].mean(1)], dim=-1))
         return torch.cat(outputs).view(batch, frames, -1)

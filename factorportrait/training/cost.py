@@ -73,18 +73,17 @@ def latent_shape(frames: int, height: int, width: int) -> tuple[int, int, int]:
 
 
 def synthetic_batch(
-    frames: int, height: int, width: int, crop_size: int, generator: torch.Generator
+    frames: int, height: int, width: int, feature_size: int, generator: torch.Generator
 ) -> dict[str, torch.Tensor]:
-    """A prepared sample's tensors (batch of one) with random contents."""
+    """A prepared sample's tensors (batch of one) with random contents; the expression
+    backbone's features are cached by prepare, as in real training."""
     t, h, w = latent_shape(frames, height, width)
     return {
         "target_latents": torch.randn(1, 16, t, h, w, generator=generator),
         "reference_latents": torch.randn(1, 16, 1, h, w, generator=generator),
         "normal_latents": torch.randn(1, 16, t, h, w, generator=generator),
         "ray_latents": torch.randn(1, 24, t, h, w, generator=generator),
-        "crops": torch.randint(
-            0, 256, (1, frames, crop_size, crop_size, 3), generator=generator, dtype=torch.uint8
-        ),
+        "expression_features": torch.randn(1, frames, feature_size, generator=generator),
         "blendshapes": torch.rand(1, frames, 52, generator=generator),
         "crop_landmarks": torch.rand(1, frames, 478, 2, generator=generator),
     }
@@ -110,9 +109,10 @@ def measure_training_step(
     objective = FlowMatchingObjective(transformer, encoder).to(device).train()
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     generator = torch.Generator().manual_seed(0)
-    crop = encoder.config.image_size
+    features = encoder.head[0].normalized_shape[0]
     batch = {
-        k: v.to(device) for k, v in synthetic_batch(frames, height, width, crop, generator).items()
+        k: v.to(device)
+        for k, v in synthetic_batch(frames, height, width, features, generator).items()
     }
     config = TrainConfig()
     cuda = device.type == "cuda"
@@ -163,19 +163,11 @@ def estimate_training_step(
     layers = transformer.config.num_layers
 
     forward = forward_flops(transformer, tokens)
-    encoder_flops = 0
-    if encoder.backbone is not None:
-        backbone = encoder.backbone.config
-        image_tokens = (encoder.config.image_size // backbone.patch_size) ** 2 + 1
-        backbone_params = sum(p.numel() for p in encoder.backbone.parameters())
-        per_crop = 2 * backbone_params * image_tokens + (
-            backbone.num_hidden_layers * 4 * backbone.hidden_size * image_tokens**2
-        )
-        encoder_flops = per_crop * frames
     # Backward: activation gradients (1x forward) always, weight gradients (1x) only for
     # trained weights; checkpointing recomputes the forward once more.
     backward = 2 * forward if trainable == "full" else forward
-    step_flops = forward + backward + (forward if gradient_checkpointing else 0) + encoder_flops
+    # (The expression backbone's features are cached by prepare: no per-step cost.)
+    step_flops = forward + backward + (forward if gradient_checkpointing else 0)
 
     total = sum(p.numel() for p in transformer.parameters()) + sum(
         p.numel() for p in encoder.parameters()

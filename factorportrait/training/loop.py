@@ -43,6 +43,7 @@ class PreparedSamples(torch.utils.data.Dataset):
         *,
         exclude_combined: bool = False,
         expression_change_threshold: float = 0.3,
+        use_crops: bool = False,
     ):
         data = Path(data)
         index = data / "index.jsonl"
@@ -59,21 +60,59 @@ class PreparedSamples(torch.utils.data.Dataset):
                     and r["has_camera_change"] == "true"
                 )
             ]
+        self.rows = rows
         self.files = [data / r["file"] for r in rows]
+        self.use_crops = use_crops  # ignore cached backbone features (another backbone's)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return load_file(str(self.files[index]))
+        sample = load_file(str(self.files[index]))
+        if self.use_crops:
+            sample.pop("expression_features", None)
+        return sample
+
+    def check_made_by(self, pipe: FactorPortraitPipeline, data: Path) -> None:
+        """Refuse samples whose latents another VAE made; for an image expression encoder,
+        fall back to the crops when another backbone made the cached features, or refuse."""
+        from ..checkpoints import weights_digest
+
+        vae = weights_digest(pipe.vae)
+        if any(row.get("vae_digest", vae) != vae for row in self.rows):
+            raise InputError(
+                f"--data {data}: its latents were made by another VAE than the checkpoint's "
+                "(run prepare with this checkpoint)"
+            )
+        encoder = pipe.expression_encoder
+        if encoder.backbone is None:
+            return
+        backbone = weights_digest(encoder.backbone)
+        foreign = [row for row in self.rows if row.get("backbone_digest") != backbone]
+        if any(row.get("has_crops") != "true" for row in foreign):
+            raise InputError(
+                f"--data {data}: its expression features were made by another expression "
+                "backbone and it kept no crops (run prepare with this checkpoint, or with "
+                "--keep-crops)"
+            )
+        self.use_crops = bool(foreign)
 
 
-def expression_features(batch: dict, code_type: str) -> torch.Tensor:
+def expression_codes(encoder, batch: dict) -> torch.Tensor:
+    """Per-latent-frame expression codes of a batch of prepared samples, from what the encoder
+    reads: the cached backbone features (or the crops, when prepare kept them instead),
+    the blendshapes, or the crop landmarks (C3)."""
+    code_type = encoder.config.code_type
     if code_type == "image":
-        return batch["crops"].permute(0, 1, 4, 2, 3).float() / 255.0
-    if code_type == "blendshapes":
-        return batch["blendshapes"]
-    return batch["crop_landmarks"].flatten(2)
+        if "expression_features" in batch:
+            codes = encoder(batch["expression_features"], pooled=True)
+        else:
+            codes = encoder(batch["crops"].permute(0, 1, 4, 2, 3).float() / 255.0)
+    elif code_type == "blendshapes":
+        codes = encoder(batch["blendshapes"])
+    else:
+        codes = encoder(batch["crop_landmarks"].flatten(2))
+    return aggregate_codes(codes)
 
 
 def flow_matching_sigmas(
@@ -99,7 +138,6 @@ class FlowMatchingObjective(torch.nn.Module):
         self.transformer = transformer
         self.expression_encoder = expression_encoder
         self.use_normals = bool(transformer.config.use_normals)
-        self.code_type = expression_encoder.config.code_type
 
     def forward(
         self,
@@ -112,7 +150,7 @@ class FlowMatchingObjective(torch.nn.Module):
         dtype = self.transformer.patch_embedding.weight.dtype
         s = sigma.view(-1, 1, 1, 1, 1)
         noisy = (1 - s) * x0 + s * noise
-        codes = aggregate_codes(self.expression_encoder(expression_features(batch, self.code_type)))
+        codes = expression_codes(self.expression_encoder, batch)
         conditions = {
             "reference_latents": batch["reference_latents"],
             "ray_latents": batch["ray_latents"],
@@ -223,6 +261,8 @@ def train(
     val_set = PreparedSamples(data, "val")
     if len(train_set) == 0:
         raise InputError(f"--data {data}: no training samples")
+    for samples in (train_set, val_set):
+        samples.check_made_by(pipe, Path(data))
     params = select_parameters(
         pipe.transformer, pipe.expression_encoder, config.trainable, config.lora_rank
     )
@@ -363,14 +403,12 @@ def _validate(pipe, sample: dict, path: Path, steps: int, device) -> None:
     from ..io import write_video
 
     pipe.transformer.eval()
-    features = expression_features(
-        {k: v[None] for k, v in sample.items()}, pipe.expression_encoder.config.code_type
-    ).to(device)
+    batch = {k: v[None].to(device) for k, v in sample.items()}
     latents = {
-        "reference_latents": sample["reference_latents"][None],
-        "ray_latents": sample["ray_latents"][None],
-        "normal_latents": sample["normal_latents"][None],
-        "expression_codes": aggregate_codes(pipe.expression_encoder(features)),
+        "reference_latents": batch["reference_latents"],
+        "ray_latents": batch["ray_latents"],
+        "normal_latents": batch["normal_latents"],
+        "expression_codes": expression_codes(pipe.expression_encoder, batch),
     }
     frames = pipe(
         condition_latents=latents,

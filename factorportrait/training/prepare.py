@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from ..checkpoints import weights_digest
 from ..conditioning import ConditioningSettings
 from ..errors import InputError
 from ..io.media import read_video
@@ -117,12 +118,16 @@ def prepare(
     fps: float,
     landmarker: str | Path | None = None,
     shard: tuple[int, int] = (0, 1),
+    keep_crops: bool = False,
 ) -> dict:
     """Prepare the manifest's clips into ``out/samples``; returns counts.
 
     shard=(k, n): only every n-th clip from the k-th, so n processes (one per GPU, say) can
     prepare one manifest into one folder at once; every file is written atomically and the
-    indexes are rebuilt from the folders by whichever finishes, the last one completely."""
+    indexes are rebuilt from the folders by whichever finishes, the last one completely.
+    keep_crops: also store the aligned face crops (the expression backbone's features are
+    stored either way when the checkpoint has one; crops let another backbone be used later).
+    """
     entries = read_manifest(manifest)
     groups = group_members(entries)
     index_of_shard, shards = shard
@@ -133,6 +138,10 @@ def prepare(
         (out / folder).mkdir(parents=True, exist_ok=True)
     done = skipped = 0
     settings = ConditioningSettings(frames=frames, fps=fps, height=size, width=size).validated()
+    # Which VAE and expression backbone made the cached latents and features: train checks.
+    made_by = {"vae_digest": weights_digest(pipeline.vae)}
+    if pipeline.expression_encoder.backbone is not None:
+        made_by["backbone_digest"] = weights_digest(pipeline.expression_encoder.backbone)
     with FaceTracker(landmarker) as tracker:
         mine = entries[index_of_shard::shards]
         for entry in tqdm(mine, desc="preparing clips", unit="clip"):
@@ -143,14 +152,19 @@ def prepare(
                 continue
             try:
                 tensors, metadata = prepare_clip(
-                    entry, reference_entry(entry, groups), pipeline, settings, tracker
+                    entry,
+                    reference_entry(entry, groups),
+                    pipeline,
+                    settings,
+                    tracker,
+                    keep_crops=keep_crops,
                 )
             except InputError as exc:  # recorded, and retried by the next run
                 skipped += 1
                 _write_atomically(failure, json.dumps({"id": entry.id, "reason": str(exc)}))
                 continue
             partial = target.with_suffix(".partial")
-            save_file(tensors, str(partial), metadata=metadata)
+            save_file(tensors, str(partial), metadata={**metadata, **made_by})
             partial.replace(target)  # a crash never leaves half a sample behind
             failure.unlink(missing_ok=True)
             done += 1
@@ -176,6 +190,8 @@ def prepare_clip(
     pipeline,
     settings: ConditioningSettings,
     tracker: FaceTracker,
+    *,
+    keep_crops: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     video = read_video(entry.video)
     window = (settings.frames - 1) / settings.fps
@@ -212,10 +228,15 @@ def prepare_clip(
         "reference_latents": pipeline.encode_video(tensors["reference"][:, :, None])[0],
         "normal_latents": pipeline.encode_video(tensors["normals"])[0],
         "ray_latents": pack_plucker(tensors["rays"].float())[0],
-        "crops": torch.from_numpy(cond.crops),
         "blendshapes": torch.from_numpy(cond.blendshapes).float(),
         "crop_landmarks": torch.from_numpy(cond.crop_landmarks).float(),
     }
+    encoder = pipeline.expression_encoder
+    if encoder.backbone is not None:  # frozen: its features are cached, not recomputed per step
+        crops = tensors["expression"].to(encoder.device, encoder.dtype)
+        samples["expression_features"] = encoder.pooled_features(crops)[0].float()
+    if keep_crops or encoder.backbone is None:  # e.g. for another expression backbone later
+        samples["crops"] = torch.from_numpy(cond.crops)
     samples = {k: v.contiguous().cpu() for k, v in samples.items()}
     expression_change = float(np.ptp(cond.blendshapes, axis=0).max())
     report = cond.report
@@ -237,6 +258,8 @@ def prepare_clip(
         "head_centre_drift_cm": f"{report.get('head_centre_drift_cm', 0.0):.3f}",
         "reprojection_px": f"{report['reprojection_px']:.3f}",
         "filled_frames": str(report.get("target_frames_filled", 0)),
+        "has_crops": str("crops" in samples).lower(),
+        "warnings": "; ".join(report["warnings"]),
     }
     return samples, metadata
 

@@ -178,6 +178,8 @@ def build_sample_conditioning(
     times = np.arange(frames) / settings.fps
     clip = assemble_clip(tracker.track_frames(target_frames, times), times, name="target clip")
     report["target_frames_filled"] = clip.filled
+    if clip.filled > frames // 4:  # mostly invented poses and expressions: not a target
+        raise InputError(f"target clip: the face is lost in {clip.filled} of {frames} frames")
     report["jitter_px_raw"] = landmark_jitter(clip.landmarks)
     if settings.smoothing:
         clip = smooth_clip(clip)
