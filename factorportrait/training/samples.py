@@ -170,71 +170,22 @@ def build_sample_conditioning(
         raise InputError(f"target: {frames} frames, expected {settings.frames}")
     report: dict = {"warnings": []}
 
-    source = track_portrait(tracker, reference_image, report)
-    reference, face, _ = frame_portrait(reference_image, source, height, width)
+    portrait = track_portrait(tracker, reference_image, report)
+    reference, face, _ = frame_portrait(reference_image, portrait, height, width)
     canonical = load_canonical_face(str(tracker.model_path))
     template = build_head_template(canonical, fit_proportions(canonical, face.landmarks))
 
-    times = np.arange(frames) / settings.fps
-    clip = assemble_clip(tracker.track_frames(target_frames, times), times, name="target clip")
-    report["target_frames_filled"] = clip.filled
-    if clip.filled > frames // 4:  # mostly invented poses and expressions: not a target
-        raise InputError(f"target clip: the face is lost in {clip.filled} of {frames} frames")
-    report["jitter_px_raw"] = landmark_jitter(clip.landmarks)
-    if settings.smoothing:
-        clip = smooth_clip(clip)
-
-    # The target is framed like a portrait around its first frame's face, one crop for the
-    # whole clip (a crop that followed the face would be a camera motion the rays never saw).
-    first = clip.landmarks[0]
-    box = np.array([first[:, 0].min(), first[:, 1].min(), first[:, 0].max(), first[:, 1].max()])
-    crop = framing_matrix(box, height, width)
-    framed = np.stack(
-        [
-            cv2.warpAffine(
-                f, crop, (width, height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
-            )
-            for f in target_frames
-        ]
-    )
-    landmarks = clip.landmarks[..., :2] * crop[0, 0] + crop[:, 2]
-
+    clip = _track_target(tracker, target_frames, settings, report)
+    framed, landmarks = _frame_target(target_frames, clip.landmarks, height, width)
     K = np.repeat(intrinsics_from_fov(CAMERA.fov_deg, height, width)[None], frames, axis=0)
-    head_to_camera = np.tile(np.eye(4), (frames, 1, 1))
-    head_to_camera[:, :3, :3] = nearest_rotation(clip.rotations)
-    head_to_camera[:, :3, 3] = solve_head_translations(
-        head_to_camera[:, :3, :3], template.face_vertices, landmarks, K
-    )
-    if (head_to_camera[:, 2, 3] <= 5.0).any():
-        raise InputError("target clip: the face is too close or too large to place a camera")
-
+    head_to_camera = _head_to_camera(clip.rotations, template, landmarks, K)
     motion = np.tile(np.eye(4), (frames, 1, 1))
     if cameras is not None:
-        motion = camera_motion(cameras)
-        source = "file"
-        if cm_per_unit is None:
-            cm_per_unit, residual = estimate_cm_per_unit(motion, head_to_camera)
-            source = "estimated"
-            if cm_per_unit is not None:
-                report["head_centre_drift_cm"] = residual
-                if cm_per_unit <= 0:
-                    raise InputError(
-                        "cameras: the camera motion and the tracked head disagree (estimated "
-                        f"scale {cm_per_unit:.3g} cm per unit); state cm_per_unit in the file"
-                    )
-        if cm_per_unit is not None:
-            motion[:, :3, 3] *= cm_per_unit
-            report.update(cm_per_unit=cm_per_unit, cm_per_unit_source=source)
+        motion = _motion_in_cm(camera_motion(cameras), cm_per_unit, head_to_camera, report)
+    # World = the head frame at the first target frame; the cameras move from there.
     c2w = invert_rigid(head_to_camera[0]) @ motion
     head_pose = c2w @ head_to_camera
-
-    distance = float(np.linalg.norm(head_to_camera[0, :3, 3]))
-    turned = np.degrees(
-        np.arccos(np.clip((np.trace(motion[:, :3, :3], axis1=1, axis2=2) - 1) / 2, -1, 1))
-    )
-    moved = np.linalg.norm(motion[:, :3, 3], axis=1) / distance
-    camera_change = bool(turned.max() > CAMERA_CHANGE_DEG or moved.max() > CAMERA_CHANGE_FRACTION)
-    report.update(camera_turn_deg=float(turned.max()), camera_move_fraction=float(moved.max()))
+    camera_change = _camera_change(motion, float(np.linalg.norm(head_to_camera[0, :3, 3])), report)
 
     render = render_head(template, head_pose, K, c2w, height, width)
     face_pixels = project_points(template.face_vertices, head_pose, K, c2w)
@@ -265,3 +216,77 @@ def build_sample_conditioning(
         report=report,
     )
     return TrainingSample(conditioning, framed, camera_change)
+
+
+def _track_target(tracker, frames: np.ndarray, settings: ConditioningSettings, report: dict):
+    times = np.arange(len(frames)) / settings.fps
+    clip = assemble_clip(tracker.track_frames(frames, times), times, name="target clip")
+    report["target_frames_filled"] = clip.filled
+    if clip.filled > len(frames) // 4:  # mostly invented poses and expressions: not a target
+        raise InputError(f"target clip: the face is lost in {clip.filled} of {len(frames)} frames")
+    report["jitter_px_raw"] = landmark_jitter(clip.landmarks)
+    return smooth_clip(clip) if settings.smoothing else clip
+
+
+def _frame_target(
+    frames: np.ndarray, landmarks: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The target framed like a portrait around its first frame's face, one crop for the whole
+    clip (a crop that followed the face would be a camera motion the rays never saw); and the
+    landmarks (F, 478, 2) in the framed pixels."""
+    first = landmarks[0]
+    box = np.array([first[:, 0].min(), first[:, 1].min(), first[:, 0].max(), first[:, 1].max()])
+    crop = framing_matrix(box, height, width)
+    framed = np.stack(
+        [
+            cv2.warpAffine(
+                f, crop, (width, height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+            )
+            for f in frames
+        ]
+    )
+    return framed, landmarks[..., :2] * crop[0, 0] + crop[:, 2]
+
+
+def _head_to_camera(rotations, template, landmarks: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Tracked rotations; translations solved for our camera model, so the posed template
+    reprojects onto the tracked landmarks (MediaPipe's own translations assume its camera)."""
+    poses = np.tile(np.eye(4), (len(rotations), 1, 1))
+    poses[:, :3, :3] = nearest_rotation(rotations)
+    poses[:, :3, 3] = solve_head_translations(
+        poses[:, :3, :3], template.face_vertices, landmarks, K
+    )
+    if (poses[:, 2, 3] <= 5.0).any():
+        raise InputError("target clip: the face is too close or too large to place a camera")
+    return poses
+
+
+def _motion_in_cm(
+    motion: np.ndarray, cm_per_unit: float | None, head_to_camera: np.ndarray, report: dict
+) -> np.ndarray:
+    """Recorded camera motion with its translation converted to cm (stated or estimated)."""
+    scale_source = "file"
+    if cm_per_unit is None:
+        cm_per_unit, residual = estimate_cm_per_unit(motion, head_to_camera)
+        scale_source = "estimated"
+        if cm_per_unit is None:  # the camera only turns: no scale needed
+            return motion
+        report["head_centre_drift_cm"] = residual
+        if cm_per_unit <= 0:
+            raise InputError(
+                "cameras: the camera motion and the tracked head disagree (estimated "
+                f"scale {cm_per_unit:.3g} cm per unit); state cm_per_unit in the file"
+            )
+    motion = motion.copy()
+    motion[:, :3, 3] *= cm_per_unit
+    report.update(cm_per_unit=cm_per_unit, cm_per_unit_source=scale_source)
+    return motion
+
+
+def _camera_change(motion: np.ndarray, distance: float, report: dict) -> bool:
+    """Whether the camera turns or moves noticeably over the target (the C1 data filter)."""
+    cosine = (np.trace(motion[:, :3, :3], axis1=1, axis2=2) - 1) / 2
+    turned = np.degrees(np.arccos(np.clip(cosine, -1, 1)))
+    moved = np.linalg.norm(motion[:, :3, 3], axis=1) / distance
+    report.update(camera_turn_deg=float(turned.max()), camera_move_fraction=float(moved.max()))
+    return bool(turned.max() > CAMERA_CHANGE_DEG or moved.max() > CAMERA_CHANGE_FRACTION)
