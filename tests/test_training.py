@@ -459,3 +459,46 @@ def test_cached_features_belong_to_the_checkpoint_that_made_them(
         tmp_path / "other-backbone", tmp_path / "data", tmp_path / "run-b", config, cpu=True
     )
     assert result["steps"] == 1
+
+
+@pytest.mark.parametrize(
+    "variant", [{"use_normals": False}, {"code_type": "landmarks"}, {"code_type": "blendshapes"}]
+)
+def test_ablation_checkpoints_train_on_the_same_data(workspace, tmp_path, variant):
+    """C2 (no normal maps) and C3 (landmarks) starts train on the prepared data as it is; C2
+    really ignores the normal latents and C3 the image features."""
+    from factorportrait.checkpoints import tiny_pipeline
+
+    root, _ = workspace
+    pipe = tiny_pipeline(0, **variant)
+    pipe.save_pretrained(str(tmp_path / "start"), safe_serialization=True)
+    batch = {k: v[None] for k, v in PreparedSamples(root / "data", "train")[0].items()}
+    objective = FlowMatchingObjective(pipe.transformer, pipe.expression_encoder)
+    config = TrainConfig()
+
+    full = tiny_pipeline(0)
+    full_objective = FlowMatchingObjective(full.transformer, full.expression_encoder)
+
+    def loss(b, model=objective):
+        with torch.no_grad():
+            return training_loss(model, b, config, torch.Generator().manual_seed(0), drop=False)
+
+    ignored = "normal_latents" if "use_normals" in variant else "expression_features"
+    changed = {**batch, ignored: torch.randn_like(batch[ignored])}
+    assert torch.equal(loss(batch), loss(changed))
+    # ...which the full model does not ignore.
+    assert not torch.equal(loss(batch, full_objective), loss(changed, full_objective))
+    result = train(
+        tmp_path / "start",
+        root / "data",
+        tmp_path / "run",
+        TrainConfig(steps=2, save_every=2, validate_every=2, log_every=1, validation_steps=1),
+        cpu=True,
+    )
+    assert result["steps"] == 2 and all(np.isfinite(result["losses"]))
+    saved = FactorPortraitPipeline.from_pretrained(
+        str(tmp_path / "run" / "checkpoint-2"), use_safetensors=True
+    )
+    assert saved.transformer.config.use_normals == variant.get("use_normals", True)
+    assert saved.expression_encoder.config.code_type == variant.get("code_type", "image")
+    assert (tmp_path / "run" / "validation" / "step-000002.mp4").is_file()
