@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..models import aggregate_codes
@@ -51,6 +52,7 @@ class PreparedSamples(torch.utils.data.Dataset):
             raise InputError(f"--data {data}: no index.jsonl (run prepare first)")
         rows = [json.loads(line) for line in index.read_text().splitlines() if line.strip()]
         rows = [r for r in rows if r["split"] == split]
+        before = len(rows)
         if exclude_combined:  # C1: no clip where expression and camera both change
             rows = [
                 r
@@ -61,6 +63,7 @@ class PreparedSamples(torch.utils.data.Dataset):
                 )
             ]
         self.rows = rows
+        self.excluded = before - len(rows)
         self.files = [data / r["file"] for r in rows]
         self.use_crops = use_crops  # ignore cached backbone features (another backbone's)
 
@@ -263,6 +266,12 @@ def train(
         raise InputError(f"--data {data}: no training samples")
     for samples in (train_set, val_set):
         samples.check_made_by(pipe, Path(data))
+    if accelerator.is_main_process:
+        left_out = f", {train_set.excluded} left out by the C1 filter" if train_set.excluded else ""
+        print(
+            f"{len(train_set)} training samples{left_out}, {len(val_set)} validation; "
+            f"{accelerator.num_processes} process(es) on {accelerator.device}"
+        )
     params = select_parameters(
         pipe.transformer, pipe.expression_encoder, config.trainable, config.lora_rank
     )
@@ -299,6 +308,13 @@ def train(
     log_path = out / "log.jsonl"
     objective.train()
     losses = []
+    progress = tqdm(
+        total=config.steps,
+        initial=step,
+        desc="training",
+        unit="step",
+        disable=not accelerator.is_local_main_process,
+    )
     while step < config.steps:
         for batch in loader:
             if step >= config.steps:
@@ -312,6 +328,8 @@ def train(
                 ema.step(params)
             step += 1
             losses.append(float(accelerator.reduce(loss.detach(), "mean")))  # over processes
+            progress.update(1)
+            progress.set_postfix(loss=f"{losses[-1]:.4f}")
             record = None
             if step % config.log_every == 0 or step == config.steps:
                 recent = losses[-config.log_every :]
@@ -348,6 +366,7 @@ def train(
                     accelerator.device,
                 )
                 objective.train()
+    progress.close()
     accelerator.wait_for_everyone()
     accelerator.end_training()
     final = out / f"checkpoint-{config.steps}"

@@ -255,7 +255,9 @@ def prepare_clip(
         "camera_move_fraction": f"{report['camera_move_fraction']:.4f}",
         "cm_per_unit": f"{report['cm_per_unit']:.6g}" if "cm_per_unit" in report else "",
         "cm_per_unit_source": report.get("cm_per_unit_source", ""),
-        "head_centre_drift_cm": f"{report.get('head_centre_drift_cm', 0.0):.3f}",
+        "head_centre_drift_cm": (
+            f"{report['head_centre_drift_cm']:.3f}" if "head_centre_drift_cm" in report else ""
+        ),
         "reprojection_px": f"{report['reprojection_px']:.3f}",
         "filled_frames": str(report.get("target_frames_filled", 0)),
         "has_crops": str("crops" in samples).lower(),
@@ -265,7 +267,13 @@ def prepare_clip(
 
 
 def _metadata(path: Path) -> dict:
+    """A sample's index row: id, file, split and mode first, then the rest by name."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
-        return {**handle.metadata(), "file": f"samples/{path.name}"}
+        metadata = {**handle.metadata(), "file": f"samples/{path.name}"}
+    first = ("id", "file", "split", "mode")
+    return {
+        **{key: metadata[key] for key in first if key in metadata},
+        **{key: metadata[key] for key in sorted(metadata) if key not in first},
+    }
