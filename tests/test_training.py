@@ -502,3 +502,40 @@ def test_ablation_checkpoints_train_on_the_same_data(workspace, tmp_path, varian
     assert saved.transformer.config.use_normals == variant.get("use_normals", True)
     assert saved.expression_encoder.config.code_type == variant.get("code_type", "image")
     assert (tmp_path / "run" / "validation" / "step-000002.mp4").is_file()
+
+
+def test_ema_resumes_from_its_saved_weights(workspace, tmp_path):
+    """The EMA weights are saved with the run's state (safetensors) and a resumed run goes on
+    averaging from them: without them it would restart the average from the live weights."""
+    import shutil
+
+    root, _ = workspace
+    config = TrainConfig(
+        steps=3,
+        learning_rate=1e-2,
+        trainable="new",
+        ema_decay=0.9,
+        save_every=3,
+        validate_every=100,
+        log_every=1,
+        gradient_checkpointing=False,
+    )
+    train(root / "tiny", root / "data", tmp_path / "run", config, cpu=True)
+    state = tmp_path / "run" / "state"
+    assert (state / "ema.safetensors").is_file()
+    assert json.loads((state / "step.json").read_text()) == {"step": 3, "ema_steps": 3}
+    shutil.copytree(tmp_path / "run", tmp_path / "forgetful")
+    (tmp_path / "forgetful" / "state" / "ema.safetensors").unlink()
+    longer = config.model_copy(update={"steps": 6})
+    for run in ("run", "forgetful"):
+        train(root / "tiny", root / "data", tmp_path / run, longer, cpu=True)
+    assert json.loads((state / "step.json").read_text())["ema_steps"] == 6
+    heads = [
+        FactorPortraitPipeline.from_pretrained(
+            str(tmp_path / run / "checkpoint-6"), use_safetensors=True
+        )
+        .expression_encoder.head[1]
+        .weight
+        for run in ("run", "forgetful")
+    ]
+    assert not torch.allclose(heads[0], heads[1])

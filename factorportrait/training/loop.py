@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..errors import InputError
@@ -288,19 +288,23 @@ def train(
     objective = FlowMatchingObjective(pipe.transformer, pipe.expression_encoder)
     objective, optimizer, loader = accelerator.prepare(objective, optimizer, loader)
     pipe.vae.to(accelerator.device)  # validation videos only (training uses cached latents)
+    if trackers:
+        accelerator.init_trackers("factorportrait", config=config.model_dump())
+
+    state_dir, step_file = out / "state", out / "state" / "step.json"
+    step, saved_state = 0, {}
+    if step_file.is_file():  # resume where the last run saved
+        accelerator.load_state(str(state_dir))
+        saved_state = json.loads(step_file.read_text())
+        step = saved_state["step"]
     ema = None
     if config.ema_decay is not None:
         from diffusers.training_utils import EMAModel
 
         ema = EMAModel(params, decay=config.ema_decay)
-    if trackers:
-        accelerator.init_trackers("factorportrait", config=config.model_dump())
-
-    state_dir, step_file = out / "state", out / "state" / "step.json"
-    step = 0
-    if step_file.is_file():  # resume where the last run saved
-        accelerator.load_state(str(state_dir))
-        step = json.loads(step_file.read_text())["step"]
+        if "ema_steps" in saved_state and (state_dir / "ema.safetensors").is_file():
+            _load_ema(ema, state_dir / "ema.safetensors", saved_state["ema_steps"])
+            ema.to(accelerator.device)
     # Each process draws its own noise; reseeded from the step so a resumed run goes on alike.
     generator = torch.Generator().manual_seed(
         config.seed + step + 1_000_003 * accelerator.process_index
@@ -347,7 +351,11 @@ def train(
                         status = "trained"
                     saved.transformer.register_to_config(training_status=status)
                     saved.save_pretrained(str(out / f"checkpoint-{step}"), safe_serialization=True)
-                    step_file.write_text(json.dumps({"step": step}))
+                    saved_state = {"step": step}
+                    if ema is not None:  # as safetensors: nothing in state/ of ours is pickled
+                        _save_ema(ema, state_dir / "ema.safetensors")
+                        saved_state["ema_steps"] = ema.optimization_step
+                    step_file.write_text(json.dumps(saved_state))
                 accelerator.wait_for_everyone()
             if record is not None and accelerator.is_main_process:
                 with open(log_path, "a") as log:
@@ -379,6 +387,21 @@ def train(
     }
 
 
+def _save_ema(ema, path: Path) -> None:
+    tensors = {
+        f"shadow.{i:05d}": p.detach().cpu().contiguous() for i, p in enumerate(ema.shadow_params)
+    }
+    save_file(tensors, str(path))
+
+
+def _load_ema(ema, path: Path, optimization_steps: int) -> None:
+    tensors = load_file(str(path))
+    shadow = [tensors[f"shadow.{i:05d}"] for i in range(len(tensors))]
+    if [p.shape for p in shadow] != [p.shape for p in ema.shadow_params]:
+        raise InputError(f"{path}: the EMA weights do not match this run's trained parameters")
+    ema.load_state_dict({"shadow_params": shadow, "optimization_step": optimization_steps})
+
+
 def _replica_spread(accelerator, params) -> float:
     """How far the processes' copies of the trained weights are apart (0 when data parallel
     training keeps them in step, as it must): spread of a float64 checksum over processes."""
@@ -394,11 +417,17 @@ def _trained_pipeline(accelerator, objective, pipe, ema, params):
     if ema is not None:
         ema.store(params)
         ema.copy_to(params)
-    state = accelerator.get_state_dict(objective)  # collective under FSDP
-    if ema is not None:
-        ema.restore(params)
-    if not accelerator.is_main_process:
-        return None
+    try:
+        state = accelerator.get_state_dict(objective)  # collective under FSDP
+        # The state may hold references to the live weights: copy them out before the live
+        # (non-EMA) weights are put back.
+        return _pipeline_from_state(pipe, state) if accelerator.is_main_process else None
+    finally:
+        if ema is not None:
+            ema.restore(params)
+
+
+def _pipeline_from_state(pipe, state: dict) -> FactorPortraitPipeline:
     parts = {}
     for name in ("transformer", "expression_encoder"):
         live = getattr(pipe, name)
