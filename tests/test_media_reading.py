@@ -146,3 +146,17 @@ def test_truncated_video_keeps_what_decodes(pyfeat, tmp_path):
         assert "video cut.mp4" in str(exc)
     else:
         assert 0 < len(video.frames) <= 72
+
+
+def test_keep_last_keeps_the_start_and_the_last_frame(tmp_path):
+    """Training reads a clip's start and its last frame: the same pixels a full read gives,
+    without holding the rest; every frame is still counted."""
+    frames = np.stack([np.full((32, 48, 3), 8 * i, np.uint8) for i in range(30)])
+    path = write_video(tmp_path / "ramp.mp4", frames, 10)
+    full = read_video(path)
+    partial = read_video(path, until_s=0.45, keep_last=True)
+    assert full.frame_count == partial.frame_count == 30
+    assert len(partial.frames) == 6  # 0.0 ... 0.4 s, then the last
+    assert np.array_equal(partial.frames[:5], full.frames[:5])
+    assert np.array_equal(partial.frames[-1], full.frames[-1])
+    assert partial.times[-1] == pytest.approx(full.times[-1])

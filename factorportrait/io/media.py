@@ -92,6 +92,7 @@ class VideoFrames:
     source_size: tuple[int, int]  # (width, height) as stored, before rotation/downscale
     rotation: int  # degrees applied to make the frames upright
     has_audio: bool
+    frame_count: int | None = None  # frames decoded, kept or not (None: not counted)
 
     @property
     def duration(self) -> float:
@@ -102,12 +103,18 @@ class VideoFrames:
 
 
 def read_video(
-    path: str | Path, *, max_side: int = LIMITS.max_video_side_decoded, until_s: float | None = None
+    path: str | Path,
+    *,
+    max_side: int = LIMITS.max_video_side_decoded,
+    until_s: float | None = None,
+    keep_last: bool = False,
 ) -> VideoFrames:
     """A video file -> bounded, upright RGB frames with real timestamps.
 
     ``until_s`` stops decoding after that much of the clip (callers that need only the start
-    of a long clip save most of the decoding time)."""
+    of a long clip save most of the decoding time). With ``keep_last`` the rest of the clip is
+    still decoded but only its last frame is kept (training wants the start and the end of a
+    clip, not the memory for all of it); ``frame_count`` then counts every frame."""
     import av  # deferred: only the video paths pay for it
 
     path = Path(path)
@@ -141,25 +148,38 @@ def read_video(
         scale = min(1.0, max_side / max(width, height))
         out_w, out_h = (_even(width * scale), _even(height * scale))
         frames, times, rotation = [], [], 0
+        count, last = 0, None  # every frame seen; the latest one past until_s (keep_last)
+
+        def to_rgb(frame) -> np.ndarray:
+            return _upright(frame.to_ndarray(width=out_w, height=out_h, format="rgb24"), rotation)
+
         try:
             for frame in container.decode(stream):
                 if frame.time is None:
                     continue
-                if len(frames) >= LIMITS.max_video_frames:
+                if count >= LIMITS.max_video_frames:
                     raise InputError(f"video {name}: more than {LIMITS.max_video_frames} frames")
                 elapsed = frame.time - (times[0] if times else frame.time)
-                if until_s is not None and elapsed > until_s:
-                    break
                 if elapsed > LIMITS.max_video_seconds:
                     raise InputError(f"video {name}: longer than {LIMITS.max_video_seconds:.0f} s")
                 rotation = frame.rotation or 0
-                rgb = frame.to_ndarray(width=out_w, height=out_h, format="rgb24")
-                frames.append(_upright(rgb, rotation))
+                if until_s is not None and elapsed > until_s:
+                    if not keep_last:
+                        break
+                    count += 1
+                    if last is None or frame.time > last.time:
+                        last = frame
+                    continue
+                count += 1
+                frames.append(to_rgb(frame))
                 times.append(float(frame.time))
         except av.FFmpegError as exc:
             if not frames:
                 raise InputError(f"video {name}: cannot decode it ({_reason(exc)})") from None
             # A truncated tail: keep what decoded (real clips from phones do this).
+        if last is not None:
+            frames.append(to_rgb(last))
+            times.append(float(last.time))
         has_audio = bool(container.streams.audio)
     if not frames:
         raise InputError(f"video {name}: no frames could be decoded")
@@ -168,7 +188,13 @@ def read_video(
     times_arr, keep = np.unique(times_arr[order], return_index=True)  # drop duplicate timestamps
     stack = np.stack([frames[i] for i in order[keep]])
     return VideoFrames(
-        stack, times_arr - times_arr[0], declared_fps, (width, height), rotation, has_audio
+        stack,
+        times_arr - times_arr[0],
+        declared_fps,
+        (width, height),
+        rotation,
+        has_audio,
+        frame_count=count,
     )
 
 

@@ -193,8 +193,9 @@ def prepare_clip(
     *,
     keep_crops: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    video = read_video(entry.video)
     window = (settings.frames - 1) / settings.fps
+    # The target's frames and the clip's last one: the memory of a few seconds, not the clip.
+    video = read_video(entry.video, until_s=window + 1 / settings.fps, keep_last=True)
     if video.times[-1] <= window:
         raise InputError(
             f"{entry.video.name}: {video.times[-1]:.2f} s is too short for "
@@ -205,12 +206,12 @@ def prepare_clip(
     picks = np.abs(video.times[None, :] - times[:, None]).argmin(axis=1)
     cameras = cm_per_unit = None
     if entry.cameras is not None:
-        recorded = read_camera_file(entry.cameras, len(video.times))
+        recorded = read_camera_file(entry.cameras, video.frame_count)
         cameras, cm_per_unit = recorded.c2w[picks], recorded.cm_per_unit
     if reference is entry:
         reference_image = video.frames[-1]
     else:
-        reference_image = read_video(reference.video).frames[-1]
+        reference_image = read_video(reference.video, until_s=0.0, keep_last=True).frames[-1]
     sample = build_sample_conditioning(
         reference_image,
         video.frames[picks],
