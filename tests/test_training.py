@@ -244,6 +244,16 @@ def test_config_and_manifest_errors(tmp_path):
     manifest.write_text('{"id": "a", "video": "a.mp4"}\n{"id": "a", "video": "b.mp4"}\n')
     with pytest.raises(InputError, match="line 2: id 'a' must be unique"):
         read_manifest(manifest)
+    for line, message in [
+        ('{"id": "a", "video": "a.mp4", "camera": "c.json"}', "unknown field"),
+        ('{"id": "a", "video": "a.mp4", "cameras": 3}', "cameras must be a non-empty string"),
+        ('{"id": "a", "video": "a.mp4", "group": ""}', "group must be a non-empty string"),
+        ('["a", "a.mp4"]', 'needs "id" and "video"'),
+        ('{"id": "a b", "video": "a.mp4"}', "made of letters"),
+    ]:
+        manifest.write_text(line + "\n")
+        with pytest.raises(InputError, match=message):
+            read_manifest(manifest)
 
 
 def test_prepare_shard_argument(tmp_path, capsys):

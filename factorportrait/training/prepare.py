@@ -64,25 +64,28 @@ def read_manifest(path: str | Path) -> list[ClipEntry]:
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        where = f"{path.name} line {number}"
         try:
             data = json.loads(line)
             clip_id, video = str(data["id"]), path.parent / data["video"]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InputError(f'{path.name} line {number}: needs "id" and "video" ({exc})') from None
+            raise InputError(f'{where}: needs "id" and "video" ({exc})') from None
+        unknown = set(data) - {"id", "video", "split", "cameras", "group"}
+        if unknown:
+            raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        for name in ("cameras", "group"):
+            if name in data and not (isinstance(data[name], str) and data[name]):
+                raise InputError(f"{where}: {name} must be a non-empty string")
         if not clip_id.replace("-", "").replace("_", "").isalnum() or clip_id in seen:
             raise InputError(
-                f"{path.name} line {number}: id {clip_id!r} must be unique and "
-                "made of letters, digits, - and _"
+                f"{where}: id {clip_id!r} must be unique and made of letters, digits, - and _"
             )
         seen.add(clip_id)
         split = data.get("split", "train")
         if split not in ("train", "val"):
-            raise InputError(f"{path.name} line {number}: split must be train or val")
-        cameras = path.parent / data["cameras"] if data.get("cameras") else None
-        group = data.get("group")
-        if group is not None and (not isinstance(group, str) or not group):
-            raise InputError(f"{path.name} line {number}: group must be a non-empty string")
-        entries.append(ClipEntry(clip_id, video, split, cameras, group))
+            raise InputError(f"{where}: split must be train or val")
+        cameras = path.parent / data["cameras"] if "cameras" in data else None
+        entries.append(ClipEntry(clip_id, video, split, cameras, data.get("group")))
     if not entries:
         raise InputError(f"--manifest {path}: no clips")
     for group, members in group_members(entries).items():
