@@ -14,6 +14,7 @@ estimate and says so: the utilisation and the activation sizes are assumptions.
 
 from __future__ import annotations
 
+import gc
 import time
 from contextlib import nullcontext
 
@@ -117,7 +118,9 @@ def measure_training_step(
     config = TrainConfig()
     cuda = device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
-    if cuda:
+    if cuda:  # a previous measurement's model must not count in this one's peak
+        gc.collect()
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     times, losses = [], []
     for _ in range(steps + 1):
