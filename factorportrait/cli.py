@@ -197,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="K/N: prepare only every N-th clip from the K-th (N processes, one folder)",
     )
     prepare.add_argument(
+        "--windows",
+        type=int,
+        default=1,
+        help="up to this many samples per clip, from non-overlapping windows spread over it "
+        "(default 1: the clip's start)",
+    )
+    prepare.add_argument(
         "--keep-crops",
         action="store_true",
         help="also store the 224x224 face crops (~7 MB per 49-frame clip), so a checkpoint "
@@ -495,6 +502,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
         landmarker=args.landmarker,
         shard=shard,
         keep_crops=args.keep_crops,
+        windows=args.windows,
     )
     print(
         f"{counts['samples']} samples in {args.out} ({counts['skipped']} clips skipped this "

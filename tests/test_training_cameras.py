@@ -304,3 +304,48 @@ def test_a_group_may_not_span_splits(tmp_path):
     )
     with pytest.raises(InputError, match="group 'g' mixes train and val"):
         read_manifest(manifest)
+
+
+def test_windows_spread_samples_over_a_clip(prepared, landmarker_path, tmp_path):
+    """Several non-overlapping windows per clip: the first is the one-window sample itself,
+    each takes the clip's far end as its reference, and each uses its own frames' cameras."""
+    root, _, index = prepared
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(
+        json.dumps(
+            {
+                "id": "rolling",
+                "video": str(root / "rolling.mp4"),
+                "cameras": str(root / "rolling.json"),
+            }
+        )
+        + "\n"
+    )
+    counts = prepare(
+        manifest,
+        tmp_path / "data",
+        load_pipeline(root / "tiny", device="cpu"),
+        frames=9,
+        size=32,
+        fps=8.0,
+        landmarker=landmarker_path,
+        windows=5,
+    )
+    # 24 frames at 8 fps (2.875 s) hold two 9-frame windows a frame apart, not five.
+    assert counts == {"prepared": 2, "skipped": 0, "samples": 2}
+    rows = [
+        json.loads(line) for line in (tmp_path / "data" / "index.jsonl").read_text().splitlines()
+    ]
+    first, second = sorted(rows, key=lambda r: r["id"])
+    assert (first["id"], second["id"]) == ("rolling-w0", "rolling-w1")
+    assert first["clip"] == second["clip"] == "rolling"
+    assert float(first["window_start_s"]) == 0 and float(second["window_start_s"]) == 1.875
+    assert float(first["reference_time_s"]) == 2.875 and float(second["reference_time_s"]) == 0
+    one = load_file(str(root / "data" / "samples" / "rolling.safetensors"))
+    w0 = load_file(str(tmp_path / "data" / "samples" / "rolling-w0.safetensors"))
+    assert all(torch.equal(one[key], w0[key]) for key in one)
+    # The second window's cameras are frames 15-23's: the roll it sees is theirs.
+    roll = 12 * np.sin(np.arange(24) * np.pi / 16)
+    expected = np.abs(roll[15:24] - roll[15]).max()
+    assert float(second["camera_turn_deg"]) == pytest.approx(expected, abs=0.01)
+    assert float(second["camera_turn_deg"]) != pytest.approx(float(first["camera_turn_deg"]))

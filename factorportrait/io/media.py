@@ -12,6 +12,7 @@ rather than by trusting the header; rotation metadata is honoured; frames are do
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,12 +88,13 @@ class VideoFrames:
     """Decoded frames with their presentation times (seconds, from the first frame)."""
 
     frames: np.ndarray  # (N, H, W, 3) uint8, upright, downscaled to the read limit
-    times: np.ndarray  # (N,) float64, strictly increasing, times[0] == 0
+    times: np.ndarray  # (N,) float64 s from the clip's first frame, strictly increasing
     declared_fps: float | None  # what the container claims (may be wrong)
     source_size: tuple[int, int]  # (width, height) as stored, before rotation/downscale
     rotation: int  # degrees applied to make the frames upright
     has_audio: bool
     frame_count: int | None = None  # frames decoded, kept or not (None: not counted)
+    frame_indices: np.ndarray | None = None  # (N,) which decoded frame (display order) each is
 
     @property
     def duration(self) -> float:
@@ -107,48 +109,37 @@ def read_video(
     *,
     max_side: int = LIMITS.max_video_side_decoded,
     until_s: float | None = None,
+    ranges_s: Sequence[tuple[float, float]] | None = None,
     keep_last: bool = False,
 ) -> VideoFrames:
     """A video file -> bounded, upright RGB frames with real timestamps.
 
-    ``until_s`` stops decoding after that much of the clip (callers that need only the start
-    of a long clip save most of the decoding time). With ``keep_last`` the rest of the clip is
-    still decoded but only its last frame is kept (training wants the start and the end of a
-    clip, not the memory for all of it); ``frame_count`` then counts every frame."""
+    Which frames are kept (times from the first frame): all; or with ``until_s`` those up to it,
+    decoding stopping there (callers that need only the start of a long clip save most of the
+    decoding time); or with ``ranges_s`` those inside any of the (start, end) ranges. With
+    ``keep_last`` the clip is decoded to its end and its last frame kept too (training wants a
+    few windows of a clip and its end, not the memory for all of it). ``frame_count`` counts
+    every frame decoded, ``frame_indices`` says which of them the kept ones are."""
     import av  # deferred: only the video paths pay for it
 
     path = Path(path)
     name = path.name
     _check_file(path, "video", LIMITS.max_video_bytes)
+    if until_s is not None:
+        ranges_s = [(0.0, until_s)]
+    stop_after = None if keep_last or ranges_s is None else max(end for _, end in ranges_s)
     try:
         container = av.open(str(path), mode="r", metadata_errors="ignore")
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise InputError(f"video {name}: not a readable video ({_reason(exc)})") from None
     with container:
-        if container.format.name == "image2" or container.format.name.endswith("_pipe"):
-            raise InputError(f"video {name}: this is a still image, not a video")
-        if not container.streams.video:
-            raise InputError(f"video {name}: the file has no video stream")
-        stream = container.streams.video[0]
-        width, height = stream.codec_context.width, stream.codec_context.height
-        if not width or not height:
-            raise InputError(f"video {name}: no frame size in the header (not a video?)")
-        if max(width, height) > LIMITS.max_video_input_side:
-            raise InputError(
-                f"video {name}: {width}x{height} is over the "
-                f"{LIMITS.max_video_input_side}-pixel side limit"
-            )
-        declared = _duration_seconds(container, stream)
-        if declared is not None and declared > LIMITS.max_video_seconds + 0.5:
-            raise InputError(
-                f"video {name}: {declared:.1f} s is over the {LIMITS.max_video_seconds:.0f} s limit"
-            )
+        stream, width, height = _checked_video_stream(container, name)
         declared_fps = float(stream.average_rate) if stream.average_rate else None
         stream.thread_type = "AUTO"
         scale = min(1.0, max_side / max(width, height))
         out_w, out_h = (_even(width * scale), _even(height * scale))
-        frames, times, rotation = [], [], 0
-        count, last = 0, None  # every frame seen; the latest one past until_s (keep_last)
+        frames, times, every_time, rotation = [], [], [], 0
+        start, last = None, None  # the first frame's time; the latest frame not kept
 
         def to_rgb(frame) -> np.ndarray:
             return _upright(frame.to_ndarray(width=out_w, height=out_h, format="rgb24"), rotation)
@@ -157,27 +148,26 @@ def read_video(
             for frame in container.decode(stream):
                 if frame.time is None:
                     continue
-                if count >= LIMITS.max_video_frames:
+                if len(every_time) >= LIMITS.max_video_frames:
                     raise InputError(f"video {name}: more than {LIMITS.max_video_frames} frames")
-                elapsed = frame.time - (times[0] if times else frame.time)
+                start = frame.time if start is None else start
+                elapsed = frame.time - start
                 if elapsed > LIMITS.max_video_seconds:
                     raise InputError(f"video {name}: longer than {LIMITS.max_video_seconds:.0f} s")
+                if stop_after is not None and elapsed > stop_after:
+                    break
                 rotation = frame.rotation or 0
-                if until_s is not None and elapsed > until_s:
-                    if not keep_last:
-                        break
-                    count += 1
-                    if last is None or frame.time > last.time:
-                        last = frame
-                    continue
-                count += 1
-                frames.append(to_rgb(frame))
-                times.append(float(frame.time))
+                every_time.append(float(frame.time))
+                if ranges_s is None or any(a <= elapsed <= b for a, b in ranges_s):
+                    frames.append(to_rgb(frame))
+                    times.append(float(frame.time))
+                elif keep_last and (last is None or frame.time > last.time):
+                    last = frame
         except av.FFmpegError as exc:
-            if not frames:
+            if not frames and last is None:
                 raise InputError(f"video {name}: cannot decode it ({_reason(exc)})") from None
             # A truncated tail: keep what decoded (real clips from phones do this).
-        if last is not None:
+        if last is not None and (not times or last.time > max(times)):
             frames.append(to_rgb(last))
             times.append(float(last.time))
         has_audio = bool(container.streams.audio)
@@ -187,15 +177,70 @@ def read_video(
     order = np.argsort(times_arr, kind="stable")  # B-frames: decode order is not display order
     times_arr, keep = np.unique(times_arr[order], return_index=True)  # drop duplicate timestamps
     stack = np.stack([frames[i] for i in order[keep]])
+    every_time = np.unique(every_time)
     return VideoFrames(
         stack,
-        times_arr - times_arr[0],
+        times_arr - every_time[0],  # from the clip's first frame (B-frames: the earliest)
         declared_fps,
         (width, height),
         rotation,
         has_audio,
-        frame_count=count,
+        frame_count=len(every_time),
+        frame_indices=np.searchsorted(every_time, times_arr),
     )
+
+
+def probe_frame_times(path: str | Path) -> np.ndarray:
+    """Every frame's time (s from the first, display order) from the container's packets,
+    without decoding: cheap, so a caller can choose what to decode."""
+    import av
+
+    path = Path(path)
+    _check_file(path, "video", LIMITS.max_video_bytes)
+    try:
+        container = av.open(str(path), mode="r", metadata_errors="ignore")
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise InputError(f"video {path.name}: not a readable video ({_reason(exc)})") from None
+    with container:
+        stream, _, _ = _checked_video_stream(container, path.name)
+        stamps = []
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.size:
+                    stamps.append(float(packet.pts * stream.time_base))
+                if len(stamps) > LIMITS.max_video_frames:
+                    raise InputError(
+                        f"video {path.name}: more than {LIMITS.max_video_frames} frames"
+                    )
+        except av.FFmpegError:
+            pass  # a truncated tail: what was read
+    if not stamps:
+        raise InputError(f"video {path.name}: no frames in it")
+    times = np.unique(stamps)
+    return times - times[0]
+
+
+def _checked_video_stream(container, name: str):
+    """The first video stream of an open container, after the header checks: (stream, w, h)."""
+    if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+        raise InputError(f"video {name}: this is a still image, not a video")
+    if not container.streams.video:
+        raise InputError(f"video {name}: the file has no video stream")
+    stream = container.streams.video[0]
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if not width or not height:
+        raise InputError(f"video {name}: no frame size in the header (not a video?)")
+    if max(width, height) > LIMITS.max_video_input_side:
+        raise InputError(
+            f"video {name}: {width}x{height} is over the "
+            f"{LIMITS.max_video_input_side}-pixel side limit"
+        )
+    declared = _duration_seconds(container, stream)
+    if declared is not None and declared > LIMITS.max_video_seconds + 0.5:
+        raise InputError(
+            f"video {name}: {declared:.1f} s is over the {LIMITS.max_video_seconds:.0f} s limit"
+        )
+    return stream, width, height
 
 
 def _upright(rgb: np.ndarray, rotation: int) -> np.ndarray:

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ..checkpoints import weights_digest
 from ..conditioning import ConditioningSettings
 from ..errors import InputError
-from ..io.media import read_video
+from ..io.media import probe_frame_times, read_video
 from ..models import pack_plucker
 from ..tracking import FaceTracker
 from .samples import build_sample_conditioning, read_camera_file
@@ -122,6 +122,7 @@ def prepare(
     landmarker: str | Path | None = None,
     shard: tuple[int, int] = (0, 1),
     keep_crops: bool = False,
+    windows: int = 1,
 ) -> dict:
     """Prepare the manifest's clips into ``out/samples``; returns counts.
 
@@ -130,7 +131,11 @@ def prepare(
     indexes are rebuilt from the folders by whichever finishes, the last one completely.
     keep_crops: also store the aligned face crops (the expression backbone's features are
     stored either way when the checkpoint has one; crops let another backbone be used later).
+    windows: up to this many samples per clip, from non-overlapping windows spread over it
+    (sample ids ``<clip>-w<k>`` when above 1); counts are of samples.
     """
+    if windows < 1:
+        raise InputError(f"--windows {windows}: expected at least 1")
     entries = read_manifest(manifest)
     groups = group_members(entries)
     index_of_shard, shards = shard
@@ -148,29 +153,39 @@ def prepare(
     with FaceTracker(landmarker) as tracker:
         mine = entries[index_of_shard::shards]
         for entry in tqdm(mine, desc="preparing clips", unit="clip"):
-            target = out / "samples" / f"{entry.id}.safetensors"
             failure = out / "skipped" / f"{entry.id}.json"
-            if target.exists():
-                done += 1
-                continue
             try:
-                tensors, metadata = prepare_clip(
-                    entry,
-                    reference_entry(entry, groups),
-                    pipeline,
-                    settings,
-                    tracker,
-                    keep_crops=keep_crops,
+                last_time = probe_frame_times(entry.video)[-1]
+                starts = clip_windows(last_time, settings, windows, entry.video.name)
+                names = (
+                    [entry.id] if windows == 1 else [f"{entry.id}-w{k}" for k in range(len(starts))]
                 )
+                todo = [
+                    (name, start)
+                    for name, start in zip(names, starts, strict=True)
+                    if not (out / "samples" / f"{name}.safetensors").exists()
+                ]
+                done += len(names) - len(todo)
+                if todo:
+                    for name, tensors, metadata in prepare_clip(
+                        entry,
+                        reference_entry(entry, groups),
+                        pipeline,
+                        settings,
+                        tracker,
+                        todo,
+                        keep_crops=keep_crops,
+                    ):
+                        target = out / "samples" / f"{name}.safetensors"
+                        partial = target.with_suffix(".partial")
+                        save_file(tensors, str(partial), metadata={**metadata, **made_by})
+                        partial.replace(target)  # a crash never leaves half a sample behind
+                        done += 1
             except InputError as exc:  # recorded, and retried by the next run
                 skipped += 1
                 _write_atomically(failure, json.dumps({"id": entry.id, "reason": str(exc)}))
                 continue
-            partial = target.with_suffix(".partial")
-            save_file(tensors, str(partial), metadata={**metadata, **made_by})
-            partial.replace(target)  # a crash never leaves half a sample behind
             failure.unlink(missing_ok=True)
-            done += 1
     index = [_metadata(p) for p in sorted((out / "samples").glob("*.safetensors"))]
     _write_atomically(out / "index.jsonl", "".join(json.dumps(i) + "\n" for i in index))
     failures = sorted((out / "skipped").glob("*.json"))
@@ -186,6 +201,24 @@ def _write_atomically(path: Path, text: str) -> None:
     partial.replace(path)
 
 
+def clip_windows(
+    last_time: float, settings: ConditioningSettings, count: int, name: str = "clip"
+) -> list[float]:
+    """Start times of up to ``count`` non-overlapping target windows spread over a clip whose
+    last frame is at ``last_time``; the reference (the clip's far end) stays outside each."""
+    window = (settings.frames - 1) / settings.fps
+    if last_time <= window:
+        raise InputError(
+            f"{name}: {last_time:.2f} s is too short for {settings.frames} frames at "
+            f"{settings.fps:g} fps plus a reference frame"
+        )
+    spacing = window + 1 / settings.fps  # a window and a frame: no frame in two windows
+    count = min(count, 1 + int(np.floor((last_time - window) / spacing + 1e-9)))
+    if count == 1:
+        return [0.0]
+    return list(np.linspace(0.0, last_time - window, count))
+
+
 @torch.no_grad()
 def prepare_clip(
     entry: ClipEntry,
@@ -193,37 +226,62 @@ def prepare_clip(
     pipeline,
     settings: ConditioningSettings,
     tracker: FaceTracker,
+    windows: list[tuple[str, float]],
     *,
     keep_crops: bool = False,
-) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+):
+    """Yield (sample id, tensors, metadata) for each (id, start time) window of a clip. Only
+    the windows' frames and the clip's two ends are decoded into memory."""
     window = (settings.frames - 1) / settings.fps
-    # The target's frames and the clip's last one: the memory of a few seconds, not the clip.
-    video = read_video(entry.video, until_s=window + 1 / settings.fps, keep_last=True)
+    margin = 1 / settings.fps
+    ranges = [(0.0, 0.0)] + [(start - margin, start + window + margin) for _, start in windows]
+    video = read_video(entry.video, ranges_s=ranges, keep_last=True)
     if video.times[-1] <= window:
         raise InputError(
             f"{entry.video.name}: {video.times[-1]:.2f} s is too short for "
             f"{settings.frames} frames at {settings.fps:g} fps plus a reference frame"
         )
-    # The decoded frame nearest to each output time (and the camera that filmed it).
-    times = np.arange(settings.frames) / settings.fps
-    picks = np.abs(video.times[None, :] - times[:, None]).argmin(axis=1)
-    cameras = cm_per_unit = None
+    recorded = None
     if entry.cameras is not None:
         recorded = read_camera_file(entry.cameras, video.frame_count)
-        cameras, cm_per_unit = recorded.c2w[picks], recorded.cm_per_unit
-    if reference is entry:
-        reference_image = video.frames[-1]
-    else:
-        reference_image = read_video(reference.video, until_s=0.0, keep_last=True).frames[-1]
-    sample = build_sample_conditioning(
-        reference_image,
-        video.frames[picks],
-        settings=settings,
-        tracker=tracker,
-        cameras=cameras,
-        cm_per_unit=cm_per_unit,
-        other_camera=reference is not entry,
-    )
+    ends = video  # the clip's first and last frames: references
+    if reference is not entry:  # the other camera's ends (same moments: a synchronised group)
+        ends = read_video(reference.video, until_s=0.0, keep_last=True)
+    for name, start in windows:
+        # The decoded frame nearest to each output time (and the camera that filmed it).
+        times = start + np.arange(settings.frames) / settings.fps
+        picks = np.abs(video.times[None, :] - times[:, None]).argmin(axis=1)
+        cameras = cm_per_unit = None
+        if recorded is not None:
+            cameras = recorded.c2w[video.frame_indices[picks]]
+            cm_per_unit = recorded.cm_per_unit
+        # The reference: the clip's end farthest from the window (another time).
+        centre = start + window / 2
+        use_last = centre < video.times[-1] / 2
+        sample = build_sample_conditioning(
+            ends.frames[-1] if use_last else ends.frames[0],
+            video.frames[picks],
+            settings=settings,
+            tracker=tracker,
+            cameras=cameras,
+            cm_per_unit=cm_per_unit,
+            other_camera=reference is not entry,
+        )
+        tensors, metadata = _sample_tensors(sample, pipeline, keep_crops)
+        metadata.update(
+            id=name,
+            clip=entry.id,
+            split=entry.split,
+            reference_clip=reference.id,
+            window_start_s=f"{start:.3f}",
+            reference_time_s=f"{ends.times[-1] if use_last else 0.0:.3f}",
+        )
+        yield name, tensors, metadata
+
+
+def _sample_tensors(sample, pipeline, keep_crops: bool) -> tuple[dict, dict]:
+    """The cached tensors of one sample (latents, rays, expression inputs) and what was
+    measured of it."""
     cond = sample.conditioning
     tensors = pipeline.tensors_from_conditioning(cond, "image")
     target = torch.from_numpy(sample.target_frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
@@ -245,10 +303,7 @@ def prepare_clip(
     expression_change = float(np.ptp(cond.blendshapes, axis=0).max())
     report = cond.report
     metadata = {
-        "id": entry.id,
-        "split": entry.split,
         "mode": cond.mode,
-        "reference_clip": reference.id,
         "frames": str(cond.frames),
         "height": str(cond.height),
         "width": str(cond.width),
