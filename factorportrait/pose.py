@@ -152,8 +152,5 @@ def head_yaw_pitch_roll(rotations: np.ndarray) -> np.ndarray:
 
 
 def nearest_rotation(matrix: np.ndarray) -> np.ndarray:
-    """The closest rotation(s) to (..., 3, 3) matrices (SVD, reflections flipped out)."""
-    u, _, vt = np.linalg.svd(matrix)
-    u = u.copy()
-    u[..., :, -1] *= np.sign(np.linalg.det(u @ vt))[..., None]
-    return u @ vt
+    """The closest rotation(s) to (3, 3) or (N, 3, 3) matrices (scipy orthogonalises them)."""
+    return Rotation.from_matrix(matrix).as_matrix()

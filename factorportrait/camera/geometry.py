@@ -24,6 +24,8 @@ import numpy as np
 # Orientation of the frontal camera (azimuth = elevation = roll = 0) in world axes: it sits on
 # +z, looks down -z, its x is world +x and its y (down) is world -y.
 _FRONTAL_ROTATION = np.diag([1.0, -1.0, -1.0])
+# OpenGL camera axes (x right, y up, z back) -> OpenCV's (y down, z forward): flip y and z.
+OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 def intrinsics_from_fov(fov_deg, height: int, width: int) -> np.ndarray:

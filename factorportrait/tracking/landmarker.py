@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..camera.geometry import OPENGL_TO_OPENCV
 from ..errors import InputError
 from .model_file import resolve_face_landmarker
 
 NUM_LANDMARKS = 478
 NUM_BLENDSHAPES = 52
-_GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])  # flips y and z: OpenGL camera -> OpenCV camera
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,9 @@ class FaceTracker:
             if self.blendshape_names is None and result.face_blendshapes:
                 self.blendshape_names = [c.category_name for c in result.face_blendshapes[i]]
             blendshapes = np.array([c.score for c in result.face_blendshapes[i]])
-            matrix = _GL_TO_CV @ np.asarray(result.facial_transformation_matrixes[i], np.float64)
+            matrix = OPENGL_TO_OPENCV @ np.asarray(
+                result.facial_transformation_matrixes[i], np.float64
+            )
             box = np.array(
                 [points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max()]
             )

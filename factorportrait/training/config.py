@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InputError
 
+# The largest range of one MediaPipe blendshape over a target that counts as "the expression
+# changes" (the C1 filter). A still face jitters by up to ~0.2 under head and camera motion.
+EXPRESSION_CHANGE = 0.3
+
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -39,9 +43,8 @@ class TrainConfig(BaseModel):
     log_every: int = Field(10, ge=1)
     # The paper's C1 ablation: leave out clips whose expression and camera both change.
     exclude_combined_changes: bool = False
-    # What counts as an expression change for C1: the largest range of one MediaPipe
-    # blendshape over the target (a still face under head/camera motion reaches ~0.2).
-    expression_change_threshold: float = Field(0.3, gt=0, le=1)
+    # What counts as an expression change for C1 (see EXPRESSION_CHANGE).
+    expression_change_threshold: float = Field(EXPRESSION_CHANGE, gt=0, le=1)
     mark_trained: bool = False  # the final checkpoint says "trained" (else "in-training")
 
     @classmethod

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..errors import InputError
 from ..models import aggregate_codes
 from ..pipeline import FactorPortraitPipeline, drop_conditions
-from .config import TrainConfig
+from .config import EXPRESSION_CHANGE, TrainConfig
 
 CONDITION_DROPS = (
     ("expression", "drop_expression"),
@@ -43,7 +43,7 @@ class PreparedSamples(torch.utils.data.Dataset):
         split: str,
         *,
         exclude_combined: bool = False,
-        expression_change_threshold: float = 0.3,
+        expression_change_threshold: float = EXPRESSION_CHANGE,
         use_crops: bool = False,
     ):
         data = Path(data)

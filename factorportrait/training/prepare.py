@@ -37,12 +37,8 @@ from ..errors import InputError
 from ..io.media import probe_frame_times, read_video
 from ..models import pack_plucker
 from ..tracking import FaceTracker
+from .config import EXPRESSION_CHANGE
 from .samples import build_sample_conditioning, read_camera_file
-
-# The largest range of one blendshape over the target that counts as "the expression changes"
-# (recorded per sample with the range itself; train's C1 filter can use another threshold).
-# MediaPipe's blendshapes of a still face jitter by up to ~0.2 under head and camera motion.
-EXPRESSION_CHANGE = 0.3
 
 
 @dataclass(frozen=True)

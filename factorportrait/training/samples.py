@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from ..camera import intrinsics_from_fov, invert_rigid, plucker_rays
+from ..camera.geometry import OPENGL_TO_OPENCV
 from ..conditioning import (
     Conditioning,
     ConditioningSettings,
@@ -54,7 +55,6 @@ MAX_CAMERA_FILE_BYTES = 32 * 1024 * 1024
 # distance to the head, counts as a camera change (the C1 data filter).
 CAMERA_CHANGE_DEG = 2.0
 CAMERA_CHANGE_FRACTION = 0.02
-_GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenGL camera axes (y up, z back) -> OpenCV
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def read_camera_file(path: str | Path, frames: int) -> RecordedCameras:
     if orthogonal > 1e-3 or (np.linalg.det(rotations) < 0).any():
         raise InputError(f"cameras {name}: c2w rotations must be rotations (no scale or mirror)")
     if convention == "opengl":
-        c2w = c2w @ _GL_TO_CV
+        c2w = c2w @ OPENGL_TO_OPENCV
     scale = data.get("cm_per_unit")
     if scale is not None and (
         isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < 1e6
