@@ -82,6 +82,15 @@ def weights_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
+def component_digests(pipeline) -> dict[str, str]:
+    """Digests of the frozen parts whose outputs prepare caches: the VAE (latents) and, when
+    there is one, the expression backbone (features). Stored in samples, checked by train."""
+    digests = {"vae_digest": weights_digest(pipeline.vae)}
+    if pipeline.expression_encoder.backbone is not None:
+        digests["backbone_digest"] = weights_digest(pipeline.expression_encoder.backbone)
+    return digests
+
+
 def tiny_wan_transformer(seed: int = 0) -> WanTransformer3DModel:
     """A tiny random Wan2.1 transformer (a stand-in for the real one in tests)."""
     torch.manual_seed(seed)

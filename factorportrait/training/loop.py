@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from ..checkpoints import component_digests
 from ..errors import InputError
 from ..models import aggregate_codes
 from ..pipeline import FactorPortraitPipeline, drop_conditions
@@ -76,21 +77,19 @@ class PreparedSamples(torch.utils.data.Dataset):
             sample.pop("expression_features", None)
         return sample
 
-    def check_made_by(self, pipe: FactorPortraitPipeline, data: Path) -> None:
+    def check_made_by(self, digests: dict[str, str], data: Path) -> None:
         """Refuse samples whose latents another VAE made; for an image expression encoder,
-        fall back to the crops when another backbone made the cached features, or refuse."""
-        from ..checkpoints import weights_digest
-
-        vae = weights_digest(pipe.vae)
+        fall back to the crops when another backbone made the cached features, or refuse.
+        ``digests``: the checkpoint's ``component_digests``."""
+        vae = digests["vae_digest"]
         if any(row.get("vae_digest", vae) != vae for row in self.rows):
             raise InputError(
                 f"--data {data}: its latents were made by another VAE than the checkpoint's "
                 "(run prepare with this checkpoint)"
             )
-        encoder = pipe.expression_encoder
-        if encoder.backbone is None:
+        if "backbone_digest" not in digests:  # blendshapes or landmarks: no features used
             return
-        backbone = weights_digest(encoder.backbone)
+        backbone = digests["backbone_digest"]
         foreign = [row for row in self.rows if row.get("backbone_digest") != backbone]
         if any(row.get("has_crops") != "true" for row in foreign):
             raise InputError(
@@ -264,8 +263,9 @@ def train(
     val_set = PreparedSamples(data, "val")
     if len(train_set) == 0:
         raise InputError(f"--data {data}: no training samples")
+    digests = component_digests(pipe)  # hashed once: the 1.3B VAE is half a gigabyte
     for samples in (train_set, val_set):
-        samples.check_made_by(pipe, Path(data))
+        samples.check_made_by(digests, Path(data))
     if accelerator.is_main_process:
         left_out = f", {train_set.excluded} left out by the C1 filter" if train_set.excluded else ""
         print(

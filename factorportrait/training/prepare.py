@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from ..checkpoints import weights_digest
+from ..checkpoints import component_digests
 from ..conditioning import ConditioningSettings
 from ..errors import InputError
 from ..io.media import probe_frame_times, read_video
@@ -143,9 +143,7 @@ def prepare(
     done = skipped = 0
     settings = ConditioningSettings(frames=frames, fps=fps, height=size, width=size).validated()
     # Which VAE and expression backbone made the cached latents and features: train checks.
-    made_by = {"vae_digest": weights_digest(pipeline.vae)}
-    if pipeline.expression_encoder.backbone is not None:
-        made_by["backbone_digest"] = weights_digest(pipeline.expression_encoder.backbone)
+    made_by = component_digests(pipeline)
     with FaceTracker(landmarker) as tracker:
         mine = entries[index_of_shard::shards]
         for entry in tqdm(mine, desc="preparing clips", unit="clip"):
@@ -231,12 +229,7 @@ def prepare_clip(
     window = (settings.frames - 1) / settings.fps
     margin = 1 / settings.fps
     ranges = [(0.0, 0.0)] + [(start - margin, start + window + margin) for _, start in windows]
-    video = read_video(entry.video, ranges_s=ranges, keep_last=True)
-    if video.times[-1] <= window:
-        raise InputError(
-            f"{entry.video.name}: {video.times[-1]:.2f} s is too short for "
-            f"{settings.frames} frames at {settings.fps:g} fps plus a reference frame"
-        )
+    video = read_video(entry.video, ranges_s=ranges, keep_last=True)  # length: clip_windows
     recorded = None
     if entry.cameras is not None:
         recorded = read_camera_file(entry.cameras, video.frame_count)
