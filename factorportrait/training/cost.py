@@ -30,7 +30,6 @@ SIZES = ("tiny", "1.3b")
 H100_BF16_TFLOPS = 989.0  # dense bf16 peak of an H100 SXM
 UTILISATION = 0.4
 CUDA_OVERHEAD_GIB = 1.5  # context, allocator slack, workspaces
-WAN_VAE_PARAMETERS = 127e6  # loaded by train for validation videos
 
 
 def build_trainable(size: str, trainable: str, lora_rank: int = 16, *, device="cpu"):
@@ -67,6 +66,18 @@ def forward_flops(transformer, tokens: int) -> int:
             seen = tokens
         flops += 2 * module.weight.numel() * seen
     return flops + transformer.config.num_layers * 4 * dim * (tokens * tokens + tokens * text)
+
+
+def vae_parameters(size: str) -> int:
+    """Parameters of the VAE a checkpoint of this size carries, counted on the meta device
+    (diffusers' default AutoencoderKLWan is Wan2.1's VAE)."""
+    from diffusers import AutoencoderKLWan
+
+    from ..checkpoints import tiny_wan_vae
+
+    with torch.device("meta"):
+        vae = tiny_wan_vae() if size == "tiny" else AutoencoderKLWan()
+    return sum(p.numel() for p in vae.parameters())
 
 
 def latent_shape(frames: int, height: int, width: int) -> tuple[int, int, int]:
@@ -177,7 +188,8 @@ def estimate_training_step(
     )
     trained = sum(p.numel() for p in params)
     gib = 2**30
-    weights = 4 * (total + WAN_VAE_PARAMETERS) / gib  # fp32 master weights (autocast)
+    # fp32 master weights (autocast), and the VAE train loads for its validation videos.
+    weights = 4 * (total + vae_parameters(size)) / gib
     gradients_and_adam = (4 + 8) * trained / gib
     # Activations: the fp32 residual stream kept at each block boundary; one block's bf16
     # internals live during its recompute (q, k, v, attention out, norms, modulated inputs,
