@@ -1,6 +1,8 @@
 """Evaluation metrics with known answers: a video against itself is perfect; a face video turned
 by known angles gives those angles back; a re-rendered video of a known camera trajectory
-recovers that trajectory."""
+recovers that trajectory; a still video asked for known camera / head translations and for an
+expression 0.05 away from its own gives those amounts back as errors. (More known non-zero
+answers, by hand, in test_evaluation_known_answers.py.)"""
 
 import json
 
@@ -18,6 +20,8 @@ from factorportrait.io import write_video
 from factorportrait.io.media import read_image, read_video
 
 ANGLES = np.array([0.0, 4.0, 8.0, 12.0, 16.0, 12.0, 8.0, 4.0, 0.0])
+SLIDE = np.array([0.0, 1.5, 3.0, 4.5, 6.0, 4.5, 3.0, 1.5, -1.5])  # cm
+RISE = np.array([0.0, 0.0, 2.0, 4.0, 6.0, 8.0, 6.0, 4.0, 2.0])  # cm
 
 
 def test_pure_metrics_recover_known_rotations():
@@ -110,9 +114,28 @@ def report(pyfeat, tracker, landmarker_path, tmp_path_factory):
     _save_sample(
         folder, "asked-still", rolled, orbit_c2w(0, 0, 60, np.zeros(9)), still, np.zeros((9, 52))
     )
+    # 4. The still face video, asked for a camera sliding sideways (along its own x axis) by
+    #    SLIDE cm and for its own expression with 13 coefficients moved by 0.2 ...
+    c2w = orbit_c2w(0, 0, 60, np.zeros(9))
+    c2w[:, :3, 3] += SLIDE[:, None] * c2w[:, :3, 0]
+    (folder / "camera-slides.mp4").write_bytes((folder / "itself.mp4").read_bytes())
+    asked = np.stack([o.blendshapes for o in own]).astype(np.float64)
+    asked[:, :13] = np.where(asked[:, :13] > 0.5, asked[:, :13] - 0.2, asked[:, :13] + 0.2)
+    np.savez(folder / "camera-slides.conditioning.npz", c2w=c2w, head_pose=still, blendshapes=asked)
+    # 5. ... and for a head rising (world +y) by RISE cm in front of a still camera.
+    risen = still.copy()
+    risen[:, 1, 3] = RISE
+    (folder / "head-rises.mp4").write_bytes((folder / "itself.mp4").read_bytes())
+    np.savez(
+        folder / "head-rises.conditioning.npz",
+        c2w=orbit_c2w(0, 0, 60, np.zeros(9)),
+        head_pose=risen,
+        blendshapes=asked,
+    )
     out = tmp_path_factory.mktemp("report") / "out"
     result = evaluate(folder, out, landmarker_path)
     result["_out"] = out  # for the file checks below
+    result["_distance"] = float(np.linalg.norm(own[0].head_to_camera[:3, 3]))  # tracked, cm
     return result
 
 
@@ -142,10 +165,35 @@ def test_rotation_by_known_angles_is_measured_back(report):
     np.testing.assert_allclose(asked_still["head_rotation_deg"], ANGLES, atol=2.0)
 
 
+def test_requested_motion_the_video_lacks_is_measured_as_translation_error(report):
+    # The video is still; what was asked moved by known amounts: the errors are those amounts.
+    slides = _sample(report, "camera-slides")["series"]
+    rises = _sample(report, "head-rises")["series"]
+    # A camera sliding by s (60 cm away) sees the head slide by s: s cm, and s / 60 distances.
+    np.testing.assert_allclose(slides["head_translation_cm"], np.abs(SLIDE), atol=0.1)
+    np.testing.assert_allclose(slides["camera_translation_rel"], np.abs(SLIDE) / 60, atol=0.002)
+    np.testing.assert_allclose(rises["head_translation_cm"], RISE, atol=0.1)
+    # A head asked to rise by r but seen still implies a camera that rose by r, in units of
+    # the distance at which the tracker sees the face (what the requested camera did: nothing).
+    np.testing.assert_allclose(
+        rises["camera_translation_rel"], RISE / report["_distance"], atol=0.002
+    )
+    np.testing.assert_allclose(slides["head_rotation_deg"], 0, atol=0.5)
+    np.testing.assert_allclose(rises["camera_rotation_deg"], 0, atol=0.5)
+
+
+def test_an_expression_other_than_the_one_shown_is_measured(report):
+    # 13 of 52 coefficients asked 0.2 away from what the (unchanged) video shows: 13 * 0.2 / 52.
+    for name in ("camera-slides", "head-rises"):
+        np.testing.assert_allclose(
+            _sample(report, name)["series"]["expression_l1"], 0.05, atol=1e-6
+        )
+
+
 def test_report_files(report):
     out = report["_out"]
     saved = json.loads((out / "report.json").read_text())
-    assert saved["count"] == 3 and "camera_rotation_deg" in saved["aggregate"]
+    assert saved["count"] == 5 and "camera_rotation_deg" in saved["aggregate"]
     page = (out / "report.html").read_text()
     assert "plotly" in page and "known-roll" in page and "camera rotation error" in page
 
