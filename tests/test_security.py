@@ -135,16 +135,81 @@ def test_odd_file_names_work_and_never_reach_a_shell(tmp_path, landmarker_path, 
     assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
 
 
-def test_outputs_cannot_be_listed_or_guessed(app_url):
-    for route in (
-        "gradio_api/file=/tmp/gradio",
-        "gradio_api/file=/tmp/gradio/",
-        "gradio_api/file=/tmp/gradio/" + "0" * 64 + "/result.mp4",
-    ):
-        try:
-            with urllib.request.urlopen(app_url + route, timeout=10) as response:
-                body = response.read()
-        except urllib.error.HTTPError as error:
-            assert error.code in (400, 403, 404)
-        else:
-            raise AssertionError(f"{route} served {len(body)} bytes")
+def _get(url: str) -> tuple[int, bytes]:
+    """(HTTP status, body) of a GET, errors included."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, b""
+
+
+def _changed(component: str, position: int) -> str:
+    """The hex string with one digit changed."""
+    digit = "0" if component[position] != "0" else "1"
+    return component[:position] + digit + component[position + 1 :]
+
+
+def test_outputs_are_served_only_under_their_unguessable_names(app_server, tmp_path):
+    """A real preview's videos are served at the URLs the app returned; the same names with
+    their random part changed are refused, and so are the request folder the app wrote them to
+    (a real file on disk) and the cache folders (no listing).
+
+    Gradio serves any file that exists under its cache folder, so what keeps one user's outputs
+    from another is that the folder name cannot be guessed: a SHA-256 of the content salted
+    with a per-install random seed, not the content's plain hash, not shared between outputs."""
+    import hashlib
+
+    from gradio_client import Client, handle_file
+
+    from factorportrait.io.media import read_video
+
+    app_url, _, output_root = app_server
+    client = Client(app_url, verbose=False, download_files=False)
+    sweep = (ROOT / "camera_presets" / "sweep.json").read_text()
+    outputs = client.predict(
+        handle_file(str(ROOT / "assets" / "example_portrait.jpg")), None, "camera-only", sweep,
+        30, 0, 1.0, 5, 16, 256, api_name="/preview",
+    )  # fmt: skip
+    files = {Path(item["path"]).name: item for item in outputs[:4]}
+    assert set(files) == {"normals.mp4", "rays.mp4", "tracking.mp4", "strip.mp4"}
+
+    # Each is served where the app said, and is the preview asked for (5 frames of 256x256).
+    bodies, parts = {}, {}
+    for name, item in files.items():
+        status, bodies[name] = _get(item["url"])
+        assert status == 200 and bodies[name][4:8] == b"ftyp"
+        match = re.fullmatch(rf"(.*/file=)(/.+)/([0-9a-f]{{64}})/{re.escape(name)}", item["url"])
+        assert match, item["url"]
+        parts[name] = match.groups()  # (route prefix, cache folder, random part)
+    (tmp_path / "normals.mp4").write_bytes(bodies["normals.mp4"])
+    assert read_video(tmp_path / "normals.mp4").frames.shape == (5, 256, 256, 3)
+
+    prefix, cache, real = parts["normals.mp4"]
+    # Not a name anyone could compute from the content or reuse from another output.
+    assert len({part for _, _, part in parts.values()}) == 4
+    assert real not in {
+        hashlib.sha256(bodies["normals.mp4"]).hexdigest(),
+        hashlib.sha1(bodies["normals.mp4"]).hexdigest(),
+    }
+    # The same name with its random part changed, or taken from the content's plain hash or
+    # from another output, is refused: only the returned URL leads to the file.
+    guesses = [_changed(real, 0), _changed(real, 31), _changed(real, 63)]
+    guesses += [hashlib.sha256(bodies["normals.mp4"]).hexdigest(), parts["rays.mp4"][2]]
+    for guess in guesses:
+        status, body = _get(f"{prefix}{cache}/{guess}/normals.mp4")
+        assert status in (400, 403, 404) and not body, (guess, status)
+    assert _get(f"{prefix}{cache}/{real}/normals.mp4") == (200, bodies["normals.mp4"])
+
+    # The request folder the service wrote them to exists, and is not served either.
+    written = [
+        path
+        for path in Path(output_root).glob("req-*/normals.mp4")
+        if path.read_bytes() == bodies["normals.mp4"]
+    ]
+    assert written, "the service's own copy of the preview was not found"
+    for path in written:
+        assert _get(f"{prefix}{path}")[0] in (400, 403, 404)
+    # No listing of the cache or of an output's folder.
+    for folder in (cache, f"{cache}/", f"{cache}/{real}", f"{cache}/{real}/"):
+        assert _get(f"{prefix}{folder}")[0] in (400, 403, 404), folder

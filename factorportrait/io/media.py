@@ -11,6 +11,7 @@ rather than by trusting the header; rotation metadata is honoured; frames are do
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,8 +62,9 @@ def _check_file(path: Path, kind: str, max_bytes: int) -> None:
     if size == 0:
         raise InputError(f"{kind} {path.name}: the file is empty")
     if size > max_bytes:
+        # Rounded up, so a file just over the limit never reads as "30 MB is over 30 MB".
         raise InputError(
-            f"{kind} {path.name}: {size / 2**20:.0f} MB is over the "
+            f"{kind} {path.name}: {math.ceil(size / 2**20 * 10) / 10:.1f} MB is over the "
             f"{max_bytes / 2**20:.0f} MB limit"
         )
 
@@ -144,15 +146,18 @@ def read_video(
         def to_rgb(frame) -> np.ndarray:
             return _upright(frame.to_ndarray(width=out_w, height=out_h, format="rgb24"), rotation)
 
+        decoded = 0  # every frame, with a timestamp or not: each costs a decode
         try:
             for frame in container.decode(stream):
+                decoded += 1
+                if decoded > LIMITS.max_video_frames:
+                    raise InputError(f"video {name}: more than {LIMITS.max_video_frames} frames")
                 if frame.time is None:
                     continue
-                if len(every_time) >= LIMITS.max_video_frames:
-                    raise InputError(f"video {name}: more than {LIMITS.max_video_frames} frames")
                 start = frame.time if start is None else start
                 elapsed = frame.time - start
-                if elapsed > LIMITS.max_video_seconds:
+                # A frame that starts at the limit or later makes the clip longer than it.
+                if elapsed >= LIMITS.max_video_seconds:
                     raise InputError(f"video {name}: longer than {LIMITS.max_video_seconds:.0f} s")
                 if stop_after is not None and elapsed > stop_after:
                     break
@@ -166,7 +171,8 @@ def read_video(
         except av.FFmpegError as exc:
             if not frames and last is None:
                 raise InputError(f"video {name}: cannot decode it ({_reason(exc)})") from None
-            # A truncated tail: keep what decoded (real clips from phones do this).
+            # A decode error part-way (a damaged tail): keep what decoded. (A file cut short
+            # just ends: its frames up to the cut are kept the same way.)
         if last is not None and (not times or last.time > max(times)):
             frames.append(to_rgb(last))
             times.append(float(last.time))
@@ -227,6 +233,8 @@ def _checked_video_stream(container, name: str):
     if not container.streams.video:
         raise InputError(f"video {name}: the file has no video stream")
     stream = container.streams.video[0]
+    if stream.codec_context is None:  # a codec FFmpeg has no decoder for (or a mangled id)
+        raise InputError(f"video {name}: its video codec is unknown or not supported")
     width, height = stream.codec_context.width, stream.codec_context.height
     if not width or not height:
         raise InputError(f"video {name}: no frame size in the header (not a video?)")
@@ -234,6 +242,11 @@ def _checked_video_stream(container, name: str):
         raise InputError(
             f"video {name}: {width}x{height} is over the "
             f"{LIMITS.max_video_input_side}-pixel side limit"
+        )
+    if stream.frames and stream.frames > LIMITS.max_video_frames:  # counted by the container
+        raise InputError(
+            f"video {name}: more than {LIMITS.max_video_frames} frames "
+            f"({stream.frames} in its header)"
         )
     declared = _duration_seconds(container, stream)
     if declared is not None and declared > LIMITS.max_video_seconds + 0.5:
