@@ -11,7 +11,13 @@ from factorportrait.cli import main
 from factorportrait.preview import PREVIEW_FILES
 
 
-def test_preview_writes_every_file(pyfeat, landmarker_path, tmp_path, capsys):
+def _portrait_blendshapes(tracker, pyfeat):
+    from factorportrait.io.media import read_image
+
+    return tracker.track_image(read_image(pyfeat / "single_face.jpg")).blendshapes
+
+
+def test_preview_writes_every_file(pyfeat, landmarker_path, tracker, tmp_path, capsys):
     out = tmp_path / "preview out"
     code = main(["preview", "--portrait", str(pyfeat / "single_face.jpg"),
                  "--driving", str(pyfeat / "single_face.mp4"), "--mode", "all-dynamic",
@@ -29,6 +35,10 @@ def test_preview_writes_every_file(pyfeat, landmarker_path, tmp_path, capsys):
         assert data["blendshapes"].shape == (9, 52) and len(data["blendshape_names"]) == 52
         assert data["crops"].shape == (9, 224, 224, 3) and data["crops"].dtype == np.uint8
         assert str(data["mode"]) == "all-dynamic" and float(data["fps"]) == 16
+        # all-dynamic: the driving clip's expression, not the portrait's (they differ by 0.88
+        # in one blendshape in every frame of this clip, tracked on its own).
+        portrait = _portrait_blendshapes(tracker, pyfeat)
+        assert np.abs(data["blendshapes"] - portrait).max(axis=1).min() > 0.3
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 9 and summary["mode"] == "all-dynamic"
     assert summary["driving_faces_tracked"] == 9 and summary["driving_frames_filled"] == 0
@@ -37,6 +47,24 @@ def test_preview_writes_every_file(pyfeat, landmarker_path, tmp_path, capsys):
     trajectory = json.loads((out / "trajectory.json").read_text())
     assert trajectory["trajectory"]["name"] == "zoom-orbit" and len(trajectory["c2w"]) == 9
     assert "9 frames at 96x96" in capsys.readouterr().out
+
+
+def test_preview_camera_only_ignores_the_driving_clip(pyfeat, landmarker_path, tracker, tmp_path):
+    out = tmp_path / "camera-only"
+    code = main(["preview", "--portrait", str(pyfeat / "single_face.jpg"),
+                 "--driving", str(pyfeat / "single_face.mp4"), "--mode", "camera-only",
+                 "--camera", "orbit", "--size", "64", "--frames", "5",
+                 "--landmarker", str(landmarker_path), "--out", str(out)])  # fmt: skip
+    assert code == 0
+    with np.load(out / "conditioning.npz", allow_pickle=False) as data:
+        # The portrait's own head pose (the identity) and expression in every frame.
+        np.testing.assert_array_equal(data["head_pose"], np.broadcast_to(np.eye(4), (5, 4, 4)))
+        np.testing.assert_allclose(
+            data["blendshapes"],
+            np.broadcast_to(_portrait_blendshapes(tracker, pyfeat), (5, 52)),
+            atol=1e-6,
+        )
+        assert (data["crops"] == data["crops"][0]).all()
 
 
 def _run(*args):
