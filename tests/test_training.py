@@ -234,35 +234,68 @@ def test_prepare_shard_argument(tmp_path, capsys):
         assert "--shard" in capsys.readouterr().err
 
 
-def test_lora_with_ema_saves_a_plain_pipeline(workspace, tmp_path):
+def test_lora_with_ema_saves_the_merged_average(workspace, tmp_path):
+    """LoRA with EMA: the checkpoint holds the EMA of the trained weights, LoRA merged in, and
+    it equals the average computed here by hand from the live weights of each step (accelerate
+    saves those in state/): the first EMA update copies the weights, the second uses the decay
+    min(ema_decay, 2/11) = 0.1, so EMA = 0.1 w1 + 0.9 w2; a LoRA pair merges as W0 + B A."""
     root, _ = workspace
     config = TrainConfig(
-        steps=4,
-        learning_rate=1e-3,
+        steps=1,
+        learning_rate=1e-2,
         trainable="lora",
         lora_rank=2,
-        save_every=4,
+        ema_decay=0.1,
+        save_every=1,
         validate_every=100,
-        log_every=2,
+        validation_steps=1,
+        log_every=1,
         gradient_checkpointing=False,
     )
-    result = train(root / "tiny", root / "data", tmp_path / "lora", config, cpu=True)
-    assert result["steps"] == 4
-    saved = FactorPortraitPipeline.from_pretrained(
-        str(tmp_path / "lora" / "checkpoint-4"), use_safetensors=True
-    )
-    keys = saved.transformer.state_dict().keys()
-    assert not any("lora" in key for key in keys)  # merged: loads like any checkpoint
+    run = tmp_path / "lora"
+    train(root / "tiny", root / "data", run, config, cpu=True)
+    live1 = load_file(str(run / "state" / "model.safetensors"))
+    train(root / "tiny", root / "data", run, config.model_copy(update={"steps": 2}), cpu=True)
+    live2 = load_file(str(run / "state" / "model.safetensors"))
+    assert json.loads((run / "state" / "step.json").read_text()) == {"step": 2, "ema_steps": 2}
+
+    def ema(key):
+        return 0.1 * live1[key] + 0.9 * live2[key]
+
+    saved = FactorPortraitPipeline.from_pretrained(str(run / "checkpoint-2"), use_safetensors=True)
     start = FactorPortraitPipeline.from_pretrained(str(root / "tiny"), use_safetensors=True)
-    moved = (
-        (
-            saved.transformer.blocks[0].attn1.to_q.weight
-            - start.transformer.blocks[0].attn1.to_q.weight
-        )
-        .abs()
-        .max()
+    weights = saved.transformer.state_dict()
+    assert not any("lora" in key for key in weights)  # merged: loads like any checkpoint
+    merged = 0
+    for name, weight in weights.items():
+        base = f"transformer.{name[: -len('.weight')]}"
+        if f"{base}.lora_A.default.weight" in live2:
+            lora_a, lora_b = (ema(f"{base}.lora_{k}.default.weight") for k in "AB")
+            expected = start.transformer.state_dict()[name] + lora_b @ lora_a  # alpha / r = 1
+            assert torch.allclose(weight, expected, atol=1e-6), name
+            merged += 1
+    assert merged == 4 * 2 * len(saved.transformer.blocks)  # q, k, v, out of both attentions
+    averaged = {
+        f"transformer.{k}": v
+        for k, v in weights.items()
+        if k.startswith(("expression_controller.", "patch_embedding.weight"))
+    }
+    averaged.update(
+        (f"expression_encoder.{k}", v)
+        for k, v in saved.expression_encoder.state_dict().items()
+        if k.startswith("head.")
     )
-    assert moved > 0  # the LoRA update is in the merged weights
+    assert len(averaged) == 1 + 6 + 6  # patch weights, the controller's, the head's
+    for key, value in averaged.items():
+        assert torch.allclose(value, ema(key), atol=1e-6), key
+        # ...which is not the live weights: the test sees whether the average was taken.
+        assert (value - live2[key]).abs().max() > 1e-4 or torch.equal(live1[key], live2[key])
+    head = "expression_encoder.head.1.weight"
+    assert (averaged[head] - live2[head]).abs().max() > 1e-4
+    # LoRA leaves Wan's channels of the patch embedding as they were.
+    patch = saved.transformer.patch_embedding
+    assert torch.equal(patch.weight[:, :16], start.transformer.patch_embedding.weight[:, :16])
+    assert torch.equal(patch.bias, start.transformer.patch_embedding.bias)
 
 
 def test_two_processes_train_in_step(workspace, tmp_path):
@@ -509,6 +542,141 @@ def test_ema_resumes_from_its_saved_weights(workspace, tmp_path):
         for run in ("run", "forgetful")
     ]
     assert not torch.allclose(heads[0], heads[1])
+
+
+@pytest.fixture(scope="module")
+def c1_run(workspace, tmp_path_factory):
+    """A `new`-layers run on prepared data whose index says which samples the C1 filter
+    (threshold 0.5 here) must leave out: the two whose expression changes by more than 0.5
+    AND whose camera moves. Their files do not exist, so a run that used them would fail; a
+    batch of 3 over 2 steps reads every sample that is left."""
+    import contextlib
+    import io
+    import shutil
+
+    root, _ = workspace
+    data = tmp_path_factory.mktemp("c1") / "data"
+    shutil.copytree(root / "data" / "samples", data / "samples")
+    rows = {
+        json.loads(line)["id"]: json.loads(line)
+        for line in (root / "data" / "index.jsonl").read_text().splitlines()
+    }
+
+    def row(sample_id, source, expression, camera, file=None):
+        return {
+            **rows[source],
+            "id": sample_id,
+            "file": file or rows[source]["file"],
+            "expression_change": expression,
+            "has_camera_change": camera,
+        }
+
+    index = [
+        row("camera-only", "clip0", "0.1000", "true"),  # kept: the expression barely changes
+        row("expression-only", "clip1", "0.9000", "false"),  # kept: the camera stays
+        row("at-threshold", "clip0", "0.5000", "true"),  # kept: not more than 0.5
+        row("combined-a", "clip1", "0.5001", "true", "samples/gone-a.safetensors"),
+        row("combined-b", "clip0", "0.9000", "true", "samples/gone-b.safetensors"),
+        rows["clip2"],  # validation
+    ]
+    (data / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in index))
+    config = TrainConfig(
+        steps=2,
+        batch_size=3,
+        learning_rate=1e-2,
+        trainable="new",
+        exclude_combined_changes=True,
+        expression_change_threshold=0.5,
+        save_every=2,
+        validate_every=2,
+        validation_steps=1,
+        log_every=1,
+        gradient_checkpointing=False,
+    )
+    out = data.parent / "run"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        result = train(root / "tiny", data, out, config, cpu=True)
+    return data, out, result, printed.getvalue()
+
+
+def test_c1_filter_leaves_out_combined_changes_in_train(c1_run):
+    data, out, result, printed = c1_run
+    assert "3 training samples, 2 left out by the C1 filter, 1 validation" in printed
+    assert result["steps"] == 2 and all(np.isfinite(result["losses"]))
+    # Without the filter the same index holds all five (and the run would read the missing
+    # files), and with the default threshold (0.3) "at-threshold" goes too.
+    assert len(PreparedSamples(data, "train")) == 5
+    default = PreparedSamples(data, "train", exclude_combined=True)
+    assert [r["id"] for r in default.rows] == ["camera-only", "expression-only"]
+
+
+def test_new_layers_train_only_the_new_input_channels(workspace, c1_run):
+    """trainable="new": after the optimiser's steps, Wan's weights (every block, the noise
+    channels 0-15 of the patch embedding and its bias) are bit-identical to the start; the
+    new condition channels, the expression controller and the head have moved."""
+    root, _ = workspace
+    _, out, _, _ = c1_run
+    start = FactorPortraitPipeline.from_pretrained(str(root / "tiny"), use_safetensors=True)
+    saved = FactorPortraitPipeline.from_pretrained(str(out / "checkpoint-2"), use_safetensors=True)
+    before, after = start.transformer.state_dict(), saved.transformer.state_dict()
+    assert torch.equal(
+        after["patch_embedding.weight"][:, :16], before["patch_embedding.weight"][:, :16]
+    )
+    new_channels = (
+        after["patch_embedding.weight"][:, 16:] - before["patch_embedding.weight"][:, 16:]
+    )
+    per_channel = new_channels.abs().amax(dim=(0, 2, 3, 4))
+    # Every reference and normal channel learns; of the rays, those not zero in this data
+    # (a still camera leaves some Plücker components at zero: no gradient there).
+    assert (per_channel[:32] > 0).all() and (per_channel[32:] > 0).any()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved == {"patch_embedding.weight"} | {
+        k for k in before if k.startswith("expression_controller.")
+    }
+    heads = zip(
+        saved.expression_encoder.head.parameters(),
+        start.expression_encoder.head.parameters(),
+        strict=True,
+    )
+    assert all(not torch.equal(a, b) for a, b in heads)
+
+
+def test_validation_video_is_the_labelled_generation(workspace, c1_run):
+    """validation/step-N.mp4 is the generation of the weights of step N (validation_steps
+    steps, guidance 1, seed 0) at the prepared size and frame count, in order, with the untrained
+    banner burnt in: its top band darkened, the rest the generated frames within the codec's
+    error. (The tiny random model's output hardly depends on its conditions or seed, so this
+    cannot tell which sample or seed was used: other conditions change it by < 3 levels.)"""
+    from factorportrait.io.media import read_video
+
+    root, _ = workspace
+    data, out, _, _ = c1_run
+    video = read_video(out / "validation" / "step-000002.mp4")
+    assert video.frames.shape == (5, 32, 32, 3)
+    assert video.declared_fps == pytest.approx(8)
+    pipe = FactorPortraitPipeline.from_pretrained(str(out / "checkpoint-2"), use_safetensors=True)
+    sample = {k: v[None] for k, v in PreparedSamples(data, "val")[0].items()}
+    frames = pipe(
+        condition_latents={
+            "reference_latents": sample["reference_latents"],
+            "ray_latents": sample["ray_latents"],
+            "normal_latents": sample["normal_latents"],
+            "expression_codes": expression_codes(pipe.expression_encoder, sample),
+        },
+        num_inference_steps=1,
+        guidance_scale=1.0,
+        generator=torch.Generator().manual_seed(0),
+    ).frames[0]
+    expected = (frames.clip(0, 1) * 255).astype(np.float64)
+    decoded = video.frames.astype(np.float64)
+    band = 12  # the banner: max(12, height // 14) rows
+    below = np.abs(decoded[:, band:] - expected[:, band:]).mean()
+    other = np.abs(decoded[:, band:] - expected[::-1, band:]).mean()  # frames out of order
+    print(f"below the band: {below:.1f} (frames reversed: {other:.1f})")
+    assert below < 12
+    # The banner darkens the band to a quarter (plus a little text).
+    assert decoded[:, :band].mean() < 0.5 * expected[:, :band].mean()
 
 
 def _prepare_small(manifest, out, pipeline, landmarker, **options):

@@ -10,22 +10,75 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from factorportrait.checkpoints import tiny_pipeline
+from factorportrait.training.config import TrainConfig
 from factorportrait.training.cost import (
     estimate_training_step,
     forward_flops,
     latent_shape,
     measure_training_step,
+    synthetic_batch,
 )
+from factorportrait.training.loop import FlowMatchingObjective, select_parameters, training_loss
+
+
+def _counted_by_hand(trainable: str, lora_rank: int = 16) -> tuple[int, int]:
+    """(all parameters, trained elements) of the tiny model, from an instantiated model's own
+    modules: `new` trains the patch embedding's weights on the 56 new condition channels (not
+    Wan's 16 noise channels, nor its bias), the expression controller and the expression head;
+    `lora` adds rank x (in + out) for q, k, v and out of both attentions of every block;
+    `full` trains the whole transformer and the head (never the frozen backbone)."""
+    pipe = tiny_pipeline(0)
+    transformer, encoder = pipe.transformer, pipe.expression_encoder
+    in_transformer = sum(p.numel() for p in transformer.parameters())
+    total = in_transformer + sum(p.numel() for p in encoder.parameters())
+    head = sum(p.numel() for p in encoder.head.parameters())
+    controller = sum(p.numel() for p in transformer.expression_controller.parameters())
+    out_channels, in_channels, *kernel = transformer.patch_embedding.weight.shape
+    assert in_channels == 16 + 16 + 16 + 24  # noise, reference, normals, rays
+    new_channels = out_channels * (in_channels - 16) * math.prod(kernel)
+    lora = sum(
+        lora_rank * (linear.in_features + linear.out_features)
+        for block in transformer.blocks
+        for attention in (block.attn1, block.attn2)
+        for linear in (attention.to_q, attention.to_k, attention.to_v, attention.to_out[0])
+    )
+    return {
+        "full": (total, in_transformer + head),
+        "new": (total, new_channels + controller + head),
+        "lora": (total + lora, new_channels + controller + head + lora),
+    }[trainable]
 
 
 @pytest.mark.parametrize("trainable", ["full", "lora", "new"])
 def test_estimate_counts_match_the_models_a_real_step_trains(trainable):
+    """The estimate (meta device) and the measurement (real steps) count the parameters an
+    instantiated model holds and the elements it trains, counted here independently."""
+    total, trained = _counted_by_hand(trainable)
     estimate = estimate_training_step("tiny", 9, 64, 64, trainable)
     measured = measure_training_step("tiny", 9, 64, 64, trainable, steps=2)
-    assert estimate["parameters"] == measured["parameters"]
-    assert estimate["trainable"] == measured["trainable"]
+    assert estimate["parameters"] == measured["parameters"] == total
+    assert estimate["trainable"] == measured["trainable"] == trained
     assert all(math.isfinite(loss) for loss in measured["losses"])
     assert len(measured["seconds"]) == 2 and measured["peak_gib"] is None  # CPU: no CUDA peak
+
+
+@pytest.mark.parametrize("trainable", ["full", "lora", "new"])
+def test_step_flops_agree_with_torch_flop_counter(trainable):
+    """The estimate's FLOPs per training step against torch's FLOP counter over a real step
+    run here (forward, backward with gradient checkpointing's recompute, as `train` runs it):
+    attention's backward costs twice its forward even where no weight trains."""
+    pipe = tiny_pipeline(0)
+    select_parameters(pipe.transformer, pipe.expression_encoder, trainable)
+    pipe.transformer.enable_gradient_checkpointing()
+    objective = FlowMatchingObjective(pipe.transformer, pipe.expression_encoder).train()
+    generator = torch.Generator().manual_seed(0)
+    features = pipe.expression_encoder.head[0].normalized_shape[0]
+    batch = synthetic_batch(9, 128, 128, features, generator)
+    counter = FlopCounterMode(display=False)
+    with counter, sdpa_kernel(SDPBackend.MATH):
+        training_loss(objective, batch, TrainConfig(), generator).backward()
+    estimate = estimate_training_step("tiny", 9, 128, 128, trainable)
+    assert estimate["step_tflop"] * 1e12 == pytest.approx(counter.get_total_flops(), rel=0.01)
 
 
 def test_forward_flops_agree_with_torch_flop_counter():
@@ -80,6 +133,8 @@ def test_bench_training_command(tmp_path, capsys):
             "64",
             "--steps",
             "1",
+            "--device",
+            "cpu",  # explicit: "auto" picks CUDA where there is one
             "--json",
             str(tmp_path / "cost.json"),
         ]

@@ -21,9 +21,10 @@ class TrainConfig(BaseModel):
     learning_rate: float = Field(1e-4, gt=0, le=1)
     batch_size: int = Field(1, ge=1)
     seed: int = 0
-    # Which parameters learn: the new layers (condition channels of the patch embedding, the
-    # expression controller, the expression head), plus LoRA on the attention ("lora"), or plus
-    # the whole transformer ("full").
+    # Which parameters learn: the new layers (the patch embedding's weights on the new
+    # condition channels, the expression controller, the expression head; Wan's noise channels
+    # of the patch embedding and its bias stay frozen), plus LoRA on the attention ("lora"), or
+    # the whole transformer, Wan's patch embedding included ("full").
     trainable: Literal["new", "lora", "full"] = "new"
     lora_rank: int = Field(16, ge=1)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
@@ -36,6 +37,9 @@ class TrainConfig(BaseModel):
     drop_expression: float = Field(0.1, ge=0, le=1)
     drop_reference: float = Field(0.05, ge=0, le=1)
     drop_normals: float = Field(0.0, ge=0, le=1)
+    # EMA of the trained weights (saved checkpoints hold it), diffusers' EMAModel: the first
+    # update copies the weights, then update n + 1 (n >= 1) uses the decay
+    # min(ema_decay, (1 + n) / (10 + n)): 2/11 at the second update, 0.5 at the ninth.
     ema_decay: float | None = Field(None, gt=0, lt=1)
     save_every: int = Field(500, ge=1)
     validate_every: int = Field(500, ge=1)

@@ -23,7 +23,7 @@ import torch
 from ..checkpoints import FRAMES_PER_LATENT, WAN_13B_CONFIG, starting_transformer, tiny_pipeline
 from ..models import FactorPortraitExpressionEncoder
 from .config import TrainConfig
-from .loop import FlowMatchingObjective, select_parameters, training_loss
+from .loop import FlowMatchingObjective, frozen_in_trained, select_parameters, training_loss
 
 SIZES = ("tiny", "1.3b")
 # Assumptions of the estimate (stated wherever it is printed).
@@ -48,24 +48,53 @@ def build_trainable(size: str, trainable: str, lora_rank: int = 16, *, device="c
     return transformer, encoder, params
 
 
-def forward_flops(transformer, tokens: int) -> int:
-    """FLOPs of one transformer forward over ``tokens`` video tokens: 2 per weight per token for
-    every linear map (cross-attention keys and values see the prompt's tokens only; the
-    time/prompt embedders and the expression controller run once per sample or latent frame:
-    left out), plus attention's two token-by-token products."""
+def trained_count(transformer, params, trainable: str) -> int:
+    """Elements that learn: the parameters' sizes less the masked (frozen) Wan channels of the
+    patch embedding."""
+    return sum(p.numel() for p in params) - frozen_in_trained(transformer, trainable)
+
+
+def _matmul_flops(transformer, tokens: int) -> tuple[list[tuple[str, int, bool]], int]:
+    """The forward's linear maps as (name, FLOPs, weight trains) and attention's FLOPs: 2 per
+    weight per token for every linear map (cross-attention keys and values, LoRA's on them
+    included, see the prompt's tokens only; the time/prompt embedders and the expression
+    controller run once per sample or latent frame: left out), plus attention's two
+    token-by-token products."""
     text = transformer.config.prompt_length
     dim = transformer.config.num_attention_heads * transformer.config.attention_head_dim
-    flops = 0
+    linear = []
     for name, module in transformer.named_modules():
         if not isinstance(module, torch.nn.Linear | torch.nn.Conv3d):
             continue
         if name.startswith(("condition_embedder", "expression_controller")):
             continue
         seen = text if ".attn2.to_k" in name or ".attn2.to_v" in name else tokens
-        if "lora_" in name:  # LoRA's down and up projections
-            seen = tokens
-        flops += 2 * module.weight.numel() * seen
-    return flops + transformer.config.num_layers * 4 * dim * (tokens * tokens + tokens * text)
+        linear.append((name, 2 * module.weight.numel() * seen, module.weight.requires_grad))
+    attention = transformer.config.num_layers * 4 * dim * (tokens * tokens + tokens * text)
+    return linear, attention
+
+
+def forward_flops(transformer, tokens: int) -> int:
+    """FLOPs of one transformer forward over ``tokens`` video tokens (see ``_matmul_flops``)."""
+    linear, attention = _matmul_flops(transformer, tokens)
+    return sum(flops for _, flops, _ in linear) + attention
+
+
+def step_flops(transformer, tokens: int, *, gradient_checkpointing: bool = True) -> int:
+    """FLOPs of one training step (forward, backward, and with checkpointing the blocks'
+    forward again). Backward: every linear map's input gradient (1x its forward) but the patch
+    embedding's, whose input is data; the weight gradient (1x) of each map whose weight
+    trains (by ``requires_grad``: the patch embedding's whole weight, LoRA's, or all);
+    attention's backward is twice its forward (gradients of both operands of both products)."""
+    linear, attention = _matmul_flops(transformer, tokens)
+    forward = sum(flops for _, flops, _ in linear) + attention
+    backward = 2 * attention + sum(
+        flops * ((name != "patch_embedding") + trains) for name, flops, trains in linear
+    )
+    recompute = 0
+    if gradient_checkpointing:
+        recompute = attention + sum(f for name, f, _ in linear if name.startswith("blocks."))
+    return forward + backward + recompute
 
 
 def vae_parameters(size: str) -> int:
@@ -119,7 +148,7 @@ def measure_training_step(
     if gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     objective = FlowMatchingObjective(transformer, encoder).to(device).train()
-    optimizer = torch.optim.AdamW(params, lr=1e-5)
+    optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0)  # as train has it
     generator = torch.Generator().manual_seed(0)
     features = encoder.head[0].normalized_shape[0]
     batch = {
@@ -151,7 +180,7 @@ def measure_training_step(
         "losses": losses,
         "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
         "parameters": sum(p.numel() for p in objective.parameters()),
-        "trainable": sum(p.numel() for p in params),
+        "trainable": trained_count(transformer, params, trainable),
         "device": str(device),
     }
 
@@ -176,21 +205,18 @@ def estimate_training_step(
     dim = transformer.config.num_attention_heads * transformer.config.attention_head_dim
     layers = transformer.config.num_layers
 
-    forward = forward_flops(transformer, tokens)
-    # Backward: activation gradients (1x forward) always, weight gradients (1x) only for
-    # trained weights; checkpointing recomputes the forward once more.
-    backward = 2 * forward if trainable == "full" else forward
     # (The expression backbone's features are cached by prepare: no per-step cost.)
-    step_flops = forward + backward + (forward if gradient_checkpointing else 0)
+    flops = step_flops(transformer, tokens, gradient_checkpointing=gradient_checkpointing)
 
     total = sum(p.numel() for p in transformer.parameters()) + sum(
         p.numel() for p in encoder.parameters()
     )
-    trained = sum(p.numel() for p in params)
+    trained = trained_count(transformer, params, trainable)
     gib = 2**30
     # fp32 master weights (autocast), and the VAE train loads for its validation videos.
     weights = 4 * (total + vae_parameters(size)) / gib
-    gradients_and_adam = (4 + 8) * trained / gib
+    # (Gradients and AdamW's moments are whole tensors, the masked channels' included.)
+    gradients_and_adam = (4 + 8) * sum(p.numel() for p in params) / gib
     # Activations: the fp32 residual stream kept at each block boundary; one block's bf16
     # internals live during its recompute (q, k, v, attention out, norms, modulated inputs,
     # the FFN's hidden layer before and after its activation).
@@ -207,8 +233,8 @@ def estimate_training_step(
         "tokens": tokens,
         "parameters": total,
         "trainable": trained,
-        "step_tflop": step_flops / 1e12,
-        "seconds": step_flops / (peak_tflops * 1e12 * utilisation),
+        "step_tflop": flops / 1e12,
+        "seconds": flops / (peak_tflops * 1e12 * utilisation),
         "gpu_gib": memory,
         "gpu_gib_parts": {
             "weights": weights,
