@@ -27,6 +27,13 @@ def resolve_device(device: str = "auto") -> torch.device:
         ) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise InputError("device: CUDA was asked for but none is available")
+    if resolved.type == "cuda" and resolved.index is not None:
+        count = torch.cuda.device_count()
+        if resolved.index >= count:
+            raise InputError(
+                f"device: {device} does not exist (this machine has {count} CUDA "
+                f"device{'s' if count != 1 else ''})"
+            )
     return resolved
 
 

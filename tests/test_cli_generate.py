@@ -6,8 +6,19 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
+from factorportrait.generation import resolve_device
 from factorportrait.io.media import read_video
+
+# A CUDA device index this machine does not have, on any machine (0 where there is no CUDA),
+# and the one-line error that `generate` must give for it there.
+MISSING_CUDA = f"cuda:{torch.cuda.device_count()}"
+MISSING_CUDA_ERROR = (
+    f"error: device: {MISSING_CUDA} does not exist"
+    if torch.cuda.is_available()
+    else "error: device: CUDA was asked for but none is available"
+)
 
 
 def _run(*args):
@@ -73,10 +84,7 @@ def test_generate_writes_the_same_video_for_the_same_seed(
             ["--checkpoint", "{ckpt}", "--out", "{tmp}/video.avi"],
             "error: --out: {tmp}/video.avi must end in .mp4",
         ),
-        (
-            ["--checkpoint", "{ckpt}", "--device", "cuda:7"],
-            "error: device: CUDA was asked for but none is available",
-        ),
+        (["--checkpoint", "{ckpt}", "--device", MISSING_CUDA], MISSING_CUDA_ERROR),
         (["--checkpoint", "{ckpt}", "--steps", "0"], "error: steps: 0 is outside [1, 200]"),
         (
             ["--checkpoint", "{ckpt}", "--portrait", "{media}/free-mountain-vector-01.jpg"],
@@ -122,3 +130,45 @@ def test_checkpoint_commands_refuse_bad_targets(tiny_checkpoint, tmp_path):
     result = _run("init-from-wan", "--wan", str(tmp_path / "no-wan"), "--out", str(tmp_path / "o"))
     assert result.returncode == 2
     assert result.stderr.strip().startswith(f"error: --wan {tmp_path / 'no-wan'}: not a loadable")
+
+
+@pytest.mark.parametrize(
+    ("available", "count", "device", "expected"),
+    [
+        (False, 0, "auto", "cpu"),
+        (True, 1, "auto", "cuda"),
+        (False, 0, "cpu", "cpu"),
+        (True, 2, "cuda", "cuda"),
+        (True, 2, "cuda:1", "cuda:1"),
+        (False, 0, "cuda", "error: device: CUDA was asked for but none is available"),
+        (False, 0, "cuda:0", "error: device: CUDA was asked for but none is available"),
+        (
+            True,
+            1,
+            "cuda:1",
+            "error: device: cuda:1 does not exist (this machine has 1 CUDA device)",
+        ),
+        (
+            True,
+            2,
+            "cuda:7",
+            "error: device: cuda:7 does not exist (this machine has 2 CUDA devices)",
+        ),
+        (False, 0, "gpu", "error: device: 'gpu' is not a torch device (try cpu, cuda, cuda:0)"),
+    ],
+)
+def test_resolve_device_on_machines_with_and_without_cuda(
+    monkeypatch, available, count, device, expected
+):
+    """Both sides of every device check, whatever this machine has: CUDA's presence and its
+    device count are stood in for."""
+    from factorportrait.errors import InputError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    if expected.startswith("error: "):
+        with pytest.raises(InputError) as error:
+            resolve_device(device)
+        assert f"error: {error.value}" == expected
+    else:
+        assert resolve_device(device) == torch.device(expected)

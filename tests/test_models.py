@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 from diffusers import WanTransformer3DModel
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from factorportrait.checkpoints import (
     TINY_BACKBONE,
@@ -81,13 +83,15 @@ def test_shapes_through_the_transformer_and_no_normals_ablation():
         model(**inputs)
 
 
-def test_per_frame_modulation_equals_per_token():
+@pytest.mark.parametrize("batch", [1, 2])
+def test_per_frame_modulation_equals_per_token(batch):
     torch.manual_seed(0)
     per_token = FactorPortraitTransformer3DModel(**TINY)
     torch.nn.init.normal_(per_token.expression_controller.proj_out.weight)  # make it matter
     per_frame = FactorPortraitTransformer3DModel(**TINY, modulation="per_frame")
     per_frame.load_state_dict(per_token.state_dict())  # same weight names
-    inputs = _inputs()
+    inputs = _inputs(batch=batch)
+    inputs["timestep"] = torch.tensor([700.0, 150.0][:batch])  # one noise level per sample
     torch.testing.assert_close(
         per_frame(**inputs).sample, per_token(**inputs).sample, rtol=0, atol=1e-6
     )
@@ -95,6 +99,58 @@ def test_per_frame_modulation_equals_per_token():
     torch.testing.assert_close(
         per_frame(**inputs).sample, per_token(**inputs).sample, rtol=0, atol=1e-6
     )
+
+
+class _Allocations(TorchDispatchMode):
+    """Every tensor an operation creates (not a view of, or written into, an input): its shape
+    and bytes. Device-neutral: what is allocated, not what an allocator reports."""
+
+    def __init__(self):
+        super().__init__()
+        self.tensors = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {
+            t.untyped_storage().data_ptr()
+            for t in tree_flatten((args, kwargs))[0]
+            if isinstance(t, torch.Tensor)
+        }
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in inputs:
+                self.tensors.append((tuple(t.shape), t.untyped_storage().nbytes()))
+        return out
+
+
+@torch.no_grad()
+def test_per_frame_modulation_never_allocates_the_per_token_tensor():
+    """The claim "per-frame modulation uses less memory", counted: the per-token path makes
+    (B, L, 6, D) float32 modulation tensors (one when it expands the frames' modulation to the
+    tokens, one more in each block when it adds the block's table); the per-frame path makes
+    (B, T, 6, D) ones in their place and no tensor of L x 6 x D."""
+    torch.manual_seed(0)
+    per_token = FactorPortraitTransformer3DModel(**TINY)
+    per_frame = FactorPortraitTransformer3DModel(**TINY, modulation="per_frame")
+    per_frame.load_state_dict(per_token.state_dict())
+    inputs = _inputs(t=3, h=8, w=8)  # 3 latent frames of 4 x 4 patches: L = 48 tokens
+    batch, frames, tokens, dim, layers = 1, 3, 48, 16, TINY["num_layers"]
+    made = {}
+    for name, model in (("per_token", per_token), ("per_frame", per_frame)):
+        with _Allocations() as allocations:
+            model(**inputs)
+        made[name] = allocations.tensors
+    per_token_bytes = batch * tokens * 6 * dim * 4
+    per_frame_bytes = batch * frames * 6 * dim * 4
+
+    def modulation(tensors):  # (..., 6, D): the six AdaLN rows of D
+        return [(shape, size) for shape, size in tensors if shape[-2:] == (6, dim)]
+
+    # (repeat_interleave makes its copy as (B, T, L/T, 6, D), then views it as (B, L, 6, D))
+    assert [size for _, size in modulation(made["per_token"])] == [per_token_bytes] * (1 + layers)
+    assert modulation(made["per_frame"]) == [((batch, frames, 6, dim), per_frame_bytes)] * layers
+    # In all, at least those tensors' worth less.
+    saved = sum(size for _, size in made["per_token"]) - sum(size for _, size in made["per_frame"])
+    assert saved >= (1 + layers) * per_token_bytes - layers * per_frame_bytes
 
 
 @torch.no_grad()
@@ -185,15 +241,55 @@ def test_expression_encoder_codes_and_frozen_backbone():
         assert other(torch.rand(1, 5, size)).shape == (1, 5, 8)
 
 
-def test_gradient_checkpointing_backward():
+def _gradients(model, inputs):
+    model.zero_grad(set_to_none=True)
+    model(**inputs).sample.square().mean().backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_gradient_checkpointing_recomputes_the_blocks_and_keeps_the_gradients(monkeypatch):
+    torch.manual_seed(0)
     model = FactorPortraitTransformer3DModel(**TINY)
-    model.enable_gradient_checkpointing()
+    torch.nn.init.normal_(model.expression_controller.proj_out.weight)  # give it a gradient path
     model.train()
     inputs = _inputs()
-    model(**inputs).sample.square().mean().backward()
-    assert model.patch_embedding.weight.grad is not None
-    assert model.expression_controller.proj_out.weight.grad.abs().sum() > 0
-    assert all(p.grad is not None for p in model.blocks[0].parameters() if p.requires_grad)
+    checkpoints, block_calls = [], []
+    original = torch.utils.checkpoint.checkpoint
+
+    def spy(function, *args, **kwargs):
+        checkpoints.append(function)
+        return original(function, *args, **kwargs)
+
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", spy)
+    # A pre-hook: the recomputation stops as soon as the saved tensors are back, so a block's
+    # forward hook may not fire the second time; its pre-hook does.
+    hooks = [
+        block.register_forward_pre_hook(lambda m, _: block_calls.append(m))
+        for block in model.blocks
+    ]
+    try:
+        plain = _gradients(model, inputs)
+        # Without checkpointing: each block runs once, nothing is checkpointed.
+        assert checkpoints == [] and len(block_calls) == len(model.blocks)
+        block_calls.clear()
+        model.enable_gradient_checkpointing()
+        checkpointed = _gradients(model, inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    # With it: every block checkpointed, and run again in the backward pass (recomputed
+    # instead of keeping its activations).
+    assert len(checkpoints) == len(model.blocks)
+    assert block_calls == [*model.blocks, *reversed(model.blocks)]
+    # ...with the same gradients, for every parameter that has one.
+    assert checkpointed.keys() == plain.keys()
+    assert "expression_controller.proj_out.weight" in plain and "blocks.0.ffn.net.2.weight" in plain
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-7, msg=name)
+    # Inference (no grad) never checkpoints.
+    with torch.no_grad():
+        model(**inputs)
+    assert len(checkpoints) == len(model.blocks)
 
 
 def test_init_from_wan_ablations(tmp_path):
