@@ -1,0 +1,190 @@
+"""Mutation testing of the modules where a silent error costs most (TESTING.md).
+
+    .venv/bin/pip install mutmut==3.8.1
+    .venv/bin/python tests/mutation.py metrics               # one target, this working tree
+    .venv/bin/python tests/mutation.py all --rev a6d5c6d     # every target, at a past commit
+
+mutmut (a well-kept tool; we only choose what it mutates and which tests it runs) changes one
+small thing at a time in a copy of the code -- a `+` for a `-`, a constant, a dropped argument --
+and runs the tests that reach it. A mutant the tests do not notice "survives": either a hole in
+the tests or an equivalent change (TESTING.md lists each survivor and which it is).
+
+Each target runs in its own copy under .cache/mutation/<target> (of the working tree, or of
+``--rev``), with its own mutmut configuration: the module, the functions that matter, and only
+the test files that test them, so a run takes minutes, not hours. Not run in CI (too slow on
+two cores); prints killed/total per target and the survivors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".cache" / "mutation"
+
+# target -> (module, mutant-name patterns, test files). The patterns pick the functions the
+# issue named: the metrics; the mode logic and stages of the core; the denoising loop and
+# guidance; the training objective and condition dropout.
+TARGETS = {
+    "metrics": (
+        "factorportrait/evaluation/metrics.py",
+        ["factorportrait.evaluation.metrics.*"],
+        ["tests/test_evaluation*.py"],
+    ),
+    "conditioning": (
+        "factorportrait/conditioning.py",
+        [
+            "factorportrait.conditioning.x_build_conditioning__*",
+            "factorportrait.conditioning.x__output_frames__*",
+            "factorportrait.conditioning.x__camera_path__*",
+        ],
+        ["tests/test_conditioning*.py"],
+    ),
+    "pipeline": (
+        "factorportrait/pipeline.py",
+        [
+            "factorportrait.pipeline.x_drop_conditions__*",
+            "factorportrait.pipeline.xǁFactorPortraitPipelineǁ__call____*",
+        ],
+        ["tests/test_pipeline*.py", "tests/test_objective.py"],
+    ),
+    "objective": (
+        "factorportrait/training/loop.py",
+        [
+            "factorportrait.training.loop.x_flow_matching_sigmas__*",
+            "factorportrait.training.loop.xǁFlowMatchingObjectiveǁforward__*",
+            "factorportrait.training.loop.x_draw_randomness__*",
+            "factorportrait.training.loop.x_training_loss__*",
+            "factorportrait.training.loop.x_expression_codes__*",
+        ],
+        ["tests/test_objective.py", "tests/test_training.py"],
+    ),
+}
+
+
+def _copy_tree(destination: Path, rev: str | None) -> None:
+    """A clean copy of the tracked files (of ``rev``, or of the working tree)."""
+    if destination.exists():
+        shutil.rmtree(destination)
+    destination.mkdir(parents=True)
+    if rev:
+        archive = subprocess.run(
+            ["git", "archive", rev], cwd=ROOT, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(destination)], input=archive, check=True)
+    else:
+        files = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        ).stdout.split(b"\0")
+        for name in filter(None, files):
+            source = ROOT / name.decode()
+            if source.is_file():
+                target = destination / name.decode()
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
+    media = ROOT / ".cache" / "test-media"
+    (destination / ".cache").mkdir(exist_ok=True)
+    (destination / ".cache" / "test-media").symlink_to(media)
+
+
+def _configure(destination: Path, module: str, tests: list[str]) -> None:
+    test_files = sorted(str(p.relative_to(destination)) for t in tests for p in destination.glob(t))
+    if not test_files:
+        raise SystemExit(f"no test files match {tests} in {destination}")
+    config = "\n".join(
+        [
+            "",
+            "[tool.mutmut]",
+            'source_paths = ["factorportrait"]',
+            f"only_mutate = {json.dumps([module])}",
+            'also_copy = ["app.py", "assets", "camera_presets", ".cache"]',
+            f"pytest_add_cli_args_test_selection = {json.dumps(test_files)}",
+            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]',
+            "mutate_only_covered_lines = true",
+            'process_isolation = "forkserver"',  # torch and mediapipe are not fork-safe
+            "",
+        ]
+    )
+    pyproject = destination / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + config)
+
+
+def _results(destination: Path, mutmut: str, patterns: list[str]) -> dict[str, str]:
+    import fnmatch
+
+    listing = subprocess.run(
+        [mutmut, "results", "--all", "true"],
+        cwd=destination,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    results = {}
+    for line in listing.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if name and any(fnmatch.fnmatch(name, p) for p in patterns):
+            results[name] = status
+    return results
+
+
+def run_target(name: str, rev: str | None, children: int) -> dict:
+    module, patterns, tests = TARGETS[name]
+    destination = WORK / (f"{name}-{rev}" if rev else name)
+    _copy_tree(destination, rev)
+    _configure(destination, module, tests)
+    mutmut = str(Path(sys.executable).with_name("mutmut"))
+    subprocess.run(
+        [mutmut, "run", "--max-children", str(children), *patterns],
+        cwd=destination,
+        stdout=subprocess.DEVNULL,
+        check=False,
+    )
+    results = _results(destination, mutmut, patterns)
+    counts: dict[str, int] = {}
+    for status in results.values():
+        counts[status] = counts.get(status, 0) + 1
+    survivors = sorted(n for n, s in results.items() if s in ("survived", "no tests"))
+    summary = {
+        "target": name,
+        "rev": rev or "working tree",
+        "killed": counts.get("killed", 0) + counts.get("timeout", 0),
+        "total": sum(counts.values()),
+        "counts": counts,
+        "survivors": survivors,
+    }
+    print(
+        f"{name} ({summary['rev']}): {summary['killed']}/{summary['total']} killed "
+        f"{counts}; survivors: {len(survivors)}"
+    )
+    for survivor in survivors:
+        print(f"  {survivor}   (mutmut show {survivor}, in {destination})")
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", choices=[*TARGETS, "all"])
+    parser.add_argument("--rev", help="a git revision to test instead of the working tree")
+    parser.add_argument("--children", type=int, default=2, help="mutants run at once")
+    parser.add_argument("--json", type=Path, help="also write the summaries here")
+    args = parser.parse_args()
+    if shutil.which("mutmut", path=str(Path(sys.executable).parent)) is None:
+        print("mutmut is not installed: .venv/bin/pip install mutmut==3.8.1", file=sys.stderr)
+        return 2
+    names = list(TARGETS) if args.target == "all" else [args.target]
+    summaries = [run_target(name, args.rev, args.children) for name in names]
+    if args.json:
+        args.json.write_text(json.dumps(summaries, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
