@@ -14,6 +14,7 @@ import spaces  # noqa: F401  (must come before anything touches CUDA, for ZeroGP
 
 # isort: split
 import argparse
+import logging
 import os
 import sys
 import tempfile
@@ -76,6 +77,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--device", default=os.environ.get("FACTORPORTRAIT_DEVICE", "auto"))
     args = parser.parse_args(argv)
+    # The package's own messages (a generation cancelled or stopped) go to the server's log.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    package_log = logging.getLogger("factorportrait")
+    package_log.addHandler(handler)
+    package_log.setLevel(logging.INFO)
     try:
         service = create_service(
             args.checkpoint,

@@ -1,6 +1,7 @@
 """The launched app through gradio_client: the named preview and generate endpoints."""
 
 import json
+from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
@@ -13,7 +14,7 @@ DRIVING = "assets/example_driving.mp4"
 
 @pytest.fixture(scope="module")
 def client(app_url):
-    return Client(app_url, verbose=False)
+    return Client(app_url, verbose=False, httpx_kwargs={"timeout": 120})
 
 
 def test_only_the_two_named_endpoints_are_public(client):
@@ -105,10 +106,17 @@ def test_bad_trajectory_json_gives_the_clear_error(client):
         )
 
 
-def test_uploads_with_hostile_names_work(client, tmp_path):
+def test_uploads_with_hostile_names_work(client, app_server, tmp_path):
+    """A name with shell syntax reaches the server with that syntax intact (Gradio strips
+    `$`, backticks and braces from upload names but keeps `;`, so only a `; command;` can
+    matter) and runs nothing: the marker the name would create is in none of the folders the
+    server writes to or runs in (Gradio's upload/cache folder, the request outputs, the app's
+    working folder) nor the client's."""
     import shutil
+    import uuid
 
-    odd = tmp_path / ("a b; $(touch PWNED) `id` ü 名前 " + "y" * 120 + ".jpg")
+    marker = f"PWNED-{uuid.uuid4().hex[:8]}"
+    odd = tmp_path / (f"a b; touch {marker}; ü 名前 " + "y" * 120 + ".jpg")
     shutil.copy(PORTRAIT, odd)
     result = client.predict(
         handle_file(str(odd)),
@@ -124,4 +132,8 @@ def test_uploads_with_hostile_names_work(client, tmp_path):
         api_name="/preview",
     )
     assert len(read_video(result[0]).frames) == 5
-    assert not list(tmp_path.rglob("PWNED"))
+    uploaded = [p.name for p in app_server.gradio_dir.rglob("*.jpg")]
+    assert any(f"; touch {marker};" in name for name in uploaded), uploaded
+    for folder in (app_server.gradio_dir, app_server.outputs, tmp_path):
+        assert not list(folder.rglob(f"{marker}*")), folder
+    assert not list(Path(app_server.cwd).glob(f"{marker}*"))

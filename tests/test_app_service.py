@@ -1,19 +1,30 @@
 """The web demo's request layer without a browser: editor table, estimates, guardrails,
 cancellation, audio, missing checkpoint."""
 
+import json
+import re
+import subprocess
 import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
+import gradio as gr
+import imageio_ffmpeg
 import numpy as np
 import pytest
+from conftest import wait_for
 
-from factorportrait.camera import TrajectoryError, load_preset
+from factorportrait.camera import Trajectory, TrajectoryError, load_preset, load_presets
 from factorportrait.checkpoints import tiny_pipeline
 from factorportrait.conditioning import ConditioningSettings
+from factorportrait.config import VIDEO
 from factorportrait.errors import InputError
 from factorportrait.io import write_video
 from factorportrait.io.media import read_video
 from factorportrait.io.video import mux_audio
 from factorportrait.ui import editor
+from factorportrait.ui.blocks import path_loaded, path_saved, preset_chosen, table_edited
 from factorportrait.ui.service import Service, estimate, guardrails, side_by_side, zerogpu_duration
 
 
@@ -114,17 +125,60 @@ def test_generate_can_be_cancelled_and_needs_a_checkpoint(service, pyfeat):
         empty.generate(portrait, None, "camera-only", None, settings, steps=2, guidance=1.0, seed=0)
 
 
-def test_concurrent_cancel_events_are_per_session(service):
-    events = []
+def test_racing_first_calls_of_one_session_share_one_cancel_flag(monkeypatch):
+    """The race forced, no timing: the first caller is held inside the flag's creation until
+    the second caller has either also got there (no lock: two flags, so a Cancel would set one
+    while the run watches the other) or is waiting on the service's lock (one flag)."""
+    from factorportrait.ui import service as service_module
+
+    service = Service(pipeline=None)
+    real_lock = service._lock
+    contended = threading.Event()
+
+    class WatchedLock:
+        """The service's lock, noting when a caller has to wait for it."""
+
+        def __enter__(self):
+            if not real_lock.acquire(blocking=False):
+                contended.set()
+                real_lock.acquire()
+            return self
+
+        def __exit__(self, *exc):
+            real_lock.release()
+
+    made = []
+
+    def slow_event():
+        made.append(threading.current_thread().name)
+        if len(made) == 1:  # the first creation waits for the second caller to arrive
+            wait_for(
+                lambda: len(made) > 1 or contended.is_set(),
+                timeout=30,
+                what="the second caller",
+            )
+        return threading.Event()
+
+    monkeypatch.setattr(service, "_lock", WatchedLock())
+    monkeypatch.setattr(
+        service_module, "threading", SimpleNamespace(Event=slow_event, Lock=threading.Lock)
+    )
+    got = {}
     threads = [
-        threading.Thread(target=lambda i=i: events.append(service.cancel_event(f"s{i % 2}")))
-        for i in range(8)
+        threading.Thread(
+            target=lambda name=name: got.__setitem__(name, service.cancel_event("tab")),
+            name=name,
+        )
+        for name in ("first", "second")
     ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len({id(e) for e in events}) == 2
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(made) == 1, f"the flag was made {len(made)} times ({made})"
+    assert got["first"] is got["second"]
+    # Another session has its own flag.
+    assert service.cancel_event("other tab") is not got["first"]
 
 
 def test_driving_audio_is_kept(pyfeat, tmp_path):
@@ -188,3 +242,141 @@ def test_a_run_past_its_time_budget_is_stopped(service, pyfeat, monkeypatch):
             guidance=1.0,
             seed=0,
         )
+
+
+ROOT = Path(__file__).resolve().parents[1]
+TONE_HZ = 440.0
+
+
+def _ffmpeg(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", *args],
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def test_the_driving_clips_sound_is_kept_in_the_generated_video(service, tmp_path):
+    """The example clip with a 440 Hz tone muxed in (ffmpeg's lavfi sine) drives a generation
+    with the tiny model; the result has an audio stream (ffmpeg's own stream listing, not the
+    project's reader) whose strongest frequency is the tone's."""
+    driving = tmp_path / "driving with sound.mp4"
+    made = _ffmpeg(
+        "-v", "error", "-y",
+        "-i", str(ROOT / "assets/example_driving.mp4"),
+        "-f", "lavfi", "-i", f"sine=frequency={TONE_HZ:g}:sample_rate=48000:duration=10",
+        "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-shortest",
+        str(driving),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr.decode()
+    settings = ConditioningSettings(mode="frontal-dynamic", frames=9, height=32, width=32)
+    result = service.generate(
+        str(ROOT / "assets/example_portrait.jpg"),
+        str(driving),
+        "frontal-dynamic",
+        None,
+        settings,
+        steps=1,
+        guidance=1.0,
+        seed=0,
+    )
+    streams = _ffmpeg("-i", str(result["video"])).stderr.decode()  # "no output" is rc 1
+    assert re.search(r"Stream #0:\d.*: Video: h264", streams), streams
+    assert re.search(r"Stream #0:\d.*: Audio: aac", streams), streams
+    assert len(read_video(result["video"]).frames) == 9
+    pcm = _ffmpeg(
+        "-v", "error", "-i", str(result["video"]), "-map", "0:a:0",
+        "-f", "s16le", "-ac", "1", "-ar", "8000", "-",
+    )  # fmt: skip
+    assert pcm.returncode == 0, pcm.stderr.decode()
+    samples = np.frombuffer(pcm.stdout, np.int16).astype(np.float64)
+    assert len(samples) >= 0.4 * 8000  # about the video's 9 frames at 16 fps (0.56 s)
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    peak_hz = np.fft.rfftfreq(len(samples), 1 / 8000)[spectrum.argmax()]
+    assert abs(peak_hz - TONE_HZ) < 8000 / len(samples) * 2  # within two FFT bins
+
+
+# ------------------------------------------------------------- the camera-path editor handlers
+def _horizontal_angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Degrees between two camera centres seen from above the head (the x-z plane: the head
+    looks along +z with y down, as the figure's nose shows)."""
+    return float(np.degrees(abs(np.arctan2(a[0], a[2]) - np.arctan2(b[0], b[2]))))
+
+
+def _path_centres(figure) -> np.ndarray:
+    path = next(trace for trace in figure.data if trace.name == "path")
+    return np.stack([path.x, path.y, path.z], axis=1)
+
+
+def test_choosing_a_preset_fills_the_table_with_its_keyframes():
+    presets = load_presets()
+    table, easing, figure, trajectory_json, message = preset_chosen(presets, "sweep")
+    on_disk = json.loads((ROOT / "camera_presets/sweep.json").read_text())
+    assert table == [[key[c] for c in editor.COLUMNS] for key in on_disk["keyframes"]]
+    assert easing == on_disk["easing"] == "ease-in-out" and message == ""
+    assert json.loads(trajectory_json) == on_disk
+    centres = _path_centres(figure)
+    assert len(centres) == VIDEO.frames
+    # sweep: 0 -> +35 -> -35 -> 0 degrees of azimuth: the path spans 70 degrees round the head
+    # and ends where it started.
+    angles = [_horizontal_angle(c, centres[0]) for c in centres]
+    assert max(angles) == pytest.approx(35, abs=0.5)
+    assert _horizontal_angle(centres[-1], centres[0]) == pytest.approx(0, abs=1e-6)
+
+
+def test_editing_the_table_rebuilds_the_path_and_a_bad_cell_is_reported():
+    rows = [[0.0, 0.0, 0.0, 1.0, 0.0, 30.0], [1.0, 50.0, 0.0, 1.0, 0.0, 30.0]]
+    figure, trajectory_json, message = table_edited(rows, "linear")
+    trajectory = Trajectory.from_json(trajectory_json)
+    assert message == "" and trajectory.easing == "linear"
+    assert [(k.t, k.azimuth) for k in trajectory.keyframes] == [(0.0, 0.0), (1.0, 50.0)]
+    centres = _path_centres(figure)
+    assert _horizontal_angle(centres[-1], centres[0]) == pytest.approx(50, abs=0.1)
+    # at constant distance the camera keeps its distance from the head
+    radii = np.linalg.norm(centres, axis=1)
+    assert radii == pytest.approx(np.full(len(radii), radii[0]), rel=1e-6)
+
+    rows[1][1] = "far left"
+    figure, trajectory_json, message = table_edited(rows, "linear")
+    assert message == "⚠️ keyframe 2: every cell must be a number"
+    assert figure == gr.update() and trajectory_json == gr.update()  # both left as they were
+
+
+def test_save_then_load_round_trips_and_a_bad_file_is_a_clear_error(tmp_path):
+    service = Service(pipeline=None, output_root=tmp_path / "outputs")
+    service.output_root.mkdir()
+    custom = table_edited([[0, 0, 0, 1, 0, 30], [0.5, -20, 10, 1.2, 5, 35], [1, 20, 0, 1, 0, 30]],
+                          "ease-in-out")[1]  # fmt: skip
+    saved = path_saved(service, custom)
+    assert saved["visible"] is True
+    path = Path(saved["value"])
+    assert path.parent.parent == service.output_root and path.name == "custom.json"
+    table, easing, _, loaded_json = path_loaded(str(path))
+    assert table == [[0, 0, 0, 1, 0, 30], [0.5, -20, 10, 1.2, 5, 35], [1, 20, 0, 1, 0, 30]]
+    assert easing == "ease-in-out"
+    assert json.loads(loaded_json) == json.loads(custom)
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"version": 1, "name": "x", "keyframes": [{"t": 0, "azimuth": "left"}]}')
+    with pytest.raises(gr.Error) as caught:
+        path_loaded(str(broken))
+    assert "keyframes[0].azimuth" in str(caught.value.message)
+    with pytest.raises(gr.Error, match="not JSON|JSON|Invalid"):
+        path_saved(service, "not json at all")
+
+
+def test_the_sweep_spares_a_folder_whose_file_is_still_being_written(tmp_path):
+    """Request folders are swept once nothing in them changed for the TTL: a folder created
+    long ago whose video is still being written stays; one where everything is old goes."""
+    import os
+
+    service = Service(pipeline=None, output_root=tmp_path, output_ttl_s=60.0)
+    long_ago = time.time() - 600
+    writing, done = service.request_dir(), service.request_dir()
+    (writing / "result.mp4").write_bytes(b"still being written")  # modified just now
+    (done / "result.mp4").write_bytes(b"finished")
+    os.utime(done / "result.mp4", (long_ago, long_ago))
+    for folder in (writing, done):
+        os.utime(folder, (long_ago, long_ago))  # the folders' own times: both old
+    fresh = service.request_dir()
+    assert sorted(tmp_path.glob("req-*")) == sorted([writing, fresh])

@@ -57,15 +57,66 @@ def _trajectory(mode: str, trajectory_json: str | None) -> Trajectory | None:
     return Trajectory.from_json(trajectory_json)
 
 
+# ------------------------------------------------------------ camera-path editor handlers
+def path_figure(trajectory: Trajectory):
+    """The 3D view of a path, sampled at the default frame count and size."""
+    K, c2w = trajectory.sample(VIDEO.frames).cameras(VIDEO.height, VIDEO.width)
+    return trajectory_figure(K, c2w, VIDEO.height, VIDEO.width)
+
+
+def preset_chosen(presets: dict[str, Trajectory], name: str):
+    """A preset picked: (keyframe table, easing, 3D view, trajectory JSON, editor message)."""
+    trajectory = presets[name]
+    return (
+        editor.table_from_trajectory(trajectory),
+        trajectory.easing,
+        path_figure(trajectory),
+        trajectory.to_json(),
+        "",
+    )
+
+
+def table_edited(rows, easing):
+    """The table or easing edited: (3D view, trajectory JSON, editor message); on a bad table
+    the view and JSON stay as they were and the message says what is wrong."""
+    try:
+        trajectory = editor.trajectory_from_table(rows, easing=easing)
+    except TrajectoryError as exc:
+        return gr.update(), gr.update(), f"⚠️ {exc}"
+    return path_figure(trajectory), trajectory.to_json(), ""
+
+
+def path_loaded(file):
+    """A path file uploaded: (keyframe table, easing, 3D view, trajectory JSON); a bad file is
+    a user error with the file's problem in words."""
+    try:
+        trajectory = Trajectory.from_file(file)
+    except TrajectoryError as exc:
+        raise _user_error(exc) from None
+    return (
+        editor.table_from_trajectory(trajectory),
+        trajectory.easing,
+        path_figure(trajectory),
+        trajectory.to_json(),
+    )
+
+
+def path_saved(service: Service, trajectory_json: str):
+    """Save path: the trajectory written to a fresh request folder, offered as a file."""
+    try:
+        trajectory = Trajectory.from_json(trajectory_json)
+    except TrajectoryError as exc:
+        raise _user_error(exc) from None
+    path = service.request_dir() / f"{trajectory.name}.json"
+    path.write_text(trajectory.to_json())
+    return gr.update(value=str(path), visible=True)
+
+
 def build_demo(service: Service) -> gr.Blocks:
     presets = load_presets()
     ranges = None
     if service.pipeline is not None:
         ranges = service.pipeline.transformer.config.trained_ranges
-
-    def figure_for(trajectory: Trajectory):
-        K, c2w = trajectory.sample(VIDEO.frames).cameras(VIDEO.height, VIDEO.width)
-        return trajectory_figure(K, c2w, VIDEO.height, VIDEO.width)
 
     # --------------------------------------------------------------------------- handlers
     def on_portrait(path):
@@ -91,42 +142,10 @@ def build_demo(service: Service) -> gr.Blocks:
         )
 
     def on_preset(name):
-        trajectory = presets[name]
-        return (
-            editor.table_from_trajectory(trajectory),
-            trajectory.easing,
-            figure_for(trajectory),
-            trajectory.to_json(),
-            "",
-        )
-
-    def on_table(rows, easing):
-        try:
-            trajectory = editor.trajectory_from_table(rows, easing=easing)
-        except TrajectoryError as exc:
-            return gr.update(), gr.update(), f"⚠️ {exc}"
-        return figure_for(trajectory), trajectory.to_json(), ""
-
-    def on_load(file):
-        try:
-            trajectory = Trajectory.from_file(file)
-        except TrajectoryError as exc:
-            raise _user_error(exc) from None
-        return (
-            editor.table_from_trajectory(trajectory),
-            trajectory.easing,
-            figure_for(trajectory),
-            trajectory.to_json(),
-        )
+        return preset_chosen(presets, name)
 
     def on_save(trajectory_json):
-        try:
-            trajectory = Trajectory.from_json(trajectory_json)
-        except TrajectoryError as exc:
-            raise _user_error(exc) from None
-        path = service.request_dir() / f"{trajectory.name}.json"
-        path.write_text(trajectory.to_json())
-        return gr.update(value=str(path), visible=True)
+        return path_saved(service, trajectory_json)
 
     def on_estimate(frames, size, steps, guidance):
         return estimate_markdown(int(frames), int(size), int(steps), float(guidance))
@@ -283,7 +302,7 @@ def build_demo(service: Service) -> gr.Blocks:
                 save = gr.Button("Save path", size="sm")
             saved = gr.File(label="Saved path", visible=False, interactive=False)
             editor_error = gr.Markdown()
-            plot = gr.Plot(value=figure_for(presets[first_preset]), label="Path around the head")
+            plot = gr.Plot(value=path_figure(presets[first_preset]), label="Path around the head")
         trajectory_json = gr.Textbox(
             value=presets[first_preset].to_json(), visible=False, label="Trajectory JSON"
         )
@@ -322,7 +341,7 @@ def build_demo(service: Service) -> gr.Blocks:
         strip_video = gr.Video(label="Side by side: tracking | normals | rays")
         result_note = gr.Markdown()
         with gr.Row():
-            result_video = gr.Video(label="Result")
+            result_video = gr.Video(label="Result", elem_id="result-video")
             side_video = gr.Video(label="Driving | normals | result")
 
         # ----------------------------------------------------------------------- wiring
@@ -331,15 +350,15 @@ def build_demo(service: Service) -> gr.Blocks:
         mode.change(on_mode, mode, [camera_group, novel_group, mode_text], **PRIVATE)
         table_outputs = [plot, trajectory_json, editor_error]
         preset.change(on_preset, preset, [keyframes, easing, *table_outputs], **PRIVATE)
-        keyframes.input(on_table, [keyframes, easing], table_outputs, **PRIVATE)
-        easing.input(on_table, [keyframes, easing], table_outputs, **PRIVATE)
+        keyframes.input(table_edited, [keyframes, easing], table_outputs, **PRIVATE)
+        easing.input(table_edited, [keyframes, easing], table_outputs, **PRIVATE)
         add.click(editor.add_keyframe, keyframes, keyframes, **PRIVATE).then(
-            on_table, [keyframes, easing], table_outputs, **PRIVATE
+            table_edited, [keyframes, easing], table_outputs, **PRIVATE
         )
         remove.click(editor.remove_keyframe, keyframes, keyframes, **PRIVATE).then(
-            on_table, [keyframes, easing], table_outputs, **PRIVATE
+            table_edited, [keyframes, easing], table_outputs, **PRIVATE
         )
-        load.upload(on_load, load, [keyframes, easing, plot, trajectory_json], **PRIVATE)
+        load.upload(path_loaded, load, [keyframes, easing, plot, trajectory_json], **PRIVATE)
         save.click(on_save, trajectory_json, saved, **PRIVATE)
         for control in (frames, size, steps, guidance):
             control.change(on_estimate, [frames, size, steps, guidance], estimate, **PRIVATE)

@@ -5,6 +5,7 @@ loaded once and only read)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import tempfile
@@ -25,6 +26,8 @@ from ..io.video import mux_audio
 from ..pose import head_yaw_pitch_roll, view_of_camera
 from ..preview import draw_face_mesh
 from ..render import normals_to_rgb
+
+log = logging.getLogger(__name__)
 
 # A request's folder is made when its outputs are written and is needed only until Gradio has
 # copied them into its own cache (before the response is sent): folders older than this are
@@ -75,16 +78,24 @@ class Service:
 
     # ------------------------------------------------------------------------- requests
     def request_dir(self) -> Path:
-        """A fresh folder for one request's outputs; old ones are swept here."""
+        """A fresh folder for one request's outputs; old ones are swept here: those where
+        nothing (the folder or a file in it) has changed for the TTL. The folder's own time
+        alone would not do: it stops changing once a file is created, while that file may
+        still be written for longer than the TTL."""
         now = time.time()
         for old in self.output_root.glob("req-*"):
-            if now - old.stat().st_mtime > self.output_ttl_s:
+            if now - last_change(old) > self.output_ttl_s:
                 shutil.rmtree(old, ignore_errors=True)
         return Path(tempfile.mkdtemp(prefix="req-", dir=self.output_root))
 
     def cancel_event(self, session: str) -> threading.Event:
+        """The session's one cancel flag, made on first use (check-then-create: the lock makes
+        two first calls of one session share the same flag)."""
         with self._lock:
-            return self._cancel.setdefault(session, threading.Event())
+            event = self._cancel.get(session)
+            if event is None:
+                event = self._cancel[session] = threading.Event()
+            return event
 
     def track_photo(self, path: str | None):
         """(overlay image, message) for an uploaded portrait."""
@@ -199,8 +210,10 @@ class Service:
 
         def on_step(pipe, step, timestep, tensors):
             if cancel.is_set():
+                log.info("generation cancelled after step %d of %d", step + 1, steps)
                 raise GenerationCancelled("Generation cancelled.")
             if time.monotonic() - started > self.max_generation_s:
+                log.warning("generation stopped after step %d of %d: time budget", step + 1, steps)
                 raise GenerationCancelled(
                     f"Generation stopped: it ran past its time budget of "
                     f"{self.max_generation_s:.0f} s. Try fewer frames or steps."
@@ -237,6 +250,17 @@ class Service:
             cond.fps,
         )
         return {"video": video, "side_by_side": strip, "conditioning": cond}
+
+
+def last_change(folder: Path) -> float:
+    """The newest modification time of a folder and the files directly in it (0 if gone)."""
+    times = []
+    for path in (folder, *folder.glob("*")):
+        try:
+            times.append(path.stat().st_mtime)
+        except OSError:  # removed meanwhile
+            pass
+    return max(times, default=0.0)
 
 
 # ------------------------------------------------------------------------------ pictures
