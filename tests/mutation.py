@@ -68,10 +68,11 @@ TARGETS = {
 
 
 def _copy_tree(destination: Path, rev: str | None) -> None:
-    """A clean copy of the tracked files (of ``rev``, or of the working tree)."""
-    if destination.exists():
-        shutil.rmtree(destination)
-    destination.mkdir(parents=True)
+    """A copy of the tracked files (of ``rev``, or of the working tree). An existing copy is
+    updated in place, so mutmut keeps its verdicts for the functions that did not change."""
+    if rev and (destination / "mutants").is_dir():
+        return  # a revision does not change: resume the run
+    destination.mkdir(parents=True, exist_ok=True)
     if rev:
         archive = subprocess.run(
             ["git", "archive", rev], cwd=ROOT, check=True, capture_output=True
@@ -90,9 +91,10 @@ def _copy_tree(destination: Path, rev: str | None) -> None:
                 target = destination / name.decode()
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, target)
-    media = ROOT / ".cache" / "test-media"
-    (destination / ".cache").mkdir(exist_ok=True)
-    (destination / ".cache" / "test-media").symlink_to(media)
+    link = destination / ".cache" / "test-media"
+    link.parent.mkdir(exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(ROOT / ".cache" / "test-media")
 
 
 def _configure(destination: Path, module: str, tests: list[str]) -> None:
@@ -114,7 +116,9 @@ def _configure(destination: Path, module: str, tests: list[str]) -> None:
         ]
     )
     pyproject = destination / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text() + config)
+    text = pyproject.read_text()
+    text = text[: text.index("\n[tool.mutmut]")] if "\n[tool.mutmut]" in text else text
+    pyproject.write_text(text + config)
 
 
 def _results(destination: Path, mutmut: str, patterns: list[str]) -> dict[str, str]:
@@ -171,7 +175,7 @@ def run_target(name: str, rev: str | None, children: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", choices=[*TARGETS, "all"])
+    parser.add_argument("target", nargs="+", choices=[*TARGETS, "all"])
     parser.add_argument("--rev", help="a git revision to test instead of the working tree")
     parser.add_argument("--children", type=int, default=2, help="mutants run at once")
     parser.add_argument("--json", type=Path, help="also write the summaries here")
@@ -179,7 +183,7 @@ def main() -> int:
     if shutil.which("mutmut", path=str(Path(sys.executable).parent)) is None:
         print("mutmut is not installed: .venv/bin/pip install mutmut==3.8.1", file=sys.stderr)
         return 2
-    names = list(TARGETS) if args.target == "all" else [args.target]
+    names = list(TARGETS) if "all" in args.target else args.target
     summaries = [run_target(name, args.rev, args.children) for name in names]
     if args.json:
         args.json.write_text(json.dumps(summaries, indent=2) + "\n")
