@@ -103,6 +103,35 @@ def test_identity_drift_measures_a_known_change_of_face_shape():
     np.testing.assert_allclose(metrics.identity_drift(frames), expected, rtol=1e-6, atol=1e-9)
 
 
+def test_identity_drift_is_relative_to_the_first_frames_eyes_in_any_unit():
+    """The drift is a fraction of the FIRST frame's eye distance (a later frame twice as large
+    changes nothing), whatever the unit of the landmarks (normalised image coordinates too)."""
+    shape = _face_shape()
+    eyes = 120.0
+    a, b = STABLE_LANDMARKS[3], STABLE_LANDMARKS[20]
+    frames = np.stack(
+        [shape, _similarity(shape, [0, 0, 0], 2.0, [40, 0, 0]), _collapse_pair(shape, a, b)]
+    )
+    pair_ab = np.linalg.norm(shape[a] - shape[b]) / (len(STABLE_LANDMARKS) * eyes)
+    expected = [0.0, 0.0, pair_ab]
+    np.testing.assert_allclose(metrics.identity_drift(frames), expected, rtol=1e-6, atol=1e-9)
+    # The same faces in units 1000 times smaller (eye distance 0.12): the same fractions.
+    np.testing.assert_allclose(
+        metrics.identity_drift(frames / 1000), expected, rtol=1e-6, atol=1e-9
+    )
+
+
+def test_rotation_angles_keep_the_shape_of_the_stack():
+    angles = np.array([[10.0, 20.0, 30.0], [40.0, 50.0, 60.0]])
+    a = (
+        Rotation.from_euler("x", angles.reshape(-1, 1), degrees=True)
+        .as_matrix()
+        .reshape(2, 3, 3, 3)
+    )
+    b = np.broadcast_to(np.eye(3), a.shape)
+    np.testing.assert_allclose(metrics.rotation_angle_deg(a, b), angles, rtol=1e-9)
+
+
 # -- PSNR and SSIM ------------------------------------------------------------------------------
 
 
@@ -119,6 +148,21 @@ def test_psnr_of_a_known_constant_offset():
     half = video.copy()
     half[:, :8] = shifted[:, :8]
     np.testing.assert_allclose(metrics.psnr(video, half), expected + 10 * np.log10(2.0), rtol=1e-12)
+
+
+def test_identical_frames_have_infinite_psnr_without_a_warning():
+    import warnings
+
+    video = np.full((2, 8, 8, 3), 7, np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a divide-by-zero warning would fail here
+        assert np.isinf(metrics.psnr(video, video)).all()
+
+
+def test_videos_of_different_lengths_are_an_error_not_a_shorter_score():
+    video = np.zeros((3, 8, 8, 3), np.uint8)
+    with pytest.raises(ValueError):
+        metrics.ssim(video, video[:2])
 
 
 def test_ssim_of_flat_images_follows_its_closed_form():
