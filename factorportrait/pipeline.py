@@ -53,6 +53,26 @@ def drop_conditions(conditions: dict, names) -> dict:
     return dropped
 
 
+def batch_from_list(name: str, value, sample_ndim: int):
+    """A batch given as a list (diffusers' convention) -> one batched tensor. Items are one
+    sample each (``sample_ndim`` dims) or batches of their own (one more leading dim); a tensor
+    passes through unchanged, as does None."""
+    if not isinstance(value, list | tuple):
+        return value
+    if not value:
+        raise ValueError(f"{name}: an empty list")
+    items = [torch.as_tensor(item) for item in value]
+    for i, item in enumerate(items[1:], 1):
+        if item.shape != items[0].shape:
+            raise ValueError(
+                f"{name}[{i}] has shape {tuple(item.shape)}, {name}[0] has "
+                f"{tuple(items[0].shape)}: a batch's samples must have one shape"
+            )
+    if items[0].ndim == sample_ndim:
+        return torch.stack(items)
+    return torch.cat(items)
+
+
 @dataclass
 class FactorPortraitPipelineOutput(BaseOutput):
     frames: np.ndarray | torch.Tensor  # (B, F, H, W, 3) in [0, 1] for "np"; latents for "latent"
@@ -83,6 +103,33 @@ class FactorPortraitPipeline(DiffusionPipeline):
     @property
     def untrained(self) -> bool:
         return self.transformer.is_untrained
+
+    # The sampling state, as diffusers pipelines expose it to callbacks. Guidance lives in
+    # ``_guidance_scale`` and is read at every step: a callback may change it mid-run (a CFG
+    # cutoff sets it to 1, or 0 as diffusers' own cutoff callbacks do, to stop guidance).
+    @property
+    def guidance_scale(self) -> float:
+        return getattr(self, "_guidance_scale", 1.0)
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self.guidance_scale > 1.0 and len(getattr(self, "_guidance_conditions", ())) > 0
+
+    @property
+    def num_timesteps(self) -> int:
+        return getattr(self, "_num_timesteps", 0)
+
+    @property
+    def current_timestep(self):
+        return getattr(self, "_current_timestep", None)
+
+    @property
+    def interrupt(self) -> bool:
+        return getattr(self, "_interrupt", False)
+
+    @property
+    def attention_kwargs(self) -> dict | None:
+        return getattr(self, "_attention_kwargs", None)
 
     # ------------------------------------------------------------------------------- inputs
     @staticmethod
@@ -176,10 +223,10 @@ class FactorPortraitPipeline(DiffusionPipeline):
         self,
         conditioning=None,
         *,
-        reference: torch.Tensor | None = None,
-        normals: torch.Tensor | None = None,
-        rays: torch.Tensor | None = None,
-        expression: torch.Tensor | None = None,
+        reference: torch.Tensor | list[torch.Tensor] | None = None,
+        normals: torch.Tensor | list[torch.Tensor] | None = None,
+        rays: torch.Tensor | list[torch.Tensor] | None = None,
+        expression: torch.Tensor | list[torch.Tensor] | None = None,
         condition_latents: dict[str, torch.Tensor] | None = None,
         prompt_embeds: torch.Tensor | None = None,
         num_inference_steps: int = 30,
@@ -189,12 +236,20 @@ class FactorPortraitPipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
         output_type: str = "np",
         return_dict: bool = True,
+        attention_kwargs: dict | None = None,
         callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> FactorPortraitPipelineOutput | tuple:
-        """Generate a video. Either ``conditioning`` (a Conditioning from the preview core) or
-        the tensors: reference (B,3,H,W) in [-1,1], normals (B,3,F,H,W) in [-1,1], rays
-        (B,F,6,H,W), expression (B,F,...) as the expression encoder takes it."""
+        """Generate a video. Either ``conditioning`` (a Conditioning from the preview core, or a
+        list of them for a batch) or the tensors: reference (B,3,H,W) in [-1,1], normals
+        (B,3,F,H,W) in [-1,1], rays (B,F,6,H,W), expression (B,F,...) as the expression encoder
+        takes it. Each may also be a list with one sample per item (without the batch dim, or
+        with a batch dim of its own), as diffusers pipelines take batches; ``generator`` may be
+        a list with one generator per sample, so that a sample's video does not depend on the
+        batch it is in. ``attention_kwargs`` go to the transformer ({"scale": s} scales LoRA
+        adapters). Callbacks may read ``num_timesteps``, ``guidance_scale``,
+        ``current_timestep``, ``interrupt`` and ``attention_kwargs``, and may set
+        ``_guidance_scale`` (guidance is decided at every step) or ``_interrupt``."""
         if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         device = self._execution_device
@@ -218,13 +273,24 @@ class FactorPortraitPipeline(DiffusionPipeline):
             )
             batch, _, t_lat, h_lat, w_lat = ray_latents.shape
         else:
-            if conditioning is not None:
-                tensors = self.tensors_from_conditioning(
-                    conditioning, self.expression_encoder.config.code_type
+            code_type = self.expression_encoder.config.code_type
+            if isinstance(conditioning, list | tuple):
+                if not conditioning:
+                    raise ValueError("conditioning: an empty list")
+                per_sample = [self.tensors_from_conditioning(c, code_type) for c in conditioning]
+                reference, normals, rays, expression = (
+                    [tensors[k] for tensors in per_sample]
+                    for k in ("reference", "normals", "rays", "expression")
                 )
+            elif conditioning is not None:
+                tensors = self.tensors_from_conditioning(conditioning, code_type)
                 reference, normals, rays, expression = (
                     tensors[k] for k in ("reference", "normals", "rays", "expression")
                 )
+            reference = batch_from_list("reference", reference, 3)
+            normals = batch_from_list("normals", normals, 4)
+            rays = batch_from_list("rays", rays, 4)
+            expression = batch_from_list("expression", expression, 4 if code_type == "image" else 2)
             self.check_inputs(
                 reference,
                 normals,
@@ -250,6 +316,11 @@ class FactorPortraitPipeline(DiffusionPipeline):
         unknown = set(guidance_conditions) - set(DROPPABLE)
         if unknown:
             raise ValueError(f"guidance_conditions: unknown {sorted(unknown)}")
+        if isinstance(generator, list) and len(generator) != batch:
+            raise ValueError(
+                f"generator: a list of {len(generator)} generators for a batch of {batch} "
+                "(give one generator per sample, or a single generator)"
+            )
         if prompt_embeds is None:
             prompt_embeds = self.transformer.prompt_embeds.expand(batch, -1, -1)
         prompt_embeds = prompt_embeds.to(device=device, dtype=dtype)
@@ -261,7 +332,11 @@ class FactorPortraitPipeline(DiffusionPipeline):
             raise ValueError(f"latents must be {shape}, got {tuple(latents.shape)}")
         latents = latents.to(device=device, dtype=torch.float32)
 
-        do_guidance = guidance_scale > 1.0 and len(guidance_conditions) > 0
+        self._guidance_scale = guidance_scale
+        self._guidance_conditions = tuple(guidance_conditions)
+        self._attention_kwargs = attention_kwargs
+        self._current_timestep = None
+        self._interrupt = False
         conditions = {
             "reference_latents": reference_latents,
             "ray_latents": ray_latents,
@@ -269,34 +344,37 @@ class FactorPortraitPipeline(DiffusionPipeline):
             "expression_codes": expression_codes,
             "encoder_hidden_states": prompt_embeds,
         }
-        if do_guidance:  # batch the unconditional pass with the conditional one
-            unconditional = drop_conditions(conditions, guidance_conditions)
-            conditions = {
-                key: None if value is None else torch.cat([value, unconditional[key]])
-                for key, value in conditions.items()
-            }
+        guided_conditions = None  # the conditional and unconditional passes in one batch
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
-        self._interrupt = False
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
-                if self._interrupt:
+                if self.interrupt:
                     break
                 self._current_timestep = t
+                # Decided at every step: a callback may have changed _guidance_scale.
+                do_guidance = self.do_classifier_free_guidance
+                if do_guidance and guided_conditions is None:
+                    unconditional = drop_conditions(conditions, self._guidance_conditions)
+                    guided_conditions = {
+                        key: None if value is None else torch.cat([value, unconditional[key]])
+                        for key, value in conditions.items()
+                    }
                 model_input = torch.cat([latents, latents]) if do_guidance else latents
                 # One cache context: diffusers' cache hooks (first-block, PAB, ...) key on it.
                 with self.transformer.cache_context("conditional_and_unconditional"):
                     prediction = self.transformer(
                         model_input.to(dtype),
                         t.expand(model_input.shape[0]),
+                        attention_kwargs=self.attention_kwargs,
                         return_dict=False,
-                        **conditions,
+                        **(guided_conditions if do_guidance else conditions),
                     )[0].float()
                 if do_guidance:
                     conditional, unconditional = prediction.chunk(2)
-                    prediction = unconditional + guidance_scale * (conditional - unconditional)
+                    prediction = unconditional + self.guidance_scale * (conditional - unconditional)
                 latents = self.scheduler.step(prediction, t, latents, return_dict=False)[0]
                 if callback_on_step_end is not None:
                     step_locals = locals()  # (a comprehension would see its own scope)
@@ -317,11 +395,3 @@ class FactorPortraitPipeline(DiffusionPipeline):
         if not return_dict:
             return (video, self.untrained)
         return FactorPortraitPipelineOutput(frames=video, untrained=self.untrained)
-
-    @property
-    def current_timestep(self):
-        return getattr(self, "_current_timestep", None)
-
-    @property
-    def interrupt(self) -> bool:
-        return self._interrupt

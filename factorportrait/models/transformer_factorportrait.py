@@ -34,6 +34,7 @@ from diffusers.models.transformers.transformer_wan import (
     WanTimeTextImageEmbedding,
     WanTransformerBlock,
 )
+from diffusers.utils import apply_lora_scale
 from torch import nn
 
 LATENT_CHANNELS = 16
@@ -194,6 +195,7 @@ class FactorPortraitTransformer3DModel(
     def is_untrained(self) -> bool:
         return self.config.training_status != "trained"
 
+    @apply_lora_scale("attention_kwargs")  # {"scale": s} scales LoRA adapters, as in Wan
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -212,6 +214,7 @@ class FactorPortraitTransformer3DModel(
         normal_latents: (B, 16, T, h, w), required unless use_normals is False
         expression_codes: (B, T, expression_code_dim) or None (plain Wan modulation)
         encoder_hidden_states: (B, L, text_dim); default: the stored prompt embedding
+        attention_kwargs: {"scale": s} scales LoRA adapters by s (PEFT backend)
         """
         batch, _, frames, height, width = hidden_states.shape
         p_t, p_h, p_w = self.config.patch_size
