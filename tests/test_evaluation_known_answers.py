@@ -159,6 +159,15 @@ def test_identical_frames_have_infinite_psnr_without_a_warning():
         assert np.isinf(metrics.psnr(video, video)).all()
 
 
+def test_ssim_reads_frames_on_the_8_bit_scale_whatever_their_dtype():
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
+    np.testing.assert_allclose(
+        metrics.ssim(a.astype(np.float64), b.astype(np.float64)), metrics.ssim(a, b), rtol=1e-9
+    )
+
+
 def test_videos_of_different_lengths_are_an_error_not_a_shorter_score():
     video = np.zeros((3, 8, 8, 3), np.uint8)
     with pytest.raises(ValueError):
