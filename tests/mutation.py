@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -145,9 +146,13 @@ def run_target(name: str, rev: str | None, children: int) -> dict:
     _copy_tree(destination, rev)
     _configure(destination, module, tests)
     mutmut = str(Path(sys.executable).with_name("mutmut"))
+    # mutmut forks a worker per mutant from a process that already ran torch: a thread pool
+    # (OpenMP) used before fork() deadlocks the child, so the tests run single-threaded.
+    threads = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     subprocess.run(
         [mutmut, "run", "--max-children", str(children), *patterns],
         cwd=destination,
+        env={**os.environ, **threads},
         stdout=subprocess.DEVNULL,
         check=False,
     )
