@@ -344,8 +344,39 @@ class FactorPortraitPipeline(DiffusionPipeline):
             "expression_codes": expression_codes,
             "encoder_hidden_states": prompt_embeds,
         }
-        guided_conditions = None  # the conditional and unconditional passes in one batch
+        latents = self._denoise(
+            latents,
+            conditions,
+            num_inference_steps,
+            dtype,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+        )
+        self._current_timestep = None
+        if output_type == "latent":
+            video = latents
+        else:
+            decoded = self.decode_latents(latents)
+            video = self.video_processor.postprocess_video(decoded, output_type=output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (video, self.untrained)
+        return FactorPortraitPipelineOutput(frames=video, untrained=self.untrained)
 
+    def _denoise(
+        self,
+        latents: torch.Tensor,
+        conditions: dict,
+        num_inference_steps: int,
+        dtype: torch.dtype,
+        callback_on_step_end,
+        callback_on_step_end_tensor_inputs: Sequence[str],
+    ) -> torch.Tensor:
+        """The sampling loop: transformer, guidance, scheduler step and callbacks, from noise
+        to clean latents. Kept out of the decorated ``__call__`` so it is a unit of its own
+        (mutation testing, TESTING.md, skips decorated functions)."""
+        device = latents.device
+        guided_conditions = None  # the conditional and unconditional passes in one batch
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
@@ -385,13 +416,4 @@ class FactorPortraitPipeline(DiffusionPipeline):
                     latents = outputs.pop("latents", latents)
                 progress_bar.update()
 
-        self._current_timestep = None
-        if output_type == "latent":
-            video = latents
-        else:
-            decoded = self.decode_latents(latents)
-            video = self.video_processor.postprocess_video(decoded, output_type=output_type)
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return (video, self.untrained)
-        return FactorPortraitPipelineOutput(frames=video, untrained=self.untrained)
+        return latents

@@ -3,6 +3,7 @@
     .venv/bin/pip install mutmut==3.8.1
     .venv/bin/python tests/mutation.py metrics               # one target, this working tree
     .venv/bin/python tests/mutation.py all --rev a6d5c6d     # every target, at a past commit
+    .venv/bin/python tests/mutation.py pipeline --tests-from a6d5c6d   # this code, older tests
 
 mutmut (a well-kept tool; we only choose what it mutates and which tests it runs) changes one
 small thing at a time in a copy of the code -- a `+` for a `-`, a constant, a dropped argument --
@@ -50,7 +51,7 @@ TARGETS = {
         "factorportrait/pipeline.py",
         [
             "factorportrait.pipeline.x_drop_conditions__*",
-            "factorportrait.pipeline.xǁFactorPortraitPipelineǁ__call____*",
+            "factorportrait.pipeline.xǁFactorPortraitPipelineǁ_denoise__*",
         ],
         ["tests/test_pipeline*.py", "tests/test_objective.py"],
     ),
@@ -140,10 +141,23 @@ def _results(destination: Path, mutmut: str, patterns: list[str]) -> dict[str, s
     return results
 
 
-def run_target(name: str, rev: str | None, children: int) -> dict:
+def _use_tests_from(destination: Path, rev: str) -> None:
+    """Replace the copy's tests with those of ``rev``: the same code under older tests."""
+    shutil.rmtree(destination / "tests")
+    archive = subprocess.run(
+        ["git", "archive", rev, "tests"], cwd=ROOT, check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(destination)], input=archive, check=True)
+
+
+def run_target(name: str, rev: str | None, children: int, tests_from: str | None = None) -> dict:
     module, patterns, tests = TARGETS[name]
-    destination = WORK / (f"{name}-{rev}" if rev else name)
+    label = f"-{rev}" if rev else ""
+    label += f"-tests-{tests_from}" if tests_from else ""
+    destination = WORK / f"{name}{label}"
     _copy_tree(destination, rev)
+    if tests_from:
+        _use_tests_from(destination, tests_from)
     _configure(destination, module, tests)
     mutmut = str(Path(sys.executable).with_name("mutmut"))
     # mutmut forks a worker per mutant from a process that already ran torch: a thread pool
@@ -163,7 +177,7 @@ def run_target(name: str, rev: str | None, children: int) -> dict:
     survivors = sorted(n for n, s in results.items() if s in ("survived", "no tests"))
     summary = {
         "target": name,
-        "rev": rev or "working tree",
+        "rev": (rev or "working tree") + (f", tests of {tests_from}" if tests_from else ""),
         "killed": counts.get("killed", 0) + counts.get("timeout", 0),
         "total": sum(counts.values()),
         "counts": counts,
@@ -182,6 +196,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("target", nargs="+", choices=[*TARGETS, "all"])
     parser.add_argument("--rev", help="a git revision to test instead of the working tree")
+    parser.add_argument(
+        "--tests-from", help="run the tests of this git revision (the 'before' score of a tree)"
+    )
     parser.add_argument("--children", type=int, default=2, help="mutants run at once")
     parser.add_argument("--json", type=Path, help="also write the summaries here")
     args = parser.parse_args()
@@ -189,7 +206,7 @@ def main() -> int:
         print("mutmut is not installed: .venv/bin/pip install mutmut==3.8.1", file=sys.stderr)
         return 2
     names = list(TARGETS) if "all" in args.target else args.target
-    summaries = [run_target(name, args.rev, args.children) for name in names]
+    summaries = [run_target(name, args.rev, args.children, args.tests_from) for name in names]
     if args.json:
         args.json.write_text(json.dumps(summaries, indent=2) + "\n")
     return 0
