@@ -351,3 +351,27 @@ def test_attention_kwargs_reach_the_transformer_and_scale_lora(pipeline):
     torch.testing.assert_close(off, base, rtol=0, atol=1e-6)
     assert seen[-1] == {"scale": 0.0}
     np.testing.assert_equal(pipe.attention_kwargs, {"scale": 0.0})
+
+
+def test_a_sample_under_guidance_is_the_same_alone_or_in_a_batch_of_three(pipeline):
+    """Guidance batches the unconditional pass behind the conditional one: with three samples
+    the halves must still be split per pass, not per sample."""
+    samples = [_sample(seed) for seed in (4, 5, 6)]
+    batch = _call(
+        pipeline, _listed(samples), [_generator(20 + i) for i in range(3)], guidance_scale=3.0
+    )
+    for i, sample in enumerate(samples):
+        alone = _call(pipeline, _batched([sample]), _generator(20 + i), guidance_scale=3.0)
+        assert (batch[i] - alone[0]).abs().max() < BATCH_TOLERANCE, i
+
+
+def test_a_bfloat16_transformer_samples_in_its_own_dtype():
+    """The latents reach the transformer in its dtype (bf16 here), and the video stays close to
+    the float32 one."""
+    sample = _batched([_sample(7)])
+    full = _call(tiny_pipeline(seed=0), sample, _generator(0))
+    pipe = tiny_pipeline(seed=0)
+    pipe.transformer.to(torch.bfloat16)
+    half = _call(pipe, sample, _generator(0))
+    assert half.dtype == torch.float32 and torch.isfinite(half).all()
+    assert (half - full).abs().mean() < 0.02
