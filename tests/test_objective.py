@@ -95,16 +95,16 @@ def test_objective_feeds_the_interpolated_latents_and_scores_the_velocity():
     transformer = RecordingTransformer(prediction=1.0)
     objective = FlowMatchingObjective(transformer, IdentityEncoder())
     batch = _batch()
-    noise = torch.full_like(batch["target_latents"], -1.0)
+    noise = torch.full_like(batch["target_latents"], -2.0)
     sigma = torch.tensor([0.25, 0.75])
     loss = objective(batch, noise, sigma, keep={})
     noisy, timestep, conditions = transformer.calls[0]
-    # x_t = (1 - s) x0 + s e with x0 = 2, e = -1: 1.25 at s = 1/4, -0.25 at s = 3/4.
-    assert torch.allclose(noisy[0], torch.full_like(noisy[0], 1.25))
-    assert torch.allclose(noisy[1], torch.full_like(noisy[1], -0.25))
+    # x_t = (1 - s) x0 + s e with x0 = 2, e = -2: 1.0 at s = 1/4, -1.0 at s = 3/4.
+    assert torch.allclose(noisy[0], torch.full_like(noisy[0], 1.0))
+    assert torch.allclose(noisy[1], torch.full_like(noisy[1], -1.0))
     assert torch.allclose(timestep, torch.tensor([250.0, 750.0]))
-    # Target e - x0 = -3, prediction 1: squared error 16 everywhere.
-    assert loss.item() == pytest.approx(16.0)
+    # Target e - x0 = -4, prediction 1: squared error 25 everywhere.
+    assert loss.item() == pytest.approx(25.0)
     assert torch.equal(conditions["reference_latents"], batch["reference_latents"])
     assert torch.equal(conditions["ray_latents"], batch["ray_latents"])
     assert torch.equal(conditions["normal_latents"], batch["normal_latents"])
@@ -244,3 +244,33 @@ def test_image_codes_prefer_cached_features_then_crops():
     # Crops (B, F, H, W, 3) uint8 -> (B, F, 3, H, W) floats in [0, 1].
     assert pooled is False and seen.shape == (1, 5, 3, 8, 8)
     assert torch.equal(seen, torch.ones(1, 5, 3, 8, 8))
+
+
+def test_the_transformer_gets_its_inputs_in_its_own_dtype():
+    transformer = RecordingTransformer()
+    transformer.patch_embedding.to(torch.bfloat16)
+    objective = FlowMatchingObjective(transformer, IdentityEncoder())
+    batch = _batch()
+    loss = objective(batch, torch.zeros_like(batch["target_latents"]), torch.tensor([0.5, 0.5]), {})
+    noisy, _, conditions = transformer.calls[0]
+    assert noisy.dtype == torch.bfloat16
+    for key in ("reference_latents", "ray_latents", "normal_latents", "expression_codes"):
+        assert conditions[key].dtype == torch.bfloat16, key
+    assert loss.dtype == torch.float32  # the loss itself is taken in float32
+
+
+def test_training_loss_is_reproducible_from_its_generator():
+    class NoisePredictor(RecordingTransformer):
+        def forward(self, hidden_states, timestep, **conditions):
+            return SimpleNamespace(sample=hidden_states * 0.5)
+
+    objective = FlowMatchingObjective(NoisePredictor(), IdentityEncoder())
+    batch = _batch()
+    batch["target_latents"] = torch.randn(2, 2, 2, 2, 2, generator=torch.Generator().manual_seed(9))
+    config = TrainConfig()
+
+    def loss(seed):
+        return training_loss(objective, batch, config, torch.Generator().manual_seed(seed)).item()
+
+    assert loss(5) == loss(5)
+    assert loss(5) != loss(6)
