@@ -182,3 +182,39 @@ def test_settings_are_validated():
         ConditioningSettings(frames=48).validated()
     with pytest.raises(InputError, match="pose strength"):
         ConditioningSettings(pose_strength=5).validated()
+
+
+def _decoded(times):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        times=np.asarray(times, float),
+        duration=times[-1],
+        declared_fps=None,
+        rotation=0,
+        has_audio=False,
+    )
+
+
+def test_output_frames_follow_the_clip_in_time():
+    from factorportrait.conditioning import _output_frames
+
+    settings = ConditioningSettings(fps=16)
+    # 49 frames at 16 fps end exactly at 3 s: all 49 are available (4k+1 already).
+    report = {"warnings": []}
+    frames, picks = _output_frames(_decoded(np.arange(49) / 16), settings, report)
+    assert frames == 49 and np.array_equal(picks, np.arange(49)) and not report["warnings"]
+    # A 30 fps clip of 1 s read at 16 fps: 17 output frames, each the nearest decoded one.
+    frames, picks = _output_frames(_decoded(np.arange(31) / 30), settings, report)
+    assert frames == 17
+    # Nearest in time; a tie (0.25 s lies between frames 7 and 8) goes to the earlier frame.
+    assert np.array_equal(picks, np.ceil(np.arange(17) * 30 / 16 - 0.5).astype(int))
+    # 22 frames trim to 21 (4k+1); asking for more than the clip holds repeats its last frame.
+    frames, _ = _output_frames(_decoded(np.arange(22) / 16), settings, report)
+    assert frames == 21
+    asked = ConditioningSettings(fps=16, frames=25)
+    frames, picks = _output_frames(_decoded(np.arange(20) / 16), asked, report)
+    assert frames == 25 and np.array_equal(picks[19:], [19] * 6)
+    assert report["warnings"] == [
+        "driving video gives 20 frames at 16 fps: the last is held for the remaining 5"
+    ]
