@@ -204,6 +204,13 @@ def test_output_frames_follow_the_clip_in_time():
     report = {"warnings": []}
     frames, picks = _output_frames(_decoded(np.arange(49) / 16), settings, report)
     assert frames == 49 and np.array_equal(picks, np.arange(49)) and not report["warnings"]
+    assert report["driving"] == {
+        "decoded_frames": 49,
+        "duration_s": 3.0,
+        "declared_fps": None,
+        "rotation": 0,
+        "has_audio": False,
+    }
     # A 30 fps clip of 1 s read at 16 fps: 17 output frames, each the nearest decoded one.
     frames, picks = _output_frames(_decoded(np.arange(31) / 30), settings, report)
     assert frames == 17
