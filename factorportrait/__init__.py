@@ -1,5 +1,5 @@
 """FactorPortrait: controllable portrait animation with disentangled expression, head pose and
-viewpoint. See README.md and DESIGN.md for the architecture.
+viewpoint. See README.md for the architecture.
 
 Heavy pieces (torch, diffusers, mediapipe) load on first use, so ``import factorportrait`` and
 the CLI's ``--help`` stay fast.

@@ -1,5 +1,5 @@
 """The factorised core: from (portrait, driving clip, mode, trajectory, settings) to the
-Conditioning bundle the model consumes (DESIGN.md section 3), all on the CPU.
+Conditioning bundle the model consumes (README: Status), all on the CPU.
 
     portrait --track--> source face --> template head, portrait camera, reference crop
     driving  --track--> per-frame pose + expression (gaps filled, smoothed, resampled)
@@ -75,7 +75,7 @@ class ConditioningSettings:
 
 @dataclass
 class Conditioning:
-    """Per-frame conditions for F output frames of H x W (DESIGN.md sections 4-5)."""
+    """Per-frame conditions for F output frames of H x W (README: The model and the pipeline)."""
 
     mode: str
     fps: float

@@ -1,4 +1,4 @@
-"""Project-wide defaults and limits, in one place (DESIGN.md section 4).
+"""Project-wide defaults and limits, in one place (README: Cameras and trajectories).
 
 Every surface (CLI, Python API, web app) validates against these, so the numbers shown in the
 README and the UI are the numbers enforced.
@@ -55,7 +55,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class FaceLandmarkerModel:
-    """MediaPipe's official Face Landmarker bundle (float16, version 1), DESIGN.md section 4."""
+    """MediaPipe's official Face Landmarker bundle (float16, version 1), as README says."""
 
     url: str = (
         "https://storage.googleapis.com/mediapipe-models/face_landmarker/"

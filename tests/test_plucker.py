@@ -1,4 +1,4 @@
-"""Plücker ray maps: the conventions of DESIGN.md section 4, against an independent reference."""
+"""Plücker ray maps: the conventions in the README (Cameras and trajectories), against an independent reference."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Plücker ray maps: the viewpoint condition of the model (DESIGN.md section 4).
+"""Plücker ray maps: the viewpoint condition of the model (README: Cameras and trajectories).
 
 Per pixel, the ray through the pixel centre is encoded as six numbers ``[o x d, d]``: ``d`` the
 unit direction in world space and ``o`` the camera centre, so ``o x d`` is the ray's moment.

@@ -1,4 +1,4 @@
-"""Validated reading of user images and videos (DESIGN.md section 8).
+"""Validated reading of user images and videos (README: Limits).
 
 Images: the format is taken from the content (an allow-list), the pixel count is checked before
 decoding, Pillow's decompression-bomb warning is an error, EXIF orientation is applied and every

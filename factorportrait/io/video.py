@@ -1,5 +1,5 @@
 """Video writing through imageio-ffmpeg (its bundled ffmpeg, run with argument lists, never a
-shell). Output is H.264 yuv420p with +faststart so every browser plays it (DESIGN.md s. 4)."""
+shell). Output is H.264 yuv420p with +faststart so every browser plays it (README: Cameras and trajectories)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``train``: fine-tune a FactorPortrait pipeline on prepared samples with accelerate.
 
-Flow matching as in DESIGN.md section 6: x_t = (1 - s) x0 + s e, target e - x0, s from a
+Flow matching as in the README (Training): x_t = (1 - s) x0 + s e, target e - x0, s from a
 logit-normal with Wan's shift; conditions dropped at random (the same zeros guidance uses);
 gradient checkpointing; mixed precision; new layers only or the whole transformer; optional
 EMA; resumable (accelerate's state + the step); checkpoints in the pipeline's own

@@ -1,5 +1,5 @@
 """Self-reenactment training samples: the Conditioning bundle of a target clip built from its
-own tracking and, where the data has them, its recorded cameras (DESIGN.md section 6).
+own tracking and, where the data has them, its recorded cameras (README: Training).
 
 Inference retargets a driving video onto a portrait and flies a requested trajectory; a
 training sample instead describes the target clip as it is, so the model learns to reproduce
