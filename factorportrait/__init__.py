@@ -7,7 +7,7 @@ the CLI's ``--help`` stay fast.
 
 __version__ = "0.1.0"
 
-MODES = ("frontal-dynamic", "novel-dynamic", "camera-only", "all-dynamic")
+from .modes import MODES, Mode
 
 _LAZY = {
     "FactorPortraitPipeline": "factorportrait.pipeline",
@@ -28,4 +28,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'factorportrait' has no attribute {name!r}")
 
 
-__all__ = ["MODES", "__version__", *_LAZY]
+__all__ = ["MODES", "Mode", "__version__", *_LAZY]

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-from .camera import load_preset, plucker_rays, rays_to_rgb, trajectory_figure
 from .checkpoints import TINY_WAN_CONFIG, WAN_13B_CONFIG, WAN_KEYS
 from .io import write_video
+from .modes import Mode
+from .viewpoint import load_preset, plucker_rays, rays_to_rgb, trajectory_figure
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 EXAMPLE_PORTRAIT = ASSETS / "example_portrait.jpg"
@@ -77,7 +78,9 @@ def preview_benchmark(
     from .preview import write_preview
     from .tracking import FaceTracker
 
-    settings = ConditioningSettings(mode="all-dynamic", frames=frames, height=height, width=width)
+    settings = ConditioningSettings(
+        mode=Mode.ALL_DYNAMIC, frames=frames, height=height, width=width
+    )
     stages: dict[str, list[float]] = {}
     with FaceTracker(landmarker) as tracker, tempfile.TemporaryDirectory() as tmp:
         build_conditioning(portrait, driving, settings=settings, tracker=tracker)  # warm-up
@@ -211,9 +214,9 @@ def render_benchmark(
     frames: int, sizes: tuple[int, ...], repeats: int, landmarker: Path | None = None
 ) -> list[tuple[str, list[float]]]:
     """The normal-map rasteriser alone: the template head along the orbit preset."""
-    from .conditioning import render_head
-    from .face_model import load_canonical_face
-    from .head_mesh import build_head_template
+    from .head_pose import render_head
+    from .head_pose.canonical import load_canonical_face
+    from .head_pose.template import build_head_template
     from .tracking import resolve_face_landmarker
 
     template = build_head_template(load_canonical_face(str(resolve_face_landmarker(landmarker))))

@@ -351,8 +351,8 @@ def _add_conditioning_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings_from_args(args: argparse.Namespace):
-    from .camera import resolve_trajectory
     from .conditioning import ConditioningSettings
+    from .viewpoint import resolve_trajectory
 
     height, width = parse_size(args.size)
     settings = ConditioningSettings(
@@ -369,7 +369,7 @@ def _settings_from_args(args: argparse.Namespace):
         novel_distance=args.distance,
     ).validated()
     trajectory = resolve_trajectory(args.camera) if args.camera else None
-    if trajectory is not None and args.mode not in ("camera-only", "all-dynamic"):
+    if trajectory is not None and not settings.mode.moving_camera:
         raise InputError(
             f"--camera: mode {args.mode} keeps the camera still; use camera-only "
             "or all-dynamic to follow a trajectory"
@@ -411,8 +411,8 @@ def _native_logs_hidden(hide: bool):
 
 
 def _run_cameras(args: argparse.Namespace) -> int:
-    from .camera import resolve_trajectory
-    from .camera.export import compute_camera_outputs, write_camera_outputs
+    from .viewpoint import resolve_trajectory
+    from .viewpoint.export import compute_camera_outputs, write_camera_outputs
 
     frames = check_frame_count(args.frames)
     height, width = parse_size(args.size)
@@ -598,7 +598,7 @@ def _run_preview(args: argparse.Namespace) -> int:
 
 
 def _run_presets(args: argparse.Namespace) -> int:
-    from .camera import load_presets
+    from .viewpoint import load_presets
 
     presets = load_presets()
     width = max(map(len, presets))

@@ -19,11 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .camera import Trajectory, rays_to_rgb
-from .camera.export import CAMERA_PATH_FORMAT, CONVENTIONS
 from .conditioning import Conditioning
+from .head_pose.rasterizer import normals_to_rgb
 from .io import staged_output_dir, write_json, write_video
-from .render import normals_to_rgb
+from .viewpoint import Trajectory, rays_to_rgb
+from .viewpoint.export import CAMERA_PATH_FORMAT, CONVENTIONS
 
 PREVIEW_FILES = (
     "normals.mp4",

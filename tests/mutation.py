@@ -39,11 +39,11 @@ TARGETS = {
         ["tests/test_evaluation*.py"],
     ),
     "conditioning": (
-        "factorportrait/conditioning.py",
+        "factorportrait/conditioning/build.py",
         [
-            "factorportrait.conditioning.x__output_frames__*",
-            "factorportrait.conditioning.x__camera_path__*",
-            "factorportrait.conditioning.x_build_conditioning__*",
+            "factorportrait.conditioning.build.x__output_frames__*",
+            "factorportrait.conditioning.build.x__camera_path__*",
+            "factorportrait.conditioning.build.x_build_conditioning__*",
         ],
         ["tests/test_conditioning*.py"],
     ),

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from conftest import wait_for
 
-from factorportrait.camera import Trajectory, TrajectoryError, load_preset, load_presets
 from factorportrait.checkpoints import tiny_pipeline
 from factorportrait.conditioning import ConditioningSettings
 from factorportrait.config import VIDEO
@@ -26,6 +25,7 @@ from factorportrait.io.video import mux_audio
 from factorportrait.ui import editor
 from factorportrait.ui.blocks import path_loaded, path_saved, preset_chosen, table_edited
 from factorportrait.ui.service import Service, estimate, guardrails, side_by_side, zerogpu_duration
+from factorportrait.viewpoint import Trajectory, TrajectoryError, load_preset, load_presets
 
 
 def test_editor_table_round_trip_and_errors():

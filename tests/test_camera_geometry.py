@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from factorportrait.camera import intrinsics_from_fov, invert_rigid, orbit_c2w
+from factorportrait.viewpoint import intrinsics_from_fov, invert_rigid, orbit_c2w
 
 
 def test_intrinsics_principal_point_and_focal():

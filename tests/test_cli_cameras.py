@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from factorportrait.camera import load_preset, orbit_c2w, preset_names
 from factorportrait.cli import build_parser, main
+from factorportrait.viewpoint import load_preset, orbit_c2w, preset_names
 
 OUTPUTS = {"trajectory.json", "rays.mp4", "trajectory.html"}
 

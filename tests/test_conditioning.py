@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from factorportrait.camera import load_preset
 from factorportrait.conditioning import ConditioningSettings, build_conditioning
 from factorportrait.errors import InputError
+from factorportrait.head_pose import head_yaw_pitch_roll
 from factorportrait.io.media import read_video
-from factorportrait.pose import head_yaw_pitch_roll, view_of_camera
+from factorportrait.viewpoint import load_preset
+from factorportrait.viewpoint.paths import view_of_camera
 
 SIZE = 128
 
@@ -197,7 +198,7 @@ def _decoded(times):
 
 
 def test_output_frames_follow_the_clip_in_time():
-    from factorportrait.conditioning import _output_frames
+    from factorportrait.conditioning.build import _output_frames
 
     settings = ConditioningSettings(fps=16)
     # 49 frames at 16 fps end exactly at 3 s: all 49 are available (4k+1 already).

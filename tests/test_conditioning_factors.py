@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from factorportrait.camera import load_preset
 from factorportrait.conditioning import ConditioningSettings, build_conditioning
 from factorportrait.expression import aligned_crops, landmarks_in_crops
 from factorportrait.io.media import VideoFrames, read_image, read_video
 from factorportrait.tracking import assemble_clip, smooth_clip
+from factorportrait.viewpoint import load_preset
 
 SIZE = 64
 FPS = 4.0

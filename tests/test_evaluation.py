@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from factorportrait.camera import intrinsics_from_fov, orbit_c2w
 from factorportrait.cli import main
 from factorportrait.errors import InputError
 from factorportrait.evaluation import metrics
 from factorportrait.evaluation.harness import evaluate, find_samples
 from factorportrait.io import write_video
 from factorportrait.io.media import read_image, read_video
+from factorportrait.viewpoint import intrinsics_from_fov, orbit_c2w
 
 ANGLES = np.array([0.0, 4.0, 8.0, 12.0, 16.0, 12.0, 8.0, 4.0, 0.0])
 SLIDE = np.array([0.0, 1.5, 3.0, 4.5, 6.0, 4.5, 3.0, 1.5, -1.5])  # cm

@@ -17,7 +17,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from factorportrait.evaluation import harness, metrics
-from factorportrait.head_mesh import STABLE_LANDMARKS
+from factorportrait.head_pose.template import STABLE_LANDMARKS
 from factorportrait.io import write_video
 from factorportrait.tracking import FaceObservation, landmark_jitter
 

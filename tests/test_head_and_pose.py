@@ -5,16 +5,13 @@ import pytest
 import trimesh
 from scipy.spatial.transform import Rotation
 
-from factorportrait.camera import Trajectory, invert_rigid, load_preset, orbit_c2w
-from factorportrait.face_model import load_canonical_face
-from factorportrait.head_mesh import build_head_template, fit_proportions
+from factorportrait.framing import estimate_portrait_camera
+from factorportrait.head_pose.canonical import load_canonical_face
+from factorportrait.head_pose.retarget import retarget_head_poses
+from factorportrait.head_pose.template import build_head_template, fit_proportions
 from factorportrait.io.media import read_image
-from factorportrait.pose import (
-    camera_path,
-    estimate_portrait_camera,
-    retarget_head_poses,
-    view_of_camera,
-)
+from factorportrait.viewpoint import Trajectory, invert_rigid, load_preset, orbit_c2w
+from factorportrait.viewpoint.paths import camera_path, view_of_camera
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +40,7 @@ def test_template_head_is_a_closed_looking_head(canonical):
     np.testing.assert_allclose(np.linalg.norm(head.head_normals, axis=1), 1, atol=1e-6)
     # Nothing of the skull pokes through the face: seen from the front the face is in front.
     skull = head.head_vertices[468:]
-    from factorportrait.head_mesh import _face_depth_at
+    from factorportrait.head_pose.template import _face_depth_at
 
     covered, face_z = _face_depth_at(
         skull[:, :2], trimesh.Trimesh(canonical.vertices, canonical.faces)

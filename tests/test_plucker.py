@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from factorportrait.camera import intrinsics_from_fov, orbit_c2w, plucker_rays
 from factorportrait.errors import InputError
+from factorportrait.viewpoint import intrinsics_from_fov, orbit_c2w, plucker_rays
 
 H, W = 12, 16
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from factorportrait.camera import (
+from factorportrait.viewpoint import (
     PRESET_DIR,
     CameraView,
     Trajectory,

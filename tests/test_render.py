@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from factorportrait.camera import intrinsics_from_fov, invert_rigid, orbit_c2w
-from factorportrait.render import normals_to_rgb, rasterize
+from factorportrait.head_pose.rasterizer import normals_to_rgb, rasterize
+from factorportrait.viewpoint import intrinsics_from_fov, invert_rigid, orbit_c2w
 
 H, W = 96, 128
 

@@ -14,7 +14,6 @@ import torch
 from safetensors.torch import load_file
 from scipy.spatial.transform import Rotation
 
-from factorportrait.camera import invert_rigid
 from factorportrait.checkpoints import make_tiny_checkpoint
 from factorportrait.conditioning import ConditioningSettings
 from factorportrait.errors import InputError
@@ -28,6 +27,7 @@ from factorportrait.training.samples import (
     estimate_cm_per_unit,
     read_camera_file,
 )
+from factorportrait.viewpoint import invert_rigid
 
 FACE_CENTRE = (240, 170)  # in the 512x512 example portrait
 
@@ -162,7 +162,7 @@ def test_a_dolly_gets_its_unit_from_the_face_distance(photo, tracker):
     )
     cond = sample.conditioning
     face_in_first = invert_rigid(cond.c2w[0]) @ cond.head_pose[0]
-    from factorportrait.face_model import load_canonical_face
+    from factorportrait.head_pose.canonical import load_canonical_face
 
     face = load_canonical_face(str(tracker.model_path)).vertices
     face_depth = (face @ face_in_first[:3, :3].T + face_in_first[:3, 3])[:, 2].mean()

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from factorportrait.camera import CameraView, Trajectory, TrajectoryError
 from factorportrait.config import LIMITS
+from factorportrait.viewpoint import CameraView, Trajectory, TrajectoryError
 
 
 def _keyframe(t, azimuth=0.0, elevation=0.0, distance=1.0, roll=0.0, fov=30.0):

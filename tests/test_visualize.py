@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from factorportrait.camera import load_preset, plucker_rays, rays_to_rgb, trajectory_figure
+from factorportrait.viewpoint import load_preset, plucker_rays, rays_to_rgb, trajectory_figure
 
 
 def test_rays_to_rgb_layout_and_colours():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..head_mesh import STABLE_LANDMARKS
+from ..head_pose.template import STABLE_LANDMARKS
 from ..procrustes import umeyama
 
 

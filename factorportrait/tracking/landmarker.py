@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..camera.geometry import OPENGL_TO_OPENCV
 from ..errors import InputError
+from ..viewpoint.geometry import OPENGL_TO_OPENCV
 from .model_file import resolve_face_landmarker
 
 NUM_LANDMARKS = 478

@@ -28,27 +28,21 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from ..camera import intrinsics_from_fov, invert_rigid, plucker_rays
-from ..camera.geometry import OPENGL_TO_OPENCV
-from ..conditioning import (
-    Conditioning,
-    ConditioningSettings,
-    frame_portrait,
-    framing_matrix,
-    project_points,
-    render_head,
-    track_portrait,
-)
+from ..conditioning import Conditioning, ConditioningSettings
 from ..config import CAMERA
 from ..errors import InputError
 from ..expression import aligned_crops, landmarks_in_crops
-from ..face_model import load_canonical_face
-from ..head_mesh import build_head_template, fit_proportions
-from ..pose import nearest_rotation, solve_head_translations
+from ..framing import frame_clip, frame_portrait, track_portrait
+from ..head_pose import project_points, render_head
+from ..head_pose.canonical import load_canonical_face
+from ..head_pose.retarget import nearest_rotation, solve_head_translations
+from ..head_pose.template import build_head_template, fit_proportions
+from ..modes import Mode
 from ..tracking import FaceTracker, assemble_clip, landmark_jitter, smooth_clip
+from ..viewpoint import intrinsics_from_fov, invert_rigid, plucker_rays
+from ..viewpoint.geometry import OPENGL_TO_OPENCV
 
 MAX_CAMERA_FILE_BYTES = 32 * 1024 * 1024
 # A target whose camera turns by more than this, or moves by more than this fraction of its
@@ -176,7 +170,7 @@ def build_sample_conditioning(
     template = build_head_template(canonical, fit_proportions(canonical, face.landmarks))
 
     clip = _track_target(tracker, target_frames, settings, report)
-    framed, landmarks = _frame_target(target_frames, clip.landmarks, height, width)
+    framed, landmarks = frame_clip(target_frames, clip.landmarks, height, width)
     K = np.repeat(intrinsics_from_fov(CAMERA.fov_deg, height, width)[None], frames, axis=0)
     head_to_camera = _head_to_camera(clip.rotations, template, landmarks, K)
     motion = np.tile(np.eye(4), (frames, 1, 1))
@@ -194,9 +188,9 @@ def build_sample_conditioning(
         np.linalg.norm(face_pixels - landmarks[:, : face_pixels.shape[1]], axis=-1).mean()
     )
     if camera_change:
-        mode = "all-dynamic"
+        mode = Mode.ALL_DYNAMIC
     else:
-        mode = "novel-dynamic" if other_camera else "frontal-dynamic"
+        mode = Mode.NOVEL_DYNAMIC if other_camera else Mode.FRONTAL_DYNAMIC
     conditioning = Conditioning(
         mode=mode,
         fps=settings.fps,
@@ -226,26 +220,6 @@ def _track_target(tracker, frames: np.ndarray, settings: ConditioningSettings, r
         raise InputError(f"target clip: the face is lost in {clip.filled} of {len(frames)} frames")
     report["jitter_px_raw"] = landmark_jitter(clip.landmarks)
     return smooth_clip(clip) if settings.smoothing else clip
-
-
-def _frame_target(
-    frames: np.ndarray, landmarks: np.ndarray, height: int, width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The target framed like a portrait around its first frame's face, one crop for the whole
-    clip (a crop that followed the face would be a camera motion the rays never saw); and the
-    landmarks (F, 478, 2) in the framed pixels."""
-    first = landmarks[0]
-    box = np.array([first[:, 0].min(), first[:, 1].min(), first[:, 0].max(), first[:, 1].max()])
-    crop = framing_matrix(box, height, width)
-    framed = np.stack(
-        [
-            cv2.warpAffine(
-                f, crop, (width, height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
-            )
-            for f in frames
-        ]
-    )
-    return framed, landmarks[..., :2] * crop[0, 0] + crop[:, 2]
 
 
 def _head_to_camera(rotations, template, landmarks: np.ndarray, K: np.ndarray) -> np.ndarray:

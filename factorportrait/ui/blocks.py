@@ -7,20 +7,14 @@ import random
 import gradio as gr
 import spaces
 
-from .. import MODES
-from ..camera import Trajectory, TrajectoryError, load_presets, trajectory_figure
 from ..conditioning import ConditioningSettings
 from ..config import LIMITS, VIDEO
 from ..errors import InputError
+from ..modes import Mode
+from ..viewpoint import Trajectory, TrajectoryError, load_presets, trajectory_figure
 from . import editor
 from .service import FAST, Service, estimate_markdown, guardrails, zerogpu_duration
 
-MODE_TEXT = {
-    "frontal-dynamic": "Camera holds the photo's own view; head and face follow the driving video.",
-    "novel-dynamic": "Camera holds a new view you choose; head and face follow the driving video.",
-    "camera-only": "Head and face stay as in the photo; the camera flies along the path.",
-    "all-dynamic": "Everything at once: the driving video's head and face, and the camera path.",
-}
 SIZES = [256, 384, 512, 768]
 PRIVATE = {"api_visibility": "private"}  # UI plumbing: not part of the public API
 
@@ -28,7 +22,7 @@ PRIVATE = {"api_visibility": "private"}  # UI plumbing: not part of the public A
 def mode_markdown(selected: str) -> str:
     """All four modes, one line each, the chosen one in bold."""
     return "\n".join(
-        f"- **{m}: {text}**" if m == selected else f"- {m}: {text}" for m, text in MODE_TEXT.items()
+        f"- **{m}: {m.description}**" if m == selected else f"- {m}: {m.description}" for m in Mode
     )
 
 
@@ -50,7 +44,7 @@ def _settings(mode, frames, fps, size, azimuth, elevation, distance) -> Conditio
 
 
 def _trajectory(mode: str, trajectory_json: str | None) -> Trajectory | None:
-    if mode not in ("camera-only", "all-dynamic"):
+    if not Mode.parse(mode).moving_camera:
         return None
     if not trajectory_json:
         raise InputError("Choose a camera path (a preset or your keyframes).")
@@ -134,10 +128,10 @@ def build_demo(service: Service) -> gr.Blocks:
         return overlay, note
 
     def on_mode(mode):
-        moving = mode in ("camera-only", "all-dynamic")
+        mode = Mode.parse(mode)
         return (
-            gr.update(visible=moving),
-            gr.update(visible=mode == "novel-dynamic"),
+            gr.update(visible=mode.moving_camera),
+            gr.update(visible=mode.novel_view),
             mode_markdown(mode),
         )
 
@@ -276,9 +270,12 @@ def build_demo(service: Service) -> gr.Blocks:
         )
 
         mode = gr.Radio(
-            choices=[(m, m) for m in MODES], value="frontal-dynamic", label="Mode", elem_id="mode"
+            choices=[(m.value, m.value) for m in Mode],
+            value=Mode.FRONTAL_DYNAMIC.value,
+            label="Mode",
+            elem_id="mode",
         )
-        mode_text = gr.Markdown(mode_markdown("frontal-dynamic"))
+        mode_text = gr.Markdown(mode_markdown(Mode.FRONTAL_DYNAMIC))
 
         with gr.Group(visible=False) as camera_group:
             gr.Markdown("### Camera path")

@@ -3,8 +3,8 @@ fov) <-> the validated Trajectory the rest of the project uses."""
 
 from __future__ import annotations
 
-from ..camera import Trajectory, TrajectoryError
-from ..camera.trajectory import PARAMETERS
+from ..viewpoint import Trajectory, TrajectoryError
+from ..viewpoint.trajectory import PARAMETERS
 
 COLUMNS = ["t", *PARAMETERS]
 

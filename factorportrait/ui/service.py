@@ -17,15 +17,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..camera import Trajectory, rays_to_rgb
 from ..conditioning import Conditioning, ConditioningSettings, build_conditioning
 from ..config import CAMERA
 from ..errors import InputError
+from ..head_pose import head_yaw_pitch_roll
+from ..head_pose.rasterizer import normals_to_rgb
 from ..io import write_video
 from ..io.video import mux_audio
-from ..pose import head_yaw_pitch_roll, view_of_camera
+from ..modes import Mode
 from ..preview import draw_face_mesh
-from ..render import normals_to_rgb
+from ..viewpoint import Trajectory, rays_to_rgb
+from ..viewpoint.paths import view_of_camera
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +150,7 @@ class Service:
     ) -> Conditioning:
         if not portrait:
             raise InputError("Upload a portrait photo first.")
-        if mode != "camera-only" and not driving:
+        if Mode.parse(mode).needs_driving and not driving:
             raise InputError(
                 f"The {mode} mode copies a driving video: upload one (or choose camera-only)."
             )
@@ -239,7 +241,7 @@ class Service:
             ) from None
         out = self.request_dir()
         video = write_video(out / "result.mp4", frames, cond.fps)
-        if driving and cond.report.get("driving", {}).get("has_audio") and mode != "camera-only":
+        if driving and cond.report.get("driving", {}).get("has_audio") and cond.mode.drives_head:
             video = mux_audio(video, driving, out / "result_with_audio.mp4")
         strip = write_video(
             out / "side_by_side.mp4",
@@ -348,7 +350,7 @@ def guardrails(cond: Conditioning, trajectory: Trajectory | None, ranges: dict |
             f"The driven head turns {yaw.min():.0f} to {yaw.max():.0f} degrees; "
             f"the model was trained on {low:.0f} to {high:.0f}."
         )
-    if trajectory is not None and cond.mode in ("camera-only", "all-dynamic"):
+    if trajectory is not None and cond.mode.moving_camera:
         first = trajectory.keyframes[0]
         if trajectory.anchor == "head":
             warnings.append(

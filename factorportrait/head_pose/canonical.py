@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 METADATA_MEMBER = "geometry_pipeline_metadata_landmarks.binarypb"
 NUM_MESH_VERTICES = 468  # the landmarks beyond these (468-477) are the irises

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
-from .face_model import NUM_MESH_VERTICES, CanonicalFace
-from .procrustes import umeyama
+from ..procrustes import umeyama
+from .canonical import NUM_MESH_VERTICES, CanonicalFace
 
 # Landmarks that expressions barely move: nose, eye corners, forehead, cheekbones, temples.
 STABLE_LANDMARKS = np.array(

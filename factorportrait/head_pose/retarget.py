@@ -1,4 +1,4 @@
-"""Head pose: the portrait's own camera, camera paths for the modes, and pose retargeting.
+"""Head pose: the head placed for our camera model, and driving poses retargeted onto the portrait.
 
 World = the portrait's head frame (README: Cameras and trajectories), so the portrait's head pose is the
 identity and its camera is what the photo shows. Driving motion is measured in the driving
@@ -11,36 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .camera import CameraView, Trajectory, intrinsics_from_fov, invert_rigid, orbit_c2w
-from .config import CAMERA
-from .errors import InputError
-from .face_model import NUM_MESH_VERTICES
-from .tracking import FaceObservation
-
-
-def estimate_portrait_camera(
-    face: FaceObservation,
-    face_vertices: np.ndarray,
-    height: int,
-    width: int,
-    fov_deg: float = CAMERA.fov_deg,
-) -> tuple[np.ndarray, np.ndarray]:
-    """K (3,3) and c2w (4,4) of the camera that took the (cropped) portrait.
-
-    The focal length comes from a stated default field of view; the rotation is MediaPipe's;
-    the translation is solved in closed form so the template's landmarks reproject onto the
-    tracked ones (``solve_head_translations``).
-    """
-    K = intrinsics_from_fov(fov_deg, height, width)
-    rotation = nearest_rotation(face.head_to_camera[:3, :3])
-    translation = solve_head_translations(
-        rotation[None], face_vertices, face.landmarks[None], K[None]
-    )[0]
-    if translation[2] <= 5.0:
-        raise InputError("portrait: the face is too close or too large to place a camera")
-    w2c = np.eye(4)
-    w2c[:3, :3], w2c[:3, 3] = rotation, translation
-    return K, invert_rigid(w2c)
+from .canonical import NUM_MESH_VERTICES
 
 
 def solve_head_translations(
@@ -75,41 +46,6 @@ def solve_head_translations(
     )
     normal = np.einsum("fni,fnj->fij", A, A)
     return np.linalg.solve(normal, np.einsum("fni,fn->fi", A, b)[..., None])[..., 0]
-
-
-def view_of_camera(c2w: np.ndarray, fov_deg: float = CAMERA.fov_deg) -> CameraView:
-    """The (azimuth, elevation, distance, roll) view closest to a camera around the head."""
-    position = c2w[:3, 3]
-    distance = float(np.linalg.norm(position))
-    azimuth = float(np.degrees(np.arctan2(position[0], position[2])))
-    elevation = float(np.degrees(np.arcsin(np.clip(position[1] / distance, -1, 1))))
-    unrolled = orbit_c2w(azimuth, elevation, distance)[:3, :3]
-    relative = unrolled.T @ c2w[:3, :3]  # ~ a rotation about the viewing axis
-    roll = float(np.degrees(np.arctan2(relative[1, 0], relative[0, 0])))
-    return CameraView(azimuth, elevation, distance, roll, fov_deg)
-
-
-def camera_path(
-    trajectory: Trajectory,
-    frames: int,
-    portrait_c2w: np.ndarray,
-    height: int,
-    width: int,
-    fov_deg: float = CAMERA.fov_deg,
-) -> tuple[np.ndarray, np.ndarray]:
-    """K (F,3,3) and c2w (F,4,4) for a trajectory flown from the portrait's camera.
-
-    Portrait-anchored trajectories are applied as motions relative to their own first view, so
-    frame 0 is exactly the portrait's camera (even when the face is off-centre in the photo).
-    """
-    base = view_of_camera(portrait_c2w, fov_deg)
-    path = trajectory.sample(frames, base)
-    K = path.intrinsics(height, width)
-    if trajectory.anchor == "head":
-        return K, path.c2w()
-    start = orbit_c2w(base.azimuth, base.elevation, base.distance, base.roll)
-    motion = path.c2w() @ invert_rigid(start)
-    return K, motion @ portrait_c2w
 
 
 def retarget_head_poses(

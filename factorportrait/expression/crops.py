@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2  # OpenCV arrives with mediapipe (its drawing utilities need it)
 import numpy as np
 
-from .procrustes import umeyama
+from ..procrustes import umeyama
 
 CROP_SIZE = 224
 # Eye centres from the eye corners (not the irises, which move with gaze), mouth from its

@@ -1,0 +1,7 @@
+"""The conditioning core: the hall where the factors meet. ``build_conditioning`` (inference)
+and training's sample builder compose the same named stages into one Conditioning bundle."""
+
+from .build import build_conditioning
+from .bundle import Conditioning, ConditioningSettings
+
+__all__ = ["Conditioning", "ConditioningSettings", "build_conditioning"]

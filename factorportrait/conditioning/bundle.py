@@ -1,0 +1,101 @@
+"""What the core produces and what it is asked for: the Conditioning bundle and its settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config import VIDEO, check_fps, check_frame_count, check_size
+from ..errors import InputError
+from ..expression import CROP_SIZE
+from ..modes import Mode
+
+
+@dataclass(frozen=True)
+class ConditioningSettings:
+    """Everything but the media. Immutable: one per request, never shared state."""
+
+    mode: Mode = Mode.FRONTAL_DYNAMIC  # a mode name is accepted and turned into the Mode
+    frames: int | None = None  # None: from the driving clip (4k+1), or the default
+    fps: float = VIDEO.fps
+    height: int = VIDEO.height
+    width: int = VIDEO.width
+    smoothing: bool = True
+    relative_pose: bool = True
+    pose_strength: float = 1.0
+    # novel-dynamic: the static view, as offsets from the portrait's own view
+    novel_azimuth: float = 30.0
+    novel_elevation: float = 0.0
+    novel_distance: float = 1.0
+    crop_size: int = CROP_SIZE
+
+    def __post_init__(self):
+        if not isinstance(self.mode, Mode) and self.mode in Mode._value2member_map_:
+            object.__setattr__(self, "mode", Mode(self.mode))
+
+    def validated(self) -> ConditioningSettings:
+        Mode.parse(self.mode)
+        if self.frames is not None:
+            check_frame_count(self.frames)
+        check_fps(self.fps)
+        check_size(self.height, self.width)
+        if not 0.0 <= self.pose_strength <= 2.0:
+            raise InputError(f"pose strength: {self.pose_strength} is outside [0, 2]")
+        return self
+
+
+@dataclass
+class Conditioning:
+    """Per-frame conditions for F output frames of H x W (README: The model and the pipeline)."""
+
+    mode: Mode
+    fps: float
+    reference: np.ndarray  # (H, W, 3) uint8: the portrait, cropped and framed like the output
+    normals: np.ndarray  # (F, H, W, 3) float32 camera-space unit normals, 0 on the background
+    mask: np.ndarray  # (F, H, W) bool
+    rays: np.ndarray  # (F, 6, H, W) float32 Plücker [o x d, d]
+    K: np.ndarray  # (F, 3, 3)
+    c2w: np.ndarray  # (F, 4, 4) world = portrait head frame, cm
+    head_pose: np.ndarray  # (F, 4, 4) head -> world
+    blendshapes: np.ndarray  # (F, 52)
+    blendshape_names: list[str]
+    crops: np.ndarray  # (F, s, s, 3) uint8 aligned face crops for the expression encoder
+    crop_landmarks: np.ndarray  # (F, 478, 2) landmarks in those crops, in [0, 1] (C3 ablation)
+    source_landmarks: np.ndarray  # (478, 3) in reference pixels
+    face_pixels: np.ndarray  # (F, 468, 2) where each template face vertex lands in each frame
+    driving_frames: np.ndarray | None = None  # (F, h, w, 3) uint8, resampled to the output
+    driving_landmarks: np.ndarray | None = None  # (F, 478, 3) in driving pixels
+    report: dict = field(default_factory=dict)
+
+    @property
+    def frames(self) -> int:
+        return len(self.c2w)
+
+    @property
+    def height(self) -> int:
+        return self.reference.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.reference.shape[1]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The npz payload (names as documented in the README)."""
+        return {
+            "reference": self.reference,
+            "normals": self.normals,
+            "mask": self.mask,
+            "rays": self.rays,
+            "K": self.K.astype(np.float32),
+            "c2w": self.c2w.astype(np.float32),
+            "head_pose": self.head_pose.astype(np.float32),
+            "blendshapes": self.blendshapes.astype(np.float32),
+            "blendshape_names": np.array(self.blendshape_names),
+            "crops": self.crops,
+            "crop_landmarks": self.crop_landmarks.astype(np.float32),
+            "source_landmarks": self.source_landmarks.astype(np.float32),
+            "face_pixels": self.face_pixels.astype(np.float32),
+            "fps": np.float32(self.fps),
+            "mode": np.array(str(self.mode)),
+        }

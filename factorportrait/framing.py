@@ -1,0 +1,116 @@
+"""Portrait framing: the square around a face that becomes the reference image (and the crop a
+driving or target clip is seen through), and the camera that took the framed portrait.
+
+Every framed image is treated as taken by our default camera (README: Cameras and
+trajectories): a stated field of view over the crop, the head placed by solving its
+translation so the template's landmarks reproject onto the tracked ones.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .config import CAMERA, LIMITS
+from .errors import InputError
+from .head_pose.retarget import nearest_rotation, solve_head_translations
+from .tracking import FaceObservation, FaceTracker
+from .viewpoint import intrinsics_from_fov, invert_rigid
+
+
+def estimate_portrait_camera(
+    face: FaceObservation,
+    face_vertices: np.ndarray,
+    height: int,
+    width: int,
+    fov_deg: float = CAMERA.fov_deg,
+) -> tuple[np.ndarray, np.ndarray]:
+    """K (3,3) and c2w (4,4) of the camera that took the (cropped) portrait.
+
+    The focal length comes from a stated default field of view; the rotation is MediaPipe's;
+    the translation is solved in closed form so the template's landmarks reproject onto the
+    tracked ones (``solve_head_translations``).
+    """
+    K = intrinsics_from_fov(fov_deg, height, width)
+    rotation = nearest_rotation(face.head_to_camera[:3, :3])
+    translation = solve_head_translations(
+        rotation[None], face_vertices, face.landmarks[None], K[None]
+    )[0]
+    if translation[2] <= 5.0:
+        raise InputError("portrait: the face is too close or too large to place a camera")
+    w2c = np.eye(4)
+    w2c[:3, :3], w2c[:3, 3] = rotation, translation
+    return K, invert_rigid(w2c)
+
+
+# The square around the face that becomes the reference frame: face box x this factor.
+PORTRAIT_CROP_SCALE = 2.0
+
+
+def track_portrait(tracker: FaceTracker, image: np.ndarray, report: dict) -> FaceObservation:
+    # Very large photos are tracked on a downscaled copy (the detector works at low resolution).
+    scale = min(1.0, LIMITS.max_image_side_tracked / max(image.shape[:2]))
+    small = (
+        image
+        if scale == 1.0
+        else cv2.resize(
+            image,
+            (round(image.shape[1] * scale), round(image.shape[0] * scale)),
+            interpolation=cv2.INTER_AREA,
+        )
+    )
+    face = tracker.track_image(small)
+    if face is None:
+        raise InputError("portrait: no face found (use a photo with one clearly visible face)")
+    if scale != 1.0:
+        face = face.scaled(1.0 / scale, (0.0, 0.0))
+    report["portrait_faces_found"] = face.faces_found
+    if face.faces_found > 1:
+        report["warnings"].append(f"{face.faces_found} faces in the portrait: using the largest")
+    return face
+
+
+def frame_portrait(
+    image: np.ndarray, face: FaceObservation, height: int, width: int
+) -> tuple[np.ndarray, FaceObservation, np.ndarray]:
+    """Crop the portrait around the face to the output's aspect and size (padding with the
+    edge colour where the crop leaves the photo); the face's landmarks follow. Also returns
+    the 2x3 image -> reference matrix."""
+    matrix = framing_matrix(face.box, height, width)
+    reference = cv2.warpAffine(
+        image, matrix, (width, height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+    )
+    scale = matrix[0, 0]
+    return reference, face.scaled(scale, (-matrix[0, 2] / scale, -matrix[1, 2] / scale)), matrix
+
+
+def framing_matrix(box: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The 2x3 image -> output matrix that frames a face box (x0, y0, x1, y1) like a portrait:
+    a square of twice the face's size, centred a little above it (room for the hair)."""
+    x0, y0, x1, y1 = box
+    crop_h = max(x1 - x0, y1 - y0) * PORTRAIT_CROP_SCALE
+    crop_w = crop_h * width / height
+    centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2 - 0.1 * (y1 - y0)
+    left, top = centre_x - crop_w / 2, centre_y - crop_h / 2
+    scale = width / crop_w
+    return np.array([[scale, 0.0, -left * scale], [0.0, scale, -top * scale]])
+
+
+def frame_clip(
+    frames: np.ndarray, landmarks: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The target framed like a portrait around its first frame's face, one crop for the whole
+    clip (a crop that followed the face would be a camera motion the rays never saw); and the
+    landmarks (F, 478, 2) in the framed pixels."""
+    first = landmarks[0]
+    box = np.array([first[:, 0].min(), first[:, 1].min(), first[:, 0].max(), first[:, 1].max()])
+    crop = framing_matrix(box, height, width)
+    framed = np.stack(
+        [
+            cv2.warpAffine(
+                f, crop, (width, height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+            )
+            for f in frames
+        ]
+    )
+    return framed, landmarks[..., :2] * crop[0, 0] + crop[:, 2]
