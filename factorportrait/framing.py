@@ -13,7 +13,7 @@ import numpy as np
 
 from .config import CAMERA, LIMITS
 from .errors import InputError
-from .head_pose.retarget import nearest_rotation, solve_head_translations
+from .head_pose.retarget import place_heads
 from .tracking import FaceObservation, FaceTracker
 from .viewpoint import intrinsics_from_fov, invert_rigid
 
@@ -27,20 +27,15 @@ def estimate_portrait_camera(
 ) -> tuple[np.ndarray, np.ndarray]:
     """K (3,3) and c2w (4,4) of the camera that took the (cropped) portrait.
 
-    The focal length comes from a stated default field of view; the rotation is MediaPipe's;
-    the translation is solved in closed form so the template's landmarks reproject onto the
-    tracked ones (``solve_head_translations``).
+    The focal length comes from a stated default field of view; the head is placed for that
+    camera the same way every driving and target frame is (``place_heads``), so the portrait
+    camera is the inverse of the reference head's pose.
     """
     K = intrinsics_from_fov(fov_deg, height, width)
-    rotation = nearest_rotation(face.head_to_camera[:3, :3])
-    translation = solve_head_translations(
-        rotation[None], face_vertices, face.landmarks[None], K[None]
+    head_to_camera = place_heads(
+        face.head_to_camera[None, :3, :3], face.landmarks[None], face_vertices, K, name="portrait"
     )[0]
-    if translation[2] <= 5.0:
-        raise InputError("portrait: the face is too close or too large to place a camera")
-    w2c = np.eye(4)
-    w2c[:3, :3], w2c[:3, 3] = rotation, translation
-    return K, invert_rigid(w2c)
+    return K, invert_rigid(head_to_camera)
 
 
 # The square around the face that becomes the reference frame: face box x this factor.
@@ -96,21 +91,32 @@ def framing_matrix(box: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.array([[scale, 0.0, -left * scale], [0.0, scale, -top * scale]])
 
 
-def frame_clip(
-    frames: np.ndarray, landmarks: np.ndarray, height: int, width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The target framed like a portrait around its first frame's face, one crop for the whole
-    clip (a crop that followed the face would be a camera motion the rays never saw); and the
-    landmarks (F, 478, 2) in the framed pixels."""
-    first = landmarks[0]
-    box = np.array([first[:, 0].min(), first[:, 1].min(), first[:, 0].max(), first[:, 1].max()])
-    crop = framing_matrix(box, height, width)
-    framed = np.stack(
+def clip_framing(first_landmarks: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The 2x3 clip -> framed matrix of a driving or target clip: framed like a portrait around
+    its first frame's face, one crop for the whole clip (a crop that followed the face would
+    be a camera motion the rays never saw, and would hide the head's own motion)."""
+    box = np.array(
         [
-            cv2.warpAffine(
-                f, crop, (width, height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
-            )
-            for f in frames
+            first_landmarks[:, 0].min(),
+            first_landmarks[:, 1].min(),
+            first_landmarks[:, 0].max(),
+            first_landmarks[:, 1].max(),
         ]
     )
-    return framed, landmarks[..., :2] * crop[0, 0] + crop[:, 2]
+    return framing_matrix(box, height, width)
+
+
+def frame_images(frames: np.ndarray, matrix: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(F, h, w, 3) frames cut through one 2x3 framing matrix: (F, height, width, 3)."""
+    return np.stack(
+        [
+            cv2.warpAffine(
+                frame,
+                matrix,
+                (width, height),
+                flags=cv2.INTER_AREA,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+            for frame in frames
+        ]
+    )

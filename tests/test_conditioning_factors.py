@@ -13,6 +13,7 @@ from scipy.spatial.transform import Rotation
 
 from factorportrait.conditioning import ConditioningSettings, build_conditioning
 from factorportrait.expression import aligned_crops, landmarks_in_crops
+from factorportrait.framing import clip_framing
 from factorportrait.io.media import VideoFrames, read_image, read_video
 from factorportrait.tracking import assemble_clip, smooth_clip
 from factorportrait.viewpoint import load_preset
@@ -188,9 +189,23 @@ def test_pose_strength_scales_the_driving_motion(
     np.testing.assert_allclose(
         _angle_deg(cond.head_pose[:, :3, :3]), strength * _angle_deg(motion.as_matrix()), atol=1e-6
     )
-    # Translation: the driving head's shift since frame 0, scaled, in world axes.
-    shift = driving_tracked["translations"] - driving_tracked["translations"][0]
-    np.testing.assert_allclose(cond.head_pose[:, :3, 3] @ rc.T, strength * shift, atol=1e-6)
+    # Translation, in our camera model: against the full-strength head, half strength moves
+    # the face across the picture by half as many pixels and changes its scale (depth) by the
+    # square root of the full change.
+    full = _build(tracker, pyfeat, driving, "frontal-dynamic", smoothing=False)
+    seen_full, seen_scaled = (
+        np.linalg.inv(c.c2w[0]) @ c.head_pose for c in (full, cond)
+    )  # head -> portrait camera
+    depth_full, depth = seen_full[:, 2, 3], seen_scaled[:, 2, 3]
+    assert np.ptp(depth_full) > 0.1  # the clip's head does move in depth
+    np.testing.assert_allclose(
+        depth / depth[0], (depth_full / depth_full[0]) ** strength, rtol=1e-9
+    )
+    pixels_full = seen_full[:, :2, 3] / seen_full[:, 2:3, 3] * full.K[0, 0, 0]
+    pixels = seen_scaled[:, :2, 3] / seen_scaled[:, 2:3, 3] * cond.K[0, 0, 0]
+    np.testing.assert_allclose(
+        pixels - pixels[0], strength * (pixels_full - pixels_full[0]), atol=1e-6
+    )
     if strength == 0:
         np.testing.assert_allclose(
             cond.head_pose, np.broadcast_to(np.eye(4), cond.head_pose.shape), atol=1e-12
@@ -203,7 +218,13 @@ def test_absolute_pose_copies_the_driving_orientation(tracker, pyfeat, driving, 
     R = driving_tracked["rotations"]
     # Head -> portrait camera equals the driving head -> driving camera, frame by frame.
     np.testing.assert_allclose(rc @ cond.head_pose[:, :3, :3], R, atol=1e-6)
-    np.testing.assert_allclose(cond.head_pose[:, :3, 3], 0, atol=1e-12)
+    # ... and sits where the driving head sits in the driving clip framed like a portrait:
+    # the posed template's face lands on the driving landmarks seen through that framing.
+    framing = clip_framing(cond.driving_landmarks[0], SIZE, SIZE)
+    framed = cond.driving_landmarks[:, :468, :2] * framing[0, 0] + framing[:, 2]
+    error = np.linalg.norm(cond.face_pixels - framed, axis=-1).mean(axis=1)
+    face_size = np.ptp(framed[0, :, 0])
+    assert error.max() < 0.05 * face_size, (error.max(), face_size)
     # Not the same as relative: the driving head's first pose is not the portrait's.
     assert _angle_deg((rc.T @ R[0])[None])[0] > 3
 

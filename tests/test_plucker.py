@@ -15,10 +15,10 @@ def _cameras(azimuth, elevation, distance, roll=0.0, fov=40.0):
     return intrinsics_from_fov(np.broadcast_to(fov, c2w.shape[:1]), H, W), c2w
 
 
-def _reference(K, c2w, height, width):
+def _reference(K, c2w, height, width, reference_c2w):
     """Per-pixel loop straight from the definition: slow, obvious, independent."""
-    first_inv = np.linalg.inv(c2w[0])
-    scale = np.linalg.norm(c2w[0][:3, 3])
+    first_inv = np.linalg.inv(reference_c2w)
+    scale = np.linalg.norm(reference_c2w[:3, 3])
     out = np.zeros((len(c2w), 6, height, width))
     for f in range(len(c2w)):
         rel = first_inv @ c2w[f]
@@ -41,24 +41,31 @@ def test_matches_reference_on_a_general_path():
         [0, 15, -30, 5],
         fov=np.array([40.0, 30.0, 55.0, 20.0]),
     )
-    rays = plucker_rays(K, c2w, H, W)
+    rays = plucker_rays(K, c2w, H, W, reference_c2w=c2w[0])
     assert rays.shape == (4, 6, H, W) and rays.dtype == np.float32
-    np.testing.assert_allclose(rays, _reference(K, c2w, H, W), atol=2e-6)
+    np.testing.assert_allclose(rays, _reference(K, c2w, H, W, c2w[0]), atol=2e-6)
+    # Relative to a reference camera that is not on the path (a portrait seen from elsewhere).
+    portrait = orbit_c2w(-15.0, 5.0, 55.0, 3.0)
+    np.testing.assert_allclose(
+        plucker_rays(K, c2w, H, W, reference_c2w=portrait),
+        _reference(K, c2w, H, W, portrait),
+        atol=2e-6,
+    )
 
 
 def test_unit_directions_and_orthogonal_moments():
     K, c2w = _cameras(np.linspace(0, 60, 9), np.linspace(0, -30, 9), np.linspace(60, 30, 9))
-    rays = plucker_rays(K, c2w, H, W)
+    rays = plucker_rays(K, c2w, H, W, reference_c2w=c2w[0])
     moments, directions = rays[:, :3], rays[:, 3:]
     np.testing.assert_allclose(np.linalg.norm(directions, axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose((moments * directions).sum(axis=1), 0.0, atol=1e-6)
     assert np.abs(moments[1:]).max() > 0.1  # the camera moved, so the moments are not zero
 
 
-def test_first_frame_gives_identity_camera_rays():
-    # Whatever the world pose of the first camera, frame 0 is the identity camera.
+def test_the_reference_camera_gives_identity_rays():
+    # Whatever the world pose of the reference camera, a frame filmed by it is the identity.
     K, c2w = _cameras([37.0, 0.0], [-12.0, 0.0], [70.0, 70.0], [20.0, 0.0])
-    rays = plucker_rays(K, c2w, H, W)
+    rays = plucker_rays(K, c2w, H, W, reference_c2w=c2w[0])
     np.testing.assert_array_equal(rays[0, :3], 0.0)  # camera centre at the origin
     u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
     expected = np.stack([(u - W / 2) / K[0, 0, 0], (v - H / 2) / K[0, 1, 1], np.ones_like(u)])
@@ -72,7 +79,7 @@ def test_first_frame_gives_identity_camera_rays():
 
 def test_pure_dolly_changes_only_the_moments():
     K, c2w = _cameras(np.full(5, 20.0), np.full(5, 10.0), np.linspace(60, 30, 5))
-    rays = plucker_rays(K, c2w, H, W)
+    rays = plucker_rays(K, c2w, H, W, reference_c2w=c2w[0])
     np.testing.assert_allclose(
         rays[1:, 3:], np.broadcast_to(rays[0, 3:], rays[1:, 3:].shape), atol=1e-6
     )
@@ -85,7 +92,7 @@ def test_pure_dolly_changes_only_the_moments():
 
 def test_invariant_to_world_frame_and_scale():
     K, c2w = _cameras([0, 30, 50], [5, 15, -10], [60, 50, 40])
-    rays = plucker_rays(K, c2w, H, W)
+    rays = plucker_rays(K, c2w, H, W, reference_c2w=c2w[0])
     # Move the whole rig rigidly and scale the scene about the head centre: same maps.
     angle = np.radians(33)
     motion = np.eye(4)
@@ -96,14 +103,16 @@ def test_invariant_to_world_frame_and_scale():
     ]
     moved = motion @ c2w
     moved[:, :3, 3] *= 2.5
-    np.testing.assert_allclose(plucker_rays(K, moved, H, W), rays, atol=1e-5)
+    np.testing.assert_allclose(plucker_rays(K, moved, H, W, reference_c2w=moved[0]), rays, atol=1e-5)
 
 
 def test_torch_in_torch_out():
     K, c2w = _cameras([0, 20], [0, 5], [60, 55])
-    rays = plucker_rays(torch.from_numpy(K), torch.from_numpy(c2w), H, W)
+    rays = plucker_rays(
+        torch.from_numpy(K), torch.from_numpy(c2w), H, W, reference_c2w=torch.from_numpy(c2w[0])
+    )
     assert torch.is_tensor(rays) and rays.dtype == torch.float32 and rays.shape == (2, 6, H, W)
-    np.testing.assert_allclose(rays.numpy(), plucker_rays(K, c2w, H, W), atol=1e-7)
+    np.testing.assert_allclose(rays.numpy(), plucker_rays(K, c2w, H, W, reference_c2w=c2w[0]), atol=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -112,9 +121,11 @@ def test_torch_in_torch_out():
         (np.eye(3)[None], np.eye(4), "c2w: expected shape"),
         (np.eye(3)[None].repeat(2, 0), orbit_c2w([0], [0], [50]), "K: expected shape"),
         (np.eye(3)[None], np.eye(4)[None], "distance 0"),
+        (np.eye(3)[None], orbit_c2w([0], [0], [50]), "reference camera: expected one"),
         (np.full((1, 3, 3), np.nan), orbit_c2w([0], [0], [50]), "finite"),
     ],
 )
 def test_bad_inputs_are_refused_clearly(K, c2w, message):
+    reference = np.eye(3) if message.startswith("reference") else np.asarray(c2w).reshape(-1, 4, 4)[0]
     with pytest.raises(InputError, match=message):
-        plucker_rays(K, c2w, H, W)
+        plucker_rays(K, c2w, H, W, reference_c2w=reference)

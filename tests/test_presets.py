@@ -29,7 +29,7 @@ def test_preset_validates_and_samples_49_frames(name):
     assert 10 <= len(trajectory.description) <= 120 and "\n" not in trajectory.description
     path = trajectory.sample(49)
     K, c2w = path.cameras(64, 64)
-    rays = plucker_rays(K, c2w, 64, 64)
+    rays = plucker_rays(K, c2w, 64, 64, reference_c2w=c2w[0])
     assert np.isfinite(c2w).all() and np.isfinite(rays).all()
     # Starts where the photo was taken from, so the first frame matches the portrait.
     start, portrait = path.view(0), CameraView()

@@ -1,11 +1,12 @@
-"""The factorised core: from (portrait, driving clip, mode, trajectory, settings) to the
-Conditioning bundle the model consumes (README: Status), all on the CPU.
+"""Inference's composition of the core: (portrait, driving clip, mode, trajectory, settings)
+-> the Conditioning bundle the model consumes, all on the CPU (stages in ``stages.py``).
 
-    portrait --track--> source face --> template head, portrait camera, reference crop
-    driving  --track--> per-frame pose + expression (gaps filled, smoothed, resampled)
-    mode + trajectory --> camera path (K, c2w per output frame)
-    pose x cameras --rasterise--> normal maps + mask;  cameras --> Plücker rays
-    driving crops --> expression crops;  blendshapes --> expression code (CPU)
+    portrait --source--> framed reference, template head, the reference camera (world = its head)
+    driving  --driving--> tracked, smoothed clip at the output times; heads in our camera model
+    mode + trajectory --cameras--> K, c2w per output frame
+    driving heads --head poses--> retargeted onto the portrait, in the world
+    pose x cameras --normals--> normal maps + mask;  cameras --rays--> Plücker maps relative
+        to the reference camera;  driving crops --expression--> blendshapes, crops, landmarks
 """
 
 from __future__ import annotations
@@ -18,23 +19,20 @@ import numpy as np
 
 from ..config import CAMERA, LIMITS, VIDEO
 from ..errors import InputError
-from ..expression import aligned_crops, landmarks_in_crops
-from ..framing import estimate_portrait_camera, frame_portrait, track_portrait
-from ..head_pose import (
-    build_head_template,
-    fit_proportions,
-    load_canonical_face,
-    project_points,
-    render_head,
-    retarget_head_poses,
-)
 from ..io.media import VideoFrames, read_image, read_video
-from ..tracking import FaceTracker, assemble_clip, landmark_jitter, smooth_clip
-from ..viewpoint import Trajectory, load_preset, plucker_rays
-from ..viewpoint.paths import camera_path
+from ..tracking import FaceTracker
+from ..viewpoint import Trajectory
 from .bundle import Conditioning, ConditioningSettings
-
-DEFAULT_TRAJECTORY = "orbit"
+from .stages import (
+    driven_head_poses,
+    driving_stage,
+    explicit_cameras,
+    expression_stage,
+    mode_cameras,
+    normals_stage,
+    rays_stage,
+    source_stage,
+)
 
 
 class _Timer:
@@ -56,8 +54,18 @@ def build_conditioning(
     trajectory: Trajectory | None = None,
     tracker: FaceTracker | None = None,
     landmarker_path: str | Path | None = None,
+    cameras: tuple[np.ndarray, np.ndarray] | None = None,
+    driving_cameras: np.ndarray | None = None,
 ) -> Conditioning:
-    """One call from inputs to the Conditioning bundle. Raises InputError on bad input."""
+    """One call from inputs to the Conditioning bundle. Raises InputError on bad input.
+
+    For recorded data (what training's samples are built from), two optional inputs:
+    cameras: (K (F,3,3), relative (F,4,4)) explicit output cameras, each relative to the
+        reference camera with translation in cm; replaces the mode's camera path.
+    driving_cameras: (F,4,4) the cameras that filmed the driving clip, relative to the
+        reference camera (cm); the driving head's motion is then taken in the world, not as
+        seen by a still camera.
+    """
     settings = (settings or ConditioningSettings()).validated()
     mode = settings.mode
     if driving is None and mode.needs_driving:
@@ -69,18 +77,12 @@ def build_conditioning(
     try:
         with timer("read portrait"):
             image = portrait if isinstance(portrait, np.ndarray) else read_image(portrait)
-        with timer("track portrait"):
-            source = track_portrait(tracker, image, report)
-        with timer("template head"):
-            canonical = load_canonical_face(str(tracker.model_path))
-            reference, face, crop = frame_portrait(image, source, settings.height, settings.width)
+        with timer("source"):
+            source = source_stage(image, tracker, settings.height, settings.width, report)
             # Where the reference was cut from the photo (image -> reference pixels), for reports.
-            report["reference_crop"] = crop.tolist()
-            template = build_head_template(canonical, fit_proportions(canonical, face.landmarks))
-            K_src, c2w_src = estimate_portrait_camera(
-                face, template.face_vertices, settings.height, settings.width
-            )
-        clip = frames = None
+            report["reference_crop"] = source.crop.tolist()
+        driving_clip = None
+        frames_out = settings.frames or VIDEO.frames
         if driving is not None:
             with timer("read driving"):
                 # Only as much of the clip as the output can use (plus a frame's margin).
@@ -90,60 +92,36 @@ def build_conditioning(
                     if isinstance(driving, VideoFrames)
                     else read_video(driving, until_s=needed)
                 )
-            frames_out, picks = _output_frames(video, settings, report)
-            with timer("track driving"):
-                observations = tracker.track_frames(video.frames[picks], video.times[picks])
-                clip = assemble_clip(observations, np.arange(frames_out) / settings.fps)
-                report["driving_faces_tracked"] = int(clip.tracked.sum())
-                report["driving_frames_filled"] = clip.filled
-                if clip.filled:
-                    report["warnings"].append(
-                        f"face lost in {clip.filled} of {frames_out} driving frames: filled in"
+                frames_out, picks = _output_frames(video, settings, report)
+            if mode.drives_head:  # camera-only never looks at the clip's faces
+                with timer("track driving"):
+                    driving_clip = driving_stage(
+                        video.frames[picks],
+                        np.arange(frames_out) / settings.fps,
+                        tracker,
+                        source.template,
+                        settings.height,
+                        settings.width,
+                        smoothing=settings.smoothing,
+                        report=report,
                     )
-                if clip.faces_found.max() > 1:
-                    report["warnings"].append(
-                        "several faces in the driving video: following the largest"
-                    )
-                report["jitter_px_raw"] = landmark_jitter(clip.landmarks)
-                if settings.smoothing:
-                    clip = smooth_clip(clip)
-                report["jitter_px"] = landmark_jitter(clip.landmarks)
-                frames = video.frames[picks]
-        else:
-            frames_out = settings.frames or VIDEO.frames
         with timer("cameras"):
-            K, c2w = _camera_path(settings, trajectory, frames_out, c2w_src)
+            if cameras is None:
+                K, c2w = mode_cameras(settings, trajectory, frames_out, source.c2w)
+            else:
+                K, c2w = explicit_cameras(cameras, frames_out, source.c2w)
         with timer("head pose"):
-            if clip is None or not mode.drives_head:
-                head_pose = np.tile(np.eye(4), (frames_out, 1, 1))
-            else:
-                head_pose = retarget_head_poses(
-                    clip.rotations,
-                    clip.translations,
-                    c2w_src,
-                    relative=settings.relative_pose,
-                    strength=settings.pose_strength,
-                )
+            head_pose = driven_head_poses(
+                driving_clip, source, frames_out, settings, driving_cameras
+            )
         with timer("normals"):
-            render = render_head(template, head_pose, K, c2w, settings.height, settings.width)
-            face_pixels = project_points(template.face_vertices, head_pose, K, c2w)
+            normals = normals_stage(
+                source.template, head_pose, K, c2w, settings.height, settings.width
+            )
         with timer("rays"):
-            rays = plucker_rays(K, c2w, settings.height, settings.width)
+            rays = rays_stage(K, c2w, source.c2w, settings.height, settings.width)
         with timer("expression"):
-            names = tracker.blendshape_names or []
-            if clip is None or not mode.drives_head:
-                blendshapes = np.repeat(source.blendshapes[None], frames_out, 0)
-                landmarks = np.repeat(source.landmarks[None], frames_out, 0)
-                crops = np.repeat(
-                    aligned_crops(image[None], source.landmarks[None], settings.crop_size),
-                    frames_out,
-                    0,
-                )
-            else:
-                blendshapes = clip.blendshapes
-                landmarks = clip.landmarks
-                crops = aligned_crops(frames, clip.landmarks, settings.crop_size)
-            crop_landmarks = landmarks_in_crops(landmarks, settings.crop_size)
+            expression = expression_stage(driving_clip, image, source, frames_out, settings)
     finally:
         if own_tracker:
             tracker.close()
@@ -155,27 +133,28 @@ def build_conditioning(
         seconds=timer.seconds,
         portrait_camera={
             "fov_deg": CAMERA.fov_deg,
-            "distance_cm": float(np.linalg.norm(c2w_src[:3, 3])),
+            "distance_cm": float(np.linalg.norm(source.c2w[:3, 3])),
         },
     )
     return Conditioning(
         mode=mode,
         fps=settings.fps,
-        reference=reference,
-        normals=render.normals,
-        mask=render.mask,
+        reference=source.reference,
+        normals=normals.render.normals,
+        mask=normals.render.mask,
         rays=rays,
         K=K,
         c2w=c2w,
         head_pose=head_pose,
-        blendshapes=blendshapes,
-        blendshape_names=names,
-        crop_landmarks=crop_landmarks,
-        crops=crops,
-        source_landmarks=face.landmarks,
-        face_pixels=face_pixels,
-        driving_frames=frames if mode.drives_head else None,
-        driving_landmarks=clip.landmarks if clip is not None and mode.drives_head else None,
+        blendshapes=expression.blendshapes,
+        blendshape_names=tracker.blendshape_names or [],
+        crop_landmarks=expression.crop_landmarks,
+        crops=expression.crops,
+        source_landmarks=source.face.landmarks,
+        face_pixels=normals.face_pixels,
+        driving_frames=driving_clip.frames if driving_clip is not None else None,
+        driving_landmarks=driving_clip.clip.landmarks if driving_clip is not None else None,
+        reference_c2w=source.c2w,
         report=report,
     )
 
@@ -205,20 +184,3 @@ def _output_frames(
         "has_audio": video.has_audio,
     }
     return frames, picks
-
-
-def _camera_path(
-    settings: ConditioningSettings, trajectory: Trajectory | None, frames: int, c2w_src: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    h, w = settings.height, settings.width
-    if not settings.mode.moving_camera and not settings.mode.novel_view:
-        return camera_path(Trajectory.static(), frames, c2w_src, h, w)
-    if settings.mode.novel_view:
-        view = Trajectory.static(
-            settings.novel_azimuth,
-            settings.novel_elevation,
-            settings.novel_distance,
-            name="novel-view",
-        )
-        return camera_path(view, frames, c2w_src, h, w)
-    return camera_path(trajectory or load_preset(DEFAULT_TRAJECTORY), frames, c2w_src, h, w)

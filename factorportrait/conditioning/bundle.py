@@ -66,6 +66,8 @@ class Conditioning:
     face_pixels: np.ndarray  # (F, 468, 2) where each template face vertex lands in each frame
     driving_frames: np.ndarray | None = None  # (F, h, w, 3) uint8, resampled to the output
     driving_landmarks: np.ndarray | None = None  # (F, 478, 3) in driving pixels
+    # (4, 4) the camera of the reference image, which the rays are relative to
+    reference_c2w: np.ndarray | None = None
     report: dict = field(default_factory=dict)
 
     @property
@@ -98,4 +100,9 @@ class Conditioning:
             "face_pixels": self.face_pixels.astype(np.float32),
             "fps": np.float32(self.fps),
             "mode": np.array(str(self.mode)),
+            **(
+                {}
+                if self.reference_c2w is None
+                else {"reference_c2w": self.reference_c2w.astype(np.float32)}
+            ),
         }

@@ -8,6 +8,7 @@ from .rasterizer import NormalRender, normals_to_rgb, rasterize
 from .retarget import (
     head_yaw_pitch_roll,
     nearest_rotation,
+    place_heads,
     retarget_head_poses,
     solve_head_translations,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "load_canonical_face",
     "nearest_rotation",
     "normals_to_rgb",
+    "place_heads",
     "project_points",
     "rasterize",
     "render_head",

@@ -38,7 +38,7 @@ from ..io.media import probe_frame_times, read_video
 from ..models import pack_plucker
 from ..tracking import FaceTracker
 from .config import EXPRESSION_CHANGE
-from .samples import build_sample_conditioning, read_camera_file
+from .samples import build_sample_conditioning, read_camera_file, sample_ranges
 
 
 @dataclass(frozen=True)
@@ -240,21 +240,27 @@ def prepare_clip(
         # The decoded frame nearest to each output time (and the camera that filmed it).
         times = start + np.arange(settings.frames) / settings.fps
         picks = np.abs(video.times[None, :] - times[:, None]).argmin(axis=1)
-        cameras = cm_per_unit = None
+        # The reference: the clip's end farthest from the window (another time).
+        centre = start + window / 2
+        end = -1 if centre < video.times[-1] / 2 else 0
+        cameras = cm_per_unit = moment_camera = reference_camera = None
         if recorded is not None:
             cameras = recorded.c2w[video.frame_indices[picks]]
             cm_per_unit = recorded.cm_per_unit
-        # The reference: the clip's end farthest from the window (another time).
-        centre = start + window / 2
-        use_last = centre < video.times[-1] / 2
+            # This camera at the reference's moment (the same frame when it took the reference).
+            moment_camera = recorded.c2w[video.frame_indices[end]]
+            reference_camera = moment_camera
+        other = reference is not entry
         sample = build_sample_conditioning(
-            ends.frames[-1] if use_last else ends.frames[0],
+            ends.frames[end],
             video.frames[picks],
             settings=settings,
             tracker=tracker,
             cameras=cameras,
             cm_per_unit=cm_per_unit,
-            other_camera=reference is not entry,
+            reference_camera=None if other else reference_camera,
+            moment_frame=video.frames[end] if other else None,
+            moment_camera=moment_camera if other else None,
         )
         tensors, metadata = _sample_tensors(sample, pipeline, keep_crops)
         metadata.update(
@@ -263,7 +269,7 @@ def prepare_clip(
             split=entry.split,
             reference_clip=reference.id,
             window_start_s=f"{start:.3f}",
-            reference_time_s=f"{ends.times[-1] if use_last else 0.0:.3f}",
+            reference_time_s=f"{ends.times[end]:.3f}",
         )
         yield name, tensors, metadata
 
@@ -310,6 +316,8 @@ def _sample_tensors(sample, pipeline, keep_crops: bool) -> tuple[dict, dict]:
         "filled_frames": str(report.get("target_frames_filled", 0)),
         "has_crops": str("crops" in samples).lower(),
         "warnings": "; ".join(report["warnings"]),
+        # What the sample covers: train records the union as the checkpoint's trained ranges.
+        **{key: f"{value:.3f}" for key, value in sample_ranges(cond).items()},
     }
     return samples, metadata
 

@@ -3,46 +3,55 @@ own tracking and, where the data has them, its recorded cameras (README: Trainin
 
 Inference retargets a driving video onto a portrait and flies a requested trajectory; a
 training sample instead describes the target clip as it is, so the model learns to reproduce
-it from (reference, normals, rays, expressions):
+it from (reference, normals, rays, expressions). It is composed from the SAME stages as
+inference (``factorportrait.conditioning.stages``); only the cameras come from the data:
 
-    reference frame (same person, another time, maybe another camera) --track--> template head
-    target frames --track--> per-frame head rotation; translation solved for our camera model
-    recorded cameras --> camera motion relative to the first target frame, in cm
-    head pose x cameras --rasterise--> normal maps aligned with the target frames; --> rays
+    reference frame --source--> framed reference, template head, the reference camera
+    target frames --driving--> tracked clip; each head placed for our camera model
+    recorded cameras / the synchronised group --> target cameras relative to the reference's
+    heads in the world --normals--> normal maps aligned with the target frames; --rays-->
 
-World = the head frame at the first target frame (head pose identity there), so the first
-target camera plays the part of the portrait's camera at inference. Every camera uses the
-project's default field of view over a portrait-style crop of the first target frame, the
-same assumption inference makes for a portrait: the head translations are solved for that
-camera model (not taken from MediaPipe's), so the normal renders land on the target's face.
+World = the head frame of the reference image, as at inference, and the rays are relative to
+the reference camera. A sample taught from a static camera that also took the reference is
+frontal-dynamic (identity rays); a held camera elsewhere is novel-dynamic; a camera that moves
+over the target is all-dynamic. Every framed image is treated as seen by our default camera
+(the project's field of view over a portrait-style crop), as inference does for a portrait.
 
 Recorded cameras are in the data's own units and world. Only their motion relative to the
-first target frame is used; its translation is converted to cm either by a stated scale or by
-least squares under the assumption that the head's centre stays put while the camera moves
-(``estimate_cm_per_unit``), which also makes the scale agree with the default-FOV geometry.
+reference frame's camera is used; its translation is converted to cm either by a stated scale
+or by least squares under the assumption that the head's centre stays put while the camera
+moves (``estimate_cm_per_unit``), which also makes the scale agree with the default-FOV
+geometry.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..conditioning import Conditioning, ConditioningSettings
-from ..config import CAMERA
+from ..conditioning.stages import (
+    Driving,
+    Source,
+    driven_head_poses,
+    driving_stage,
+    explicit_cameras,
+    expression_stage,
+    normals_stage,
+    rays_stage,
+    source_stage,
+)
 from ..errors import InputError
-from ..expression import aligned_crops, landmarks_in_crops
-from ..framing import frame_clip, frame_portrait, track_portrait
-from ..head_pose import project_points, render_head
-from ..head_pose.canonical import load_canonical_face
-from ..head_pose.retarget import nearest_rotation, solve_head_translations
-from ..head_pose.template import build_head_template, fit_proportions
+from ..framing import frame_images
+from ..head_pose import head_yaw_pitch_roll, place_heads
 from ..modes import Mode
-from ..tracking import FaceTracker, assemble_clip, landmark_jitter, smooth_clip
-from ..viewpoint import intrinsics_from_fov, invert_rigid, plucker_rays
+from ..tracking import FaceTracker
+from ..viewpoint import invert_rigid
 from ..viewpoint.geometry import OPENGL_TO_OPENCV
+from ..viewpoint.paths import view_of_camera
 
 MAX_CAMERA_FILE_BYTES = 32 * 1024 * 1024
 # A target whose camera turns by more than this, or moves by more than this fraction of its
@@ -151,110 +160,200 @@ def build_sample_conditioning(
     tracker: FaceTracker,
     cameras: np.ndarray | None = None,
     cm_per_unit: float | None = None,
-    other_camera: bool = False,
+    reference_camera: np.ndarray | None = None,
+    moment_frame: np.ndarray | None = None,
+    moment_camera: np.ndarray | None = None,
 ) -> TrainingSample:
-    """A training sample from a reference image and F target frames at the output times.
+    """A training sample from a reference image and F target frames at the output times,
+    composed from the same stages as inference (``factorportrait.conditioning.stages``).
 
     cameras (F,4,4): the recorded camera of each target frame (OpenCV axes, data units), or
-    None for a static camera. other_camera: the reference was taken by another camera (only
-    recorded in the mode label)."""
+    None for a static camera. Where the reference came from:
+    - the same camera (default): ``reference_camera`` (4,4) is the recorded camera of the
+      reference frame (same world and units as ``cameras``; default: the first target camera);
+    - another camera of a synchronised group: ``moment_frame`` is THIS camera's frame at the
+      moment the reference was taken, ``moment_camera`` its recorded camera (or None). The head
+      seen by both cameras at that moment ties the two cameras together.
+    """
     settings = settings.validated()
     frames, height, width = len(target_frames), settings.height, settings.width
     if settings.frames is not None and frames != settings.frames:
         raise InputError(f"target: {frames} frames, expected {settings.frames}")
     report: dict = {"warnings": []}
 
-    portrait = track_portrait(tracker, reference_image, report)
-    reference, face, _ = frame_portrait(reference_image, portrait, height, width)
-    canonical = load_canonical_face(str(tracker.model_path))
-    template = build_head_template(canonical, fit_proportions(canonical, face.landmarks))
-
-    clip = _track_target(tracker, target_frames, settings, report)
-    framed, landmarks = frame_clip(target_frames, clip.landmarks, height, width)
-    K = np.repeat(intrinsics_from_fov(CAMERA.fov_deg, height, width)[None], frames, axis=0)
-    head_to_camera = _head_to_camera(clip.rotations, template, landmarks, K)
-    motion = np.tile(np.eye(4), (frames, 1, 1))
-    if cameras is not None:
-        motion = _motion_in_cm(camera_motion(cameras), cm_per_unit, head_to_camera, report)
-    # World = the head frame at the first target frame; the cameras move from there.
-    c2w = invert_rigid(head_to_camera[0]) @ motion
-    head_pose = c2w @ head_to_camera
-    camera_change = _camera_change(motion, float(np.linalg.norm(head_to_camera[0, :3, 3])), report)
-
-    render = render_head(template, head_pose, K, c2w, height, width)
-    face_pixels = project_points(template.face_vertices, head_pose, K, c2w)
+    source = source_stage(reference_image, tracker, height, width, report)
+    target = driving_stage(
+        target_frames,
+        np.arange(frames) / settings.fps,
+        tracker,
+        source.template,
+        height,
+        width,
+        smoothing=settings.smoothing,
+        report=report,
+        name="target clip",
+        key="target",
+        max_filled_fraction=0.25,  # mostly invented poses and expressions: not a target
+    )
+    K = np.repeat(source.K[None], frames, axis=0)
+    # The target cameras relative to the reference camera (cm), then in the world.
+    relative = _target_cameras(
+        source,
+        target,
+        tracker,
+        cameras,
+        cm_per_unit,
+        reference_camera,
+        moment_frame,
+        moment_camera,
+        report,
+    )
+    K, c2w = explicit_cameras((K, relative), frames, source.c2w)
+    # A target is its own driving clip, filmed by those cameras: absolute poses, full strength.
+    as_filmed = replace(settings, relative_pose=False, pose_strength=1.0)
+    head_pose = driven_head_poses(target, source, frames, as_filmed, driving_cameras=relative)
+    distance = float(np.linalg.norm(source.c2w[:3, 3]))
+    within = camera_motion(relative)  # the camera's own motion over the target (C1 filter)
+    camera_change = _camera_change(within, distance, report)
+    normals = normals_stage(source.template, head_pose, K, c2w, height, width)
     # How well the posed template sits on the target's tracked face (data quality).
     report["reprojection_px"] = float(
-        np.linalg.norm(face_pixels - landmarks[:, : face_pixels.shape[1]], axis=-1).mean()
+        np.linalg.norm(
+            normals.face_pixels - target.framed_landmarks[:, : normals.face_pixels.shape[1]],
+            axis=-1,
+        ).mean()
     )
     if camera_change:
         mode = Mode.ALL_DYNAMIC
+    elif _moves(relative[0], distance):
+        mode = Mode.NOVEL_DYNAMIC  # a held view that is not the reference's own
     else:
-        mode = Mode.NOVEL_DYNAMIC if other_camera else Mode.FRONTAL_DYNAMIC
+        mode = Mode.FRONTAL_DYNAMIC
+    expression = expression_stage(
+        target, reference_image, source, frames, replace(settings, mode=mode)
+    )
     conditioning = Conditioning(
         mode=mode,
         fps=settings.fps,
-        reference=reference,
-        normals=render.normals,
-        mask=render.mask,
-        rays=plucker_rays(K, c2w, height, width),
+        reference=source.reference,
+        normals=normals.render.normals,
+        mask=normals.render.mask,
+        rays=rays_stage(K, c2w, source.c2w, height, width),
         K=K,
         c2w=c2w,
         head_pose=head_pose,
-        blendshapes=clip.blendshapes,
+        blendshapes=expression.blendshapes,
         blendshape_names=tracker.blendshape_names or [],
-        crops=aligned_crops(target_frames, clip.landmarks, settings.crop_size),
-        crop_landmarks=landmarks_in_crops(clip.landmarks, settings.crop_size),
-        source_landmarks=face.landmarks,
-        face_pixels=face_pixels,
+        crops=expression.crops,
+        crop_landmarks=expression.crop_landmarks,
+        source_landmarks=source.face.landmarks,
+        face_pixels=normals.face_pixels,
+        reference_c2w=source.c2w,
         report=report,
     )
+    framed = frame_images(target_frames, target.framing, height, width)
     return TrainingSample(conditioning, framed, camera_change)
 
 
-def _track_target(tracker, frames: np.ndarray, settings: ConditioningSettings, report: dict):
-    times = np.arange(len(frames)) / settings.fps
-    clip = assemble_clip(tracker.track_frames(frames, times), times, name="target clip")
-    report["target_frames_filled"] = clip.filled
-    if clip.filled > len(frames) // 4:  # mostly invented poses and expressions: not a target
-        raise InputError(f"target clip: the face is lost in {clip.filled} of {len(frames)} frames")
-    report["jitter_px_raw"] = landmark_jitter(clip.landmarks)
-    return smooth_clip(clip) if settings.smoothing else clip
-
-
-def _head_to_camera(rotations, template, landmarks: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Tracked rotations; translations solved for our camera model, so the posed template
-    reprojects onto the tracked landmarks (MediaPipe's own translations assume its camera)."""
-    poses = np.tile(np.eye(4), (len(rotations), 1, 1))
-    poses[:, :3, :3] = nearest_rotation(rotations)
-    poses[:, :3, 3] = solve_head_translations(
-        poses[:, :3, :3], template.face_vertices, landmarks, K
-    )
-    if (poses[:, 2, 3] <= 5.0).any():
-        raise InputError("target clip: the face is too close or too large to place a camera")
-    return poses
-
-
-def _motion_in_cm(
-    motion: np.ndarray, cm_per_unit: float | None, head_to_camera: np.ndarray, report: dict
+def _target_cameras(
+    source: Source,
+    target: Driving,
+    tracker: FaceTracker,
+    cameras: np.ndarray | None,
+    cm_per_unit: float | None,
+    reference_camera: np.ndarray | None,
+    moment_frame: np.ndarray | None,
+    moment_camera: np.ndarray | None,
+    report: dict,
 ) -> np.ndarray:
-    """Recorded camera motion with its translation converted to cm (stated or estimated)."""
+    """(F,4,4) each target camera relative to the reference camera, translation in cm."""
+    frames = len(target.head_to_camera)
+    if cameras is not None:
+        # The unit from the target's own frames (one framing, one virtual camera).
+        cm_per_unit = _cm_per_unit(camera_motion(cameras), cm_per_unit, target, report)
+    if moment_frame is None:  # the reference was taken by this same camera
+        if cameras is None:
+            return np.tile(np.eye(4), (frames, 1, 1))
+        start = cameras[0] if reference_camera is None else reference_camera
+        return _in_cm(invert_rigid(start) @ cameras, cm_per_unit)
+    # Another camera of a synchronised group: at the reference's moment both cameras saw the
+    # same head, so camera B = camera A x (head in A) x (head in B)^-1.
+    seen = tracker.track_image(moment_frame)
+    if seen is None:
+        raise InputError("target clip: no face at the moment the reference was taken")
+    landmarks = seen.landmarks[None, :, :2] * target.framing[0, 0] + target.framing[:, 2]
+    head_in_b = place_heads(
+        seen.head_to_camera[None, :3, :3], landmarks, source.template.face_vertices, source.K
+    )[0]
+    b_at_moment = invert_rigid(source.c2w) @ invert_rigid(head_in_b)  # ... in A's frame
+    if cameras is None:
+        return np.repeat(b_at_moment[None], frames, axis=0)
+    start = cameras[0] if moment_camera is None else moment_camera
+    return b_at_moment @ _in_cm(invert_rigid(start) @ cameras, cm_per_unit)
+
+
+def sample_ranges(cond: Conditioning) -> dict[str, float]:
+    """What a sample covers, for the trained ranges a checkpoint records: the head's yaw and
+    pitch over the target relative to its first frame (as the reference camera sees it), and
+    each target camera's azimuth / elevation offsets and distance ratio from the reference
+    camera, plus the field of view."""
+    reference = cond.reference_c2w
+    in_camera = invert_rigid(reference)[:3, :3] @ cond.head_pose[:, :3, :3]
+    angles = head_yaw_pitch_roll(in_camera)
+    angles = angles - angles[0]
+    base = view_of_camera(reference)
+    views = [view_of_camera(c) for c in cond.c2w]
+    azimuth = np.array([v.azimuth - base.azimuth for v in views])
+    azimuth = (azimuth + 180.0) % 360.0 - 180.0
+    elevation = np.array([v.elevation - base.elevation for v in views])
+    ratio = np.array([v.distance / base.distance for v in views])
+    fov = np.degrees(2 * np.arctan(cond.height / (2 * cond.K[:, 1, 1])))
+    ranges = {
+        "head_yaw_deg": angles[:, 0],
+        "head_pitch_deg": angles[:, 1],
+        "camera_azimuth_deg": azimuth,
+        "camera_elevation_deg": elevation,
+        "camera_distance_ratio": ratio,
+        "fov_deg": fov,
+    }
+    out = {}
+    for name, values in ranges.items():
+        out[f"{name}_min"], out[f"{name}_max"] = float(values.min()), float(values.max())
+    return out
+
+
+def _in_cm(motion: np.ndarray, cm_per_unit: float | None) -> np.ndarray:
+    motion = motion.copy()
+    if cm_per_unit is not None:
+        motion[:, :3, 3] *= cm_per_unit
+    return motion
+
+
+def _moves(relative: np.ndarray, distance: float) -> bool:
+    """Whether a camera differs noticeably from the reference camera (same thresholds as the
+    C1 filter's camera change)."""
+    return _camera_change(relative[None], distance, {})
+
+
+def _cm_per_unit(
+    motion: np.ndarray, cm_per_unit: float | None, target: Driving, report: dict
+) -> float | None:
+    """The recorded cameras' unit in cm: stated in the file, or estimated so the head centre
+    stays put while the camera moves (None: the camera only turns, no unit needed)."""
     scale_source = "file"
     if cm_per_unit is None:
-        cm_per_unit, residual = estimate_cm_per_unit(motion, head_to_camera)
+        cm_per_unit, residual = estimate_cm_per_unit(motion, target.head_to_camera)
         scale_source = "estimated"
-        if cm_per_unit is None:  # the camera only turns: no scale needed
-            return motion
+        if cm_per_unit is None:
+            return None
         report["head_centre_drift_cm"] = residual
         if cm_per_unit <= 0:
             raise InputError(
                 "cameras: the camera motion and the tracked head disagree (estimated "
                 f"scale {cm_per_unit:.3g} cm per unit); state cm_per_unit in the file"
             )
-    motion = motion.copy()
-    motion[:, :3, 3] *= cm_per_unit
     report.update(cm_per_unit=cm_per_unit, cm_per_unit_source=scale_source)
-    return motion
+    return cm_per_unit
 
 
 def _camera_change(motion: np.ndarray, distance: float, report: dict) -> bool:

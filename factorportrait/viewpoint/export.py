@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import staged_output_dir, write_json, write_video
+from .geometry import orbit_c2w
 from .plucker import plucker_rays
 from .trajectory import DEFAULT_VIEW, CameraPath, CameraView, Trajectory
 from .visualize import rays_to_rgb, trajectory_figure
@@ -68,7 +69,9 @@ def compute_camera_outputs(
     K, c2w = path.cameras(height, width)
     timings["trajectory_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    rays = plucker_rays(K, c2w, height, width)
+    # No portrait here: the reference camera is the base view's (where a portrait is taken from).
+    reference = orbit_c2w(base.azimuth, base.elevation, base.distance, base.roll)
+    rays = plucker_rays(K, c2w, height, width, reference_c2w=reference)
     timings["rays_s"] = time.perf_counter() - start
     return CameraOutputs(trajectory, path, K, c2w, rays, height, width, fps, timings)
 

@@ -2,41 +2,48 @@
 
 Per pixel, the ray through the pixel centre is encoded as six numbers ``[o x d, d]``: ``d`` the
 unit direction in world space and ``o`` the camera centre, so ``o x d`` is the ray's moment.
-Poses are first made relative to the first camera (so frame 0 always gives the same "identity"
-map and the model sees motion, not the arbitrary world frame), and translations are divided by
-the first camera's distance to the head centre (so the map does not depend on scene scale).
+Poses are first made relative to the camera of the REFERENCE image (the portrait at inference,
+the reference frame's camera in training), and translations are divided by that camera's
+distance to the head centre (so the map does not depend on scene scale). A camera that is the
+reference camera gives the "identity" map; a static novel view gives a constant map that
+differs from it, so viewpoint reaches the model through the rays (ARCHITECTURE.md: Rays).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from ..errors import InputError
 
 
-def relative_cameras(c2w: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """c2w (F,4,4) -> poses relative to the first camera, translation in first-distance units.
+def relative_cameras(c2w, reference_c2w) -> torch.Tensor:
+    """c2w (F,4,4) -> poses relative to the reference camera (4,4), translation in units of
+    the reference camera's distance to the head centre.
 
-    The head centre is the world origin, so the first camera's distance to it is the norm of
-    its translation. Computed in float64: these are small and feed every pixel.
+    The head centre is the world origin, so that distance is the norm of the reference's
+    translation. Cameras equal to the reference come out as the exact identity (no round-off).
+    Computed in float64: these are small and feed every pixel.
     """
     c2w = torch.as_tensor(c2w).to(torch.float64)
-    first = c2w[0]
-    distance = torch.linalg.vector_norm(first[:3, 3])
-    if not torch.isfinite(distance) or distance < 1e-6:
-        raise InputError("cameras: the first camera sits at the head centre (distance 0)")
-    relative = torch.linalg.inv(first) @ c2w
-    relative[0] = torch.eye(4, dtype=relative.dtype, device=relative.device)  # exact, no round-off
+    reference = torch.as_tensor(reference_c2w).to(device=c2w.device, dtype=torch.float64)
+    if reference.shape != (4, 4) or not torch.isfinite(reference).all():
+        raise InputError("reference camera: expected one finite 4x4 camera-to-world matrix")
+    distance = torch.linalg.vector_norm(reference[:3, 3])
+    if distance < 1e-6:
+        raise InputError("cameras: the reference camera sits at the head centre (distance 0)")
+    relative = torch.linalg.inv(reference) @ c2w
+    same = (c2w == reference).flatten(1).all(dim=1)
+    relative[same] = torch.eye(4, dtype=relative.dtype, device=relative.device)
     relative[:, :3, 3] /= distance
     return relative
 
 
-def plucker_rays(K, c2w, height: int, width: int):
-    """Plücker ray maps (F, 6, H, W) float32 for K (F,3,3) in pixels and world c2w (F,4,4).
+def plucker_rays(K, c2w, height: int, width: int, *, reference_c2w):
+    """Plücker ray maps (F, 6, H, W) float32 for K (F,3,3) in pixels and world c2w (F,4,4),
+    relative to the camera of the reference image ``reference_c2w`` (4,4).
 
     Channels 0-2 are the moment ``o x d``, channels 3-5 the unit direction ``d``, both in the
-    first camera's frame. Accepts numpy arrays or torch tensors and returns the same kind
+    reference camera's frame. Accepts numpy arrays or torch tensors and returns the same kind
     (tensors stay on their device).
     """
     return_numpy = not torch.is_tensor(c2w)
@@ -45,7 +52,7 @@ def plucker_rays(K, c2w, height: int, width: int):
     c2w = torch.as_tensor(c2w).to(device=device, dtype=torch.float64)
     _check_shapes(K, c2w, height, width)
 
-    relative = relative_cameras(c2w)
+    relative = relative_cameras(c2w, reference_c2w)
     # Direction and moment are both linear in the homogeneous pixel p = (u, v, 1):
     #   d ~ M p with M = R K^-1, and o x d = [o]x d ~ [o]x M p,
     # and share the normaliser |M p|. So one (F,6,3) matrix and one matmul give all six channels

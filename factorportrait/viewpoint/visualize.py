@@ -7,6 +7,9 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from .geometry import orbit_c2w
+from .trajectory import DEFAULT_VIEW
+
 _HEAD_SEMI_AXES = (8.0, 11.0, 10.0)  # cm, x y z: a rough adult head around the head centre
 
 
@@ -38,11 +41,18 @@ def trajectory_figure(
     title: str | None = None,
     max_frustums: int = 12,
     uirevision: str = "trajectory",
+    reference_c2w: np.ndarray | None = None,
 ) -> go.Figure:
     """A Plotly 3D figure of a camera path: a head at the origin (with its nose showing which
-    way the face looks), the path coloured by time, and camera frustums along it."""
+    way the face looks), the path coloured by time, camera frustums along it, and the camera of
+    the reference image (the portrait's; by default the default view's) that the rays are
+    relative to."""
     K = np.asarray(K, dtype=np.float64)
     c2w = np.asarray(c2w, dtype=np.float64)
+    if reference_c2w is None:
+        view = DEFAULT_VIEW
+        reference_c2w = orbit_c2w(view.azimuth, view.elevation, view.distance, view.roll)
+    reference_c2w = np.asarray(reference_c2w, dtype=np.float64)
     centres = c2w[:, :3, 3]
     frames = len(c2w)
     distance = float(np.linalg.norm(centres, axis=1).mean())
@@ -75,13 +85,11 @@ def trajectory_figure(
         )
     )
     shown = np.unique(np.linspace(0, frames - 1, min(frames, max_frustums)).round().astype(int))
-    for label, indices, colour in (
-        ("cameras", [i for i in shown if i != 0], "#4c72b0"),
-        ("first camera", [0], "#dd3333"),
+    for label, intrinsics, cameras, colour in (
+        ("cameras", K[shown], c2w[shown], "#4c72b0"),
+        ("reference camera (the portrait's)", K[:1], reference_c2w[None], "#dd3333"),
     ):
-        if not indices:
-            continue
-        xs, ys, zs = _frustum_lines(K[indices], c2w[indices], height, width, depth)
+        xs, ys, zs = _frustum_lines(intrinsics, cameras, height, width, depth)
         fig.add_trace(
             go.Scatter3d(
                 x=xs,
