@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..head_pose import build_head_template, fit_proportions, load_canonical_face, place_heads
 from ..io import staged_output_dir, write_json
 from ..io.media import read_video
-from ..tracking import FaceTracker, assemble_clip, landmark_jitter
+from ..tracking import FaceTracker, TrackedClip, assemble_clip, landmark_jitter
 from . import metrics
 
 SKIPPED = {
@@ -92,6 +93,11 @@ def evaluate_sample(sample: Sample, tracker: FaceTracker) -> dict:
     with np.load(sample.conditioning, allow_pickle=False) as data:
         c2w, head_pose = data["c2w"].astype(np.float64), data["head_pose"].astype(np.float64)
         blendshapes = data["blendshapes"].astype(np.float64)
+        K = data["K"].astype(np.float64) if "K" in data else None
+        source_landmarks = (
+            data["source_landmarks"].astype(np.float64) if "source_landmarks" in data else None
+        )
+        conditioning_size = data["reference"].shape[:2] if "reference" in data else None
     frames = min(len(video.frames), len(c2w))
     notes = []
     if len(video.frames) != len(c2w):
@@ -114,9 +120,21 @@ def evaluate_sample(sample: Sample, tracker: FaceTracker) -> dict:
         notes.append("no face found in the generated video: no face metrics")
     else:
         clip = assemble_clip(observations, times, name=f"video {sample.video.name}")
+        if K is None:
+            rotations, translations = clip.rotations, clip.translations
+            notes.append(
+                "the conditioning has no K: head translations are MediaPipe's own (its ~63 degree"
+                " camera), so motion towards the camera is under-measured"
+            )
+        else:
+            K = _intrinsics_for_video(K[:frames], conditioning_size, video.frames.shape[1:3])
+            placed = generated_heads(clip, K, source_landmarks, tracker, sample.name)
+            rotations, translations = placed[:, :3, :3], placed[:, :3, 3]
         requested = metrics.requested_head_in_camera(c2w[:frames], head_pose[:frames])
-        head = metrics.head_pose_error(requested, clip.rotations, clip.translations)
-        implied = metrics.implied_cameras(head_pose[:frames], clip.rotations, clip.translations)
+        head = metrics.head_pose_error(requested, rotations, translations)
+        implied = metrics.implied_cameras(
+            head_pose[:frames], rotations, translations, first_camera=c2w[0]
+        )
         camera = metrics.camera_error(c2w[:frames], implied)
         series = {
             "expression_l1": metrics.expression_error(clip.blendshapes, blendshapes[:frames]),
@@ -146,6 +164,37 @@ def evaluate_sample(sample: Sample, tracker: FaceTracker) -> dict:
         k: np.asarray(v, float).round(6).tolist() for k, v in result["series"].items()
     }
     return result
+
+
+def generated_heads(
+    clip: TrackedClip,
+    K: np.ndarray,
+    source_landmarks: np.ndarray | None,
+    tracker: FaceTracker,
+    name: str,
+) -> np.ndarray:
+    """(F,4,4) head -> camera of the generated faces in our camera model (ARCHITECTURE.md: Our
+    camera model): the generated video is the output camera's own image, so each head is
+    placed with that camera's K, using the template the core builds from the reference's
+    landmarks (from the video's first face when the conditioning has none), as the requested
+    poses were. MediaPipe's own translations (its ~63 degree camera) would under-measure
+    motion towards the camera about 2.3x."""
+    canonical = load_canonical_face(str(tracker.model_path))
+    shape = clip.landmarks[0] if source_landmarks is None else source_landmarks
+    template = build_head_template(canonical, fit_proportions(canonical, shape))
+    return place_heads(
+        clip.rotations, clip.landmarks[..., :2], template.face_vertices, K, name=name
+    )
+
+
+def _intrinsics_for_video(
+    K: np.ndarray, conditioning_size: tuple[int, int] | None, video_size: tuple[int, int]
+) -> np.ndarray:
+    """K (F,3,3) of the conditioning, rescaled when the video was written at another size."""
+    if conditioning_size is None or tuple(conditioning_size) == tuple(video_size):
+        return K
+    scale = np.diag([video_size[1] / conditioning_size[1], video_size[0] / conditioning_size[0], 1])
+    return scale @ K
 
 
 def evaluate(results: str | Path, out: str | Path, landmarker: str | Path | None = None) -> dict:

@@ -1,9 +1,11 @@
 """Metrics on tracked videos. All pure numpy: poses in, errors out.
 
-Conventions: rotations and translations are head -> camera (OpenCV), as the tracker reports
-them; ``c2w`` and ``head_pose`` are the requested cameras and head poses in the world (head)
-frame, as a Conditioning holds them. Pose errors are measured on motion relative to the first
-frame, so a constant calibration offset between MediaPipe's camera model and ours cancels.
+Conventions: rotations and translations are head -> camera (OpenCV), the generated heads
+placed in our camera model (``harness.generated_heads``: ARCHITECTURE.md, Our camera model);
+``c2w`` and ``head_pose`` are the requested cameras and head poses in the world (head) frame,
+as a Conditioning holds them. Pose errors are measured on motion relative to the first frame,
+so a constant offset between the generated head and the requested one (its size, where it
+sits) cancels.
 """
 
 from __future__ import annotations
@@ -56,12 +58,24 @@ def head_pose_error(
 
 
 def implied_cameras(
-    head_pose: np.ndarray, generated_rotations: np.ndarray, generated_translations: np.ndarray
+    head_pose: np.ndarray,
+    generated_rotations: np.ndarray,
+    generated_translations: np.ndarray,
+    first_camera: np.ndarray | None = None,
 ) -> np.ndarray:
     """Cameras (F,4,4) implied by the generated face: where a camera must be to see the head,
-    placed as requested in the world, the way the tracker sees it."""
+    placed as requested in the world, the way the tracker sees it.
+
+    first_camera (4,4): the requested first camera. The tracker's head axes differ from the
+    requested head's by a constant rotation (MediaPipe's face frame against the template's as
+    the core's reference camera sees it); given the first camera, that offset is taken out at
+    the first frame, else it would turn the head's own translation into camera motion."""
+    rotations = np.asarray(generated_rotations, dtype=np.float64)
+    if first_camera is not None:
+        requested_first = (np.linalg.inv(first_camera) @ head_pose[0])[:3, :3]
+        rotations = rotations @ (rotations[0].T @ requested_first)
     head_to_camera = np.tile(np.eye(4), (len(head_pose), 1, 1))
-    head_to_camera[:, :3, :3] = generated_rotations
+    head_to_camera[:, :3, :3] = rotations
     head_to_camera[:, :3, 3] = generated_translations
     return head_pose @ np.linalg.inv(head_to_camera)
 
