@@ -72,13 +72,22 @@ TINY_BACKBONE = {
 
 
 def weights_digest(module: torch.nn.Module) -> str:
-    """A short SHA-256 of a module's weights (names, dtypes, shapes, bytes): tells whether
-    cached training data was made by the same VAE / expression backbone as a checkpoint."""
+    """A short SHA-256 of a module's weights (names, shapes, values): tells whether cached
+    training data was made by the same VAE / expression backbone as a checkpoint.
+
+    The same weights give the same digest on any device and in any floating dtype: floating
+    tensors are hashed as their values rounded to bfloat16 (the lowest precision any of our
+    paths runs a frozen part in; rounding a bfloat16 copy again changes nothing), so data that
+    ``prepare`` made with a bf16 backbone on a GPU is accepted by an fp32 ``train``."""
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        tensor = tensor.detach().cpu()
+        if tensor.is_floating_point():
+            tensor, kind = tensor.to(torch.bfloat16), "float"
+        else:
+            kind = str(tensor.dtype)  # integer buffers: no dtype is cast to them
+        digest.update(f"{name}:{kind}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -168,7 +177,8 @@ def init_from_wan(
 ) -> Path:
     """A starting checkpoint from a diffusers-format Wan2.1 text-to-video checkpoint: Wan's
     transformer and VAE as they are, the new input channels and the expression controller at
-    zero (so the model starts as plain Wan), and the expression encoder's backbone from a
+    zero (so the model starts as plain Wan, which sees the reference slot as a blank first
+    latent frame), and the expression encoder's backbone from a
     transformers checkpoint (DINOv2-class) when given, random otherwise (then say so)."""
     try:
         wan_transformer = WanTransformer3DModel.from_pretrained(

@@ -3,13 +3,18 @@
 Built from diffusers' own Wan modules (``WanTransformerBlock``, ``WanRotaryPosEmbed``,
 ``WanTimeTextImageEmbedding``), with Wan's module names so Wan weights load unchanged:
 
-- Condition fusion: noise latents (16) + reference latents (16) + normal-video latents (16,
-  off in the C2 ablation) + packed Plücker rays (24) are concatenated on channels into a widened
-  patch embedding (72 input channels).
+- Condition fusion (the paper's condition-fusion figure): four channel groups, noise latents
+  (16) | reference latent (16) | normal-video latents (16, off in the C2 ablation) | packed
+  Plücker rays (24), into a widened patch embedding (72 input channels), over T+1 latent
+  frames. Slot 0 is the reference: its latent in the reference group, zeros elsewhere. Slots
+  1..T are the frames to generate: noise, normals and rays, zeros in the reference group. The
+  transformer reaches the reference through attention (rotary positions run over all T+1
+  slots), and returns slots 1..T only. See ``fuse_conditions`` and README (Python API).
 - Expression control: per-frame expression codes go through ``expression_controller`` and are
-  added to the frame-agnostic timestep embedding; Wan's ``time_proj`` then turns each frame's
-  sum into that frame's (6, D) AdaLN modulation. The controller's last layer starts at zero, so
-  a fresh model is exactly the base Wan.
+  added to the frame-agnostic timestep embedding of slots 1..T (slot 0 keeps the plain one);
+  Wan's ``time_proj`` then turns each frame's sum into that frame's (6, D) AdaLN modulation.
+  The controller's last layer starts at zero, and Wan's weights sit on the noise channels only,
+  so a fresh model is the base Wan seeing a blank first latent frame.
 - Modulation reaches the blocks either per token (B, L, 6, D), the path diffusers' Wan block
   takes as it is (the Wan 2.2 TI2V form), or broadcast per frame (B, T, 6, D) through a
   subclass of the block with the same weights, which never materialises the per-token tensor.
@@ -39,6 +44,13 @@ from torch import nn
 
 LATENT_CHANNELS = 16
 RAY_CHANNELS = 24  # 6 Plücker channels x 4 frames per latent frame
+# How conditions enter the patch embedding; saved in the transformer's config. Checkpoints from
+# before it (the reference latent broadcast into every frame's channels) lack the field.
+CONDITION_LAYOUT = "reference-frame"
+OLD_LAYOUT_MESSAGE = (  # first, and short: the CLI shows a load error's first 160 characters
+    "saved in the old broadcast layout (no condition_layout in its config): re-make it with "
+    "init-from-wan or make-tiny-checkpoint (none were ever trained)"
+)
 
 
 class ExpressionController(nn.Module):
@@ -150,10 +162,17 @@ class FactorPortraitTransformer3DModel(
         modulation: Literal["per_token", "per_frame"] = "per_token",
         training_status: str = "untrained",  # "untrained", "wan-initialised" or "trained"
         trained_ranges: dict[str, list[float]] | None = None,  # for the UI's guardrails
+        condition_layout: str = CONDITION_LAYOUT,  # the reference in its own latent frame
     ) -> None:
         super().__init__()
         if modulation not in ("per_token", "per_frame"):
             raise ValueError(f"modulation must be 'per_token' or 'per_frame', got {modulation!r}")
+        if condition_layout != CONDITION_LAYOUT:
+            raise ValueError(
+                f"condition_layout must be {CONDITION_LAYOUT!r}, got {condition_layout!r}"
+            )
+        if patch_size[0] != 1:  # the reference slot must be a token frame of its own
+            raise ValueError(f"patch_size: the temporal patch must be 1, got {patch_size[0]}")
         inner_dim = num_attention_heads * attention_head_dim
         self.rope = WanRotaryPosEmbed(attention_head_dim, patch_size, rope_max_seq_len)
         self.patch_embedding = nn.Conv3d(
@@ -191,6 +210,17 @@ class FactorPortraitTransformer3DModel(
     def in_channels_for(use_normals: bool) -> int:
         return LATENT_CHANNELS * (3 if use_normals else 2) + RAY_CHANNELS
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """diffusers' loading (pipelines load their transformer through it too), refusing a
+        checkpoint saved before the reference had its own latent frame: its weights would
+        load, but they were made for another input layout."""
+        loaded = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        if "condition_layout" in model.config.get("_use_default_values", ()):
+            raise ValueError(f"{OLD_LAYOUT_MESSAGE}: {pretrained_model_name_or_path}")
+        return loaded
+
     @property
     def is_untrained(self) -> bool:
         return self.config.training_status != "trained"
@@ -210,22 +240,18 @@ class FactorPortraitTransformer3DModel(
     ) -> torch.Tensor | Transformer2DModelOutput:
         """
         hidden_states: noisy latents (B, 16, T, h, w); timestep: (B,)
-        reference_latents: (B, 16, 1 or T, h, w); ray_latents: packed Plücker (B, 24, T, h, w)
+        reference_latents: (B, 16, 1, h, w); ray_latents: packed Plücker (B, 24, T, h, w)
         normal_latents: (B, 16, T, h, w), required unless use_normals is False
         expression_codes: (B, T, expression_code_dim) or None (plain Wan modulation)
         encoder_hidden_states: (B, L, text_dim); default: the stored prompt embedding
-        attention_kwargs: {"scale": s} scales LoRA adapters by s (PEFT backend)
+        attention_kwargs: {"scale": s} scales LoRA adapters (PEFT backend)
+        Returns the prediction for the T frames to generate, (B, 16, T, h, w); the reference
+        slot is seen, never predicted.
         """
         batch, _, frames, height, width = hidden_states.shape
         p_t, p_h, p_w = self.config.patch_size
         post_t, post_h, post_w = frames // p_t, height // p_h, width // p_w
-        parts = [hidden_states, reference_latents.expand(-1, -1, frames, -1, -1)]
-        if self.config.use_normals:
-            if normal_latents is None:
-                raise ValueError("normal_latents are required (this model uses normal maps)")
-            parts.append(normal_latents)
-        parts.append(ray_latents)
-        fused = torch.cat([p.to(hidden_states.dtype) for p in parts], dim=1)
+        fused = self.fuse_conditions(hidden_states, reference_latents, ray_latents, normal_latents)
 
         rotary_emb = self.rope(fused)
         tokens = self.patch_embedding(fused).flatten(2).transpose(1, 2).contiguous()
@@ -244,8 +270,10 @@ class FactorPortraitTransformer3DModel(
                     f"expression_codes: expected (B={batch}, T={post_t}, E), "
                     f"got {tuple(expression_codes.shape)}"
                 )
-            # The per-frame part of the modulation: added before Wan's time_proj.
-            temb = temb[:, None] + self.expression_controller(expression_codes.to(temb.dtype))
+            # The per-frame part of the modulation, added before Wan's time_proj; none for the
+            # reference slot, which has no expression of its own.
+            expression = self.expression_controller(expression_codes.to(temb.dtype))
+            temb = temb[:, None] + nn.functional.pad(expression, (0, 0, 1, 0))  # (B, 1+T, D)
         timestep_proj = embedder.time_proj(embedder.act_fn(temb)).unflatten(-1, (6, -1))
         encoder_hidden_states = embedder.text_embedder(encoder_hidden_states)
 
@@ -264,12 +292,18 @@ class FactorPortraitTransformer3DModel(
             else:
                 tokens = block(tokens, encoder_hidden_states, timestep_proj, rotary_emb)
 
+        # Only slots 1..T are predicted: the reference slot's tokens end here.
+        tokens = tokens[:, per_frame_tokens:]
+        if expression_codes is not None:
+            temb = temb[:, 1:]
         # Output norm, modulated like the blocks (per frame when temb is per frame).
         table = self.scale_shift_table.to(temb.device)
         if temb.ndim == 3:
             modulation = table.unsqueeze(0) + temb.unsqueeze(2)  # (B, T', 2, D)
             shift, scale = modulation[:, :, 0:1], modulation[:, :, 1:2]  # (B, T', 1, D)
-            framed = self.norm_out(tokens.float()).view(batch, temb.shape[1], -1, tokens.shape[-1])
+            framed = self.norm_out(tokens.float()).reshape(
+                batch, temb.shape[1], -1, tokens.shape[-1]
+            )
             tokens = (framed * (1 + scale) + shift).view_as(tokens).type_as(tokens)
         else:
             shift, scale = (table + temb.unsqueeze(1)).chunk(2, dim=1)
@@ -280,3 +314,38 @@ class FactorPortraitTransformer3DModel(
         if not return_dict:
             return (output,)
         return Transformer2DModelOutput(sample=output)
+
+    def fuse_conditions(
+        self,
+        hidden_states: torch.Tensor,
+        reference_latents: torch.Tensor,
+        ray_latents: torch.Tensor,
+        normal_latents: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The patch embedding's input, (B, C, 1+T, h, w): channel groups noise | reference |
+        normals (unless use_normals is False) | rays. Slot 0 holds the reference latent in its
+        group and zeros in the others; slots 1..T hold the noisy latents, normals and rays,
+        and zeros in the reference group."""
+        batch, _, frames, height, width = hidden_states.shape
+        if tuple(reference_latents.shape) != (batch, LATENT_CHANNELS, 1, height, width):
+            raise ValueError(
+                f"reference_latents must be one latent frame, (B={batch}, {LATENT_CHANNELS}, 1, "
+                f"{height}, {width}), got {tuple(reference_latents.shape)}"
+            )
+        groups = [hidden_states]
+        if self.config.use_normals:
+            if normal_latents is None:
+                raise ValueError("normal_latents are required (this model uses normal maps)")
+            groups.append(normal_latents)
+        groups.append(ray_latents)
+        dtype = hidden_states.dtype
+        groups = [group.to(dtype) for group in groups]
+        reference = reference_latents.to(dtype)
+
+        def zeros(channels: int, slots: int) -> torch.Tensor:
+            return hidden_states.new_zeros(batch, channels, slots, height, width)
+
+        reference_slot = [zeros(LATENT_CHANNELS, 1), reference]
+        reference_slot += [zeros(group.shape[1], 1) for group in groups[1:]]
+        frame_slots = [groups[0], zeros(LATENT_CHANNELS, frames), *groups[1:]]
+        return torch.cat([torch.cat(reference_slot, dim=1), torch.cat(frame_slots, dim=1)], dim=2)

@@ -307,6 +307,11 @@ def train(
     digests = component_digests(pipe)  # hashed once: the 1.3B VAE is half a gigabyte
     for samples in (train_set, val_set):
         samples.check_made_by(digests, Path(data))
+    if (train_set.use_crops or val_set.use_crops) and accelerator.is_main_process:
+        print(  # much slower than cached features: never silently
+            f"note: --data {data}: expression features from another expression backbone; "
+            "encoding the kept crops at every step instead"
+        )
     if accelerator.is_main_process:
         left_out = f", {train_set.excluded} left out by the C1 filter" if train_set.excluded else ""
         print(
