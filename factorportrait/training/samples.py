@@ -314,9 +314,8 @@ def sample_ranges(cond: Conditioning) -> dict[str, float]:
         "camera_azimuth_deg": azimuth,
         "camera_elevation_deg": elevation,
         "camera_distance_ratio": ratio,
-        "fov_deg": fov,
     }
-    out = {}
+    out = {"fov_deg": float(fov.mean())}  # one field of view per sample (our camera model)
     for name, values in ranges.items():
         out[f"{name}_min"], out[f"{name}_max"] = float(values.min()), float(values.max())
     return out
