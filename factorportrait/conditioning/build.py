@@ -24,6 +24,7 @@ from ..tracking import FaceTracker
 from ..viewpoint import Trajectory
 from .bundle import Conditioning, ConditioningSettings
 from .stages import (
+    assemble,
     driven_head_poses,
     driving_stage,
     explicit_cameras,
@@ -136,26 +137,19 @@ def build_conditioning(
             "distance_cm": float(np.linalg.norm(source.c2w[:3, 3])),
         },
     )
-    return Conditioning(
-        mode=mode,
-        fps=settings.fps,
-        reference=source.reference,
-        normals=normals.render.normals,
-        mask=normals.render.mask,
-        rays=rays,
-        K=K,
-        c2w=c2w,
-        head_pose=head_pose,
-        blendshapes=expression.blendshapes,
-        blendshape_names=tracker.blendshape_names or [],
-        crop_landmarks=expression.crop_landmarks,
-        crops=expression.crops,
-        source_landmarks=source.face.landmarks,
-        face_pixels=normals.face_pixels,
-        driving_frames=driving_clip.frames if driving_clip is not None else None,
-        driving_landmarks=driving_clip.clip.landmarks if driving_clip is not None else None,
-        reference_c2w=source.c2w,
-        report=report,
+    return assemble(
+        mode,
+        settings.fps,
+        source,
+        K,
+        c2w,
+        head_pose,
+        normals,
+        rays,
+        expression,
+        tracker.blendshape_names or [],
+        report,
+        driving_clip,
     )
 
 

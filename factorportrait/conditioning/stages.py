@@ -49,7 +49,7 @@ from ..tracking import (
 )
 from ..viewpoint import Trajectory, intrinsics_from_fov, invert_rigid, load_preset, plucker_rays
 from ..viewpoint.paths import camera_path
-from .bundle import ConditioningSettings
+from .bundle import Conditioning, ConditioningSettings
 
 DEFAULT_TRAJECTORY = "orbit"
 
@@ -252,4 +252,42 @@ def expression_stage(
         crops = aligned_crops(driving.frames, landmarks, settings.crop_size)
     return Expression(
         blendshapes, crops, landmarks_in_crops(landmarks, settings.crop_size), landmarks
+    )
+
+
+def assemble(
+    mode,
+    fps: float,
+    source: Source,
+    K: np.ndarray,
+    c2w: np.ndarray,
+    head_pose: np.ndarray,
+    normals: Normals,
+    rays: np.ndarray,
+    expression: Expression,
+    blendshape_names: list[str],
+    report: dict,
+    driving: Driving | None = None,
+) -> Conditioning:
+    """The stages' results as one Conditioning bundle (inference and training alike)."""
+    return Conditioning(
+        mode=mode,
+        fps=fps,
+        reference=source.reference,
+        normals=normals.render.normals,
+        mask=normals.render.mask,
+        rays=rays,
+        K=K,
+        c2w=c2w,
+        head_pose=head_pose,
+        blendshapes=expression.blendshapes,
+        blendshape_names=blendshape_names,
+        crops=expression.crops,
+        crop_landmarks=expression.crop_landmarks,
+        source_landmarks=source.face.landmarks,
+        face_pixels=normals.face_pixels,
+        driving_frames=None if driving is None else driving.frames,
+        driving_landmarks=None if driving is None else driving.clip.landmarks,
+        reference_c2w=source.c2w,
+        report=report,
     )

@@ -36,6 +36,7 @@ from ..conditioning import Conditioning, ConditioningSettings
 from ..conditioning.stages import (
     Driving,
     Source,
+    assemble,
     driven_head_poses,
     driving_stage,
     explicit_cameras,
@@ -232,24 +233,10 @@ def build_sample_conditioning(
     expression = expression_stage(
         target, reference_image, source, frames, replace(settings, mode=mode)
     )
-    conditioning = Conditioning(
-        mode=mode,
-        fps=settings.fps,
-        reference=source.reference,
-        normals=normals.render.normals,
-        mask=normals.render.mask,
-        rays=rays_stage(K, c2w, source.c2w, height, width),
-        K=K,
-        c2w=c2w,
-        head_pose=head_pose,
-        blendshapes=expression.blendshapes,
-        blendshape_names=tracker.blendshape_names or [],
-        crops=expression.crops,
-        crop_landmarks=expression.crop_landmarks,
-        source_landmarks=source.face.landmarks,
-        face_pixels=normals.face_pixels,
-        reference_c2w=source.c2w,
-        report=report,
+    rays = rays_stage(K, c2w, source.c2w, height, width)
+    names = tracker.blendshape_names or []
+    conditioning = assemble(
+        mode, settings.fps, source, K, c2w, head_pose, normals, rays, expression, names, report
     )
     framed = frame_images(target_frames, target.framing, height, width)
     return TrainingSample(conditioning, framed, camera_change)
