@@ -21,15 +21,12 @@ from contextlib import nullcontext
 import torch
 
 from ..checkpoints import FRAMES_PER_LATENT, WAN_13B_CONFIG, starting_transformer, tiny_pipeline
+from ..cost import CUDA_OVERHEAD_GIB, H100_BF16_TFLOPS, UTILISATION  # the one cost model's GPU
 from ..models import FactorPortraitExpressionEncoder
 from .config import TrainConfig
 from .loop import FlowMatchingObjective, frozen_in_trained, select_parameters, training_loss
 
 SIZES = ("tiny", "1.3b")
-# Assumptions of the estimate (stated wherever it is printed).
-H100_BF16_TFLOPS = 989.0  # dense bf16 peak of an H100 SXM
-UTILISATION = 0.4
-CUDA_OVERHEAD_GIB = 1.5  # context, allocator slack, workspaces
 
 
 def build_trainable(size: str, trainable: str, lora_rank: int = 16, *, device="cpu"):
@@ -54,12 +51,25 @@ def trained_count(transformer, params, trainable: str) -> int:
     return sum(p.numel() for p in params) - frozen_in_trained(transformer, trainable)
 
 
-def _matmul_flops(transformer, tokens: int) -> tuple[list[tuple[str, int, bool]], int]:
+def video_tokens(transformer, frames: int, height: int, width: int) -> tuple[int, int]:
+    """(tokens the transformer sees, tokens it predicts) for a clip of ``frames`` frames:
+    the reference slot is one latent frame more in, none out."""
+    t, h, w = latent_shape(frames, height, width)
+    patch = transformer.config.patch_size
+    per_frame = (h // patch[1]) * (w // patch[2])
+    return (t // patch[0] + 1) * per_frame, t // patch[0] * per_frame
+
+
+def _matmul_flops(
+    transformer, tokens: int, output_tokens: int | None = None
+) -> tuple[list[tuple[str, int, bool]], int]:
     """The forward's linear maps as (name, FLOPs, weight trains) and attention's FLOPs: 2 per
     weight per token for every linear map (cross-attention keys and values, LoRA's on them
-    included, see the prompt's tokens only; the time/prompt embedders and the expression
+    included, see the prompt's tokens only; the output projection only the ``output_tokens``
+    it predicts, the reference slot's left out; the time/prompt embedders and the expression
     controller run once per sample or latent frame: left out), plus attention's two
     token-by-token products."""
+    output_tokens = tokens if output_tokens is None else output_tokens
     text = transformer.config.prompt_length
     dim = transformer.config.num_attention_heads * transformer.config.attention_head_dim
     linear = []
@@ -69,24 +79,33 @@ def _matmul_flops(transformer, tokens: int) -> tuple[list[tuple[str, int, bool]]
         if name.startswith(("condition_embedder", "expression_controller")):
             continue
         seen = text if ".attn2.to_k" in name or ".attn2.to_v" in name else tokens
+        if name == "proj_out":
+            seen = output_tokens
         linear.append((name, 2 * module.weight.numel() * seen, module.weight.requires_grad))
     attention = transformer.config.num_layers * 4 * dim * (tokens * tokens + tokens * text)
     return linear, attention
 
 
-def forward_flops(transformer, tokens: int) -> int:
-    """FLOPs of one transformer forward over ``tokens`` video tokens (see ``_matmul_flops``)."""
-    linear, attention = _matmul_flops(transformer, tokens)
+def forward_flops(transformer, tokens: int, output_tokens: int | None = None) -> int:
+    """FLOPs of one transformer forward over ``tokens`` video tokens, reference slot included,
+    predicting ``output_tokens`` (see ``_matmul_flops`` and ``video_tokens``)."""
+    linear, attention = _matmul_flops(transformer, tokens, output_tokens)
     return sum(flops for _, flops, _ in linear) + attention
 
 
-def step_flops(transformer, tokens: int, *, gradient_checkpointing: bool = True) -> int:
+def step_flops(
+    transformer,
+    tokens: int,
+    output_tokens: int | None = None,
+    *,
+    gradient_checkpointing: bool = True,
+) -> int:
     """FLOPs of one training step (forward, backward, and with checkpointing the blocks'
     forward again). Backward: every linear map's input gradient (1x its forward) but the patch
     embedding's, whose input is data; the weight gradient (1x) of each map whose weight
     trains (by ``requires_grad``: the patch embedding's whole weight, LoRA's, or all);
     attention's backward is twice its forward (gradients of both operands of both products)."""
-    linear, attention = _matmul_flops(transformer, tokens)
+    linear, attention = _matmul_flops(transformer, tokens, output_tokens)
     forward = sum(flops for _, flops, _ in linear) + attention
     backward = 2 * attention + sum(
         flops * ((name != "patch_embedding") + trains) for name, flops, trains in linear
@@ -199,14 +218,14 @@ def estimate_training_step(
 ) -> dict:
     """FLOPs, time and GPU memory of one step at batch 1, by arithmetic (see module doc)."""
     transformer, encoder, params = build_trainable(size, trainable, lora_rank, device="meta")
-    t, h, w = latent_shape(frames, height, width)
-    patch = transformer.config.patch_size
-    tokens = t // patch[0] * (h // patch[1]) * (w // patch[2])
+    tokens, output_tokens = video_tokens(transformer, frames, height, width)
     dim = transformer.config.num_attention_heads * transformer.config.attention_head_dim
     layers = transformer.config.num_layers
 
     # (The expression backbone's features are cached by prepare: no per-step cost.)
-    flops = step_flops(transformer, tokens, gradient_checkpointing=gradient_checkpointing)
+    flops = step_flops(
+        transformer, tokens, output_tokens, gradient_checkpointing=gradient_checkpointing
+    )
 
     total = sum(p.numel() for p in transformer.parameters()) + sum(
         p.numel() for p in encoder.parameters()

@@ -47,12 +47,12 @@ from ..conditioning.stages import (
 )
 from ..errors import InputError
 from ..framing import frame_images
-from ..head_pose import head_yaw_pitch_roll, place_heads
+from ..guardrails import camera_offsets, head_turns
+from ..head_pose import place_heads
 from ..modes import Mode
 from ..tracking import FaceTracker
 from ..viewpoint import invert_rigid
 from ..viewpoint.geometry import OPENGL_TO_OPENCV
-from ..viewpoint.paths import view_of_camera
 
 MAX_CAMERA_FILE_BYTES = 32 * 1024 * 1024
 # A target whose camera turns by more than this, or moves by more than this fraction of its
@@ -280,30 +280,21 @@ def _target_cameras(
 
 
 def sample_ranges(cond: Conditioning) -> dict[str, float]:
-    """What a sample covers, for the trained ranges a checkpoint records: the head's yaw and
-    pitch over the target relative to its first frame (as the reference camera sees it), and
-    each target camera's azimuth / elevation offsets and distance ratio from the reference
-    camera, plus the field of view."""
-    reference = cond.reference_c2w
-    in_camera = invert_rigid(reference)[:3, :3] @ cond.head_pose[:, :3, :3]
-    angles = head_yaw_pitch_roll(in_camera)
-    angles = angles - angles[0]
-    base = view_of_camera(reference)
-    views = [view_of_camera(c) for c in cond.c2w]
-    azimuth = np.array([v.azimuth - base.azimuth for v in views])
-    azimuth = (azimuth + 180.0) % 360.0 - 180.0
-    elevation = np.array([v.elevation - base.elevation for v in views])
-    ratio = np.array([v.distance / base.distance for v in views])
-    fov = np.degrees(2 * np.arctan(cond.height / (2 * cond.K[:, 1, 1])))
-    ranges = {
-        "head_yaw_deg": angles[:, 0],
-        "head_pitch_deg": angles[:, 1],
-        "camera_azimuth_deg": azimuth,
-        "camera_elevation_deg": elevation,
-        "camera_distance_ratio": ratio,
+    """What a sample covers, for the trained ranges a checkpoint records, measured exactly as
+    requests are (``factorportrait.guardrails``): the head's yaw and pitch since its first frame
+    seen from the reference camera, each camera's azimuth / elevation offsets and distance ratio
+    from the reference camera, and the field of view."""
+    yaw, pitch = head_turns(cond.head_pose, cond.reference_c2w)
+    offsets = camera_offsets(cond.c2w, cond.K, cond.reference_c2w, cond.height)
+    measured = {
+        "head_yaw_deg": yaw,
+        "head_pitch_deg": pitch,
+        "camera_azimuth_deg": offsets["azimuth"],
+        "camera_elevation_deg": offsets["elevation"],
+        "camera_distance_ratio": offsets["distance"],
     }
-    out = {"fov_deg": float(fov.mean())}  # one field of view per sample (our camera model)
-    for name, values in ranges.items():
+    out = {"fov_deg": float(offsets["fov"].mean())}  # one field of view per sample
+    for name, values in measured.items():
         out[f"{name}_min"], out[f"{name}_max"] = float(values.min()), float(values.max())
     return out
 
