@@ -56,13 +56,13 @@ TARGETS = {
         ["tests/test_pipeline*.py", "tests/test_objective.py"],
     ),
     "objective": (
-        "factorportrait/training/loop.py",
+        "factorportrait/training/objective.py",
         [
-            "factorportrait.training.loop.x_flow_matching_sigmas__*",
-            "factorportrait.training.loop.xǁFlowMatchingObjectiveǁforward__*",
-            "factorportrait.training.loop.x_draw_randomness__*",
-            "factorportrait.training.loop.x_training_loss__*",
-            "factorportrait.training.loop.x_expression_codes__*",
+            "factorportrait.training.objective.x_flow_matching_sigmas__*",
+            "factorportrait.training.objective.xǁFlowMatchingObjectiveǁforward__*",
+            "factorportrait.training.objective.x_draw_randomness__*",
+            "factorportrait.training.objective.x_training_loss__*",
+            "factorportrait.training.objective.x_expression_codes__*",
         ],
         # The unit tests of the objective; test_training.py's end-to-end runs reach the same
         # code but take minutes per mutant on two cores.

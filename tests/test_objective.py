@@ -13,7 +13,7 @@ import torch
 
 from factorportrait.pipeline import DROPPABLE, drop_conditions
 from factorportrait.training.config import TrainConfig
-from factorportrait.training.loop import (
+from factorportrait.training.objective import (
     FlowMatchingObjective,
     draw_randomness,
     expression_codes,

@@ -679,6 +679,99 @@ def test_validation_video_is_the_labelled_generation(workspace, c1_run):
     assert decoded[:, :band].mean() < 0.5 * expected[:, :band].mean()
 
 
+def test_every_checkpoint_records_the_ranges_its_training_samples_cover(workspace, tmp_path):
+    """trained_ranges.json in each checkpoint folder: from the lowest minimum to the highest
+    maximum of the training samples left after the C1 filter, so a sample the filter leaves out
+    or a validation sample, however far it reaches, is not in it. One sample is prepare's own
+    (a clip rocking in the image plane: the head barely turns, the camera stands still at our
+    30-degree field of view); the others carry ranges written here, so the answer is known."""
+    import shutil
+
+    from factorportrait.config import CAMERA
+    from factorportrait.guardrails import TrainedRanges, load_trained_ranges, ranges_from_samples
+
+    root, _ = workspace
+    data = tmp_path / "data"
+    shutil.copytree(root / "data" / "samples", data / "samples")
+    rows = {
+        json.loads(line)["id"]: json.loads(line)
+        for line in (root / "data" / "index.jsonl").read_text().splitlines()
+    }
+    rocking = rows["clip0"]
+
+    def spans(yaw, pitch, azimuth, elevation, distance, fov):
+        names = ("head_yaw_deg", "head_pitch_deg", "camera_azimuth_deg", "camera_elevation_deg")
+        values = dict(zip(names, (yaw, pitch, azimuth, elevation), strict=True))
+        values["camera_distance_ratio"] = distance
+        row = {
+            f"{name}_{end}": f"{v:.3f}"
+            for name, pair in values.items()
+            for end, v in zip(("min", "max"), pair, strict=True)
+        }
+        return {**row, "fov_deg": f"{fov:.3f}"}
+
+    far = spans((-80, 80), (-60, 60), (-90, 90), (-45, 45), (0.3, 3.0), 70)
+    index = [
+        rocking,
+        {
+            **rows["clip1"],
+            "id": "turned",
+            **spans((-20, 15), (-10, 5), (-30, 25), (-5, 12), (0.8, 1.25), 40),
+        },
+        {  # left out by the C1 filter (its file does not exist: a run that read it would fail)
+            **rows["clip1"],
+            **far,
+            "id": "combined",
+            "file": "samples/gone.safetensors",
+            "expression_change": "0.9000",
+            "has_camera_change": "true",
+        },
+        {**rows["clip2"], **far},  # validation
+    ]
+    (data / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in index))
+    # What prepare recorded for the rocking clip lies inside the "turned" sample's spans, so
+    # the ranges are those spans, with the field of view from 30 (our camera) to 40.
+    assert float(rocking["fov_deg"]) == pytest.approx(CAMERA.fov_deg) == 30
+    assert -20 < float(rocking["head_yaw_deg_min"]) <= float(rocking["head_yaw_deg_max"]) < 15
+    assert -10 < float(rocking["head_pitch_deg_min"]) <= float(rocking["head_pitch_deg_max"]) < 5
+    for name in ("camera_azimuth_deg", "camera_elevation_deg"):
+        assert float(rocking[f"{name}_min"]) == float(rocking[f"{name}_max"]) == 0
+    assert float(rocking["camera_distance_ratio_min"]) == pytest.approx(1)
+    assert float(rocking["camera_distance_ratio_max"]) == pytest.approx(1)
+    expected = TrainedRanges(
+        head_yaw_deg=(-20, 15),
+        head_pitch_deg=(-10, 5),
+        camera_azimuth_deg=(-30, 25),
+        camera_elevation_deg=(-5, 12),
+        camera_distance_ratio=(0.8, 1.25),
+        fov_deg=(30, 40),
+    )
+    config = TrainConfig(
+        steps=2,
+        batch_size=2,
+        trainable="new",
+        exclude_combined_changes=True,
+        save_every=1,
+        validate_every=2,
+        validation_steps=1,
+        gradient_checkpointing=False,
+    )
+    train(root / "tiny", data, tmp_path / "run", config, cpu=True)
+    trained_on = PreparedSamples(data, "train", exclude_combined=True).rows
+    assert [row["id"] for row in trained_on] == ["clip0", "turned"]
+    for step in (1, 2):
+        recorded = load_trained_ranges(tmp_path / "run" / f"checkpoint-{step}")
+        assert recorded == expected == ranges_from_samples(trained_on), step
+        # The rocking clip's own values are inside (prepare's values, not the ones made here).
+        for name, (low_key, high_key) in (
+            ("head_yaw_deg", ("head_yaw_deg_min", "head_yaw_deg_max")),
+            ("head_pitch_deg", ("head_pitch_deg_min", "head_pitch_deg_max")),
+            ("fov_deg", ("fov_deg", "fov_deg")),
+        ):
+            low, high = getattr(recorded, name)
+            assert low <= float(rocking[low_key]) <= float(rocking[high_key]) <= high, name
+
+
 def _prepare_small(manifest, out, pipeline, landmarker, **options):
     """``prepare`` at the tests' size: 5 frames of 32x32 at 8 fps."""
     return prepare(
