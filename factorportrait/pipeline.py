@@ -24,6 +24,7 @@ from .models import (
     FactorPortraitExpressionEncoder,
     FactorPortraitTransformer3DModel,
     aggregate_codes,
+    expression_input,
     latent_frames,
     pack_plucker,
 )
@@ -142,14 +143,11 @@ class FactorPortraitPipeline(DiffusionPipeline):
         )
         normals = torch.from_numpy(conditioning.normals).permute(3, 0, 1, 2)[None]
         rays = torch.from_numpy(conditioning.rays)[None]
-        if code_type == "image":
-            expression = (
-                torch.from_numpy(conditioning.crops).permute(0, 3, 1, 2)[None].float() / 255
-            )
-        elif code_type == "blendshapes":
-            expression = torch.from_numpy(conditioning.blendshapes).float()[None]
-        else:
-            expression = torch.from_numpy(conditioning.crop_landmarks).float().flatten(1)[None]
+        fields = {
+            name: torch.from_numpy(getattr(conditioning, name))[None]
+            for name in ("crops", "blendshapes", "crop_landmarks")
+        }
+        expression = expression_input(code_type, fields)
         return {"reference": reference, "normals": normals, "rays": rays, "expression": expression}
 
     def check_inputs(

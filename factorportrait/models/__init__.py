@@ -1,7 +1,7 @@
 """Networks, one per file: the transformer (Wan blocks + condition fusion + expression
 controller) and the expression encoder."""
 
-from .expression_encoder import FactorPortraitExpressionEncoder
+from .expression_encoder import FactorPortraitExpressionEncoder, expression_input
 from .packing import aggregate_codes, group_frames, latent_frames, pack_plucker
 from .transformer_factorportrait import (
     ExpressionController,
@@ -15,6 +15,7 @@ __all__ = [
     "FactorPortraitTransformer3DModel",
     "PerFrameModulatedWanBlock",
     "aggregate_codes",
+    "expression_input",
     "group_frames",
     "latent_frames",
     "pack_plucker",

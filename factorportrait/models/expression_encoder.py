@@ -22,6 +22,18 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def expression_input(code_type: CodeType, fields) -> torch.Tensor:
+    """What the encoder reads, from a batch of conditioning fields (B, F, ...) by name: the
+    aligned face crops (uint8, channels last) as floats in [0, 1] channels first, the
+    blendshapes, or the crop landmarks flattened (C3). The one place that maps a code type
+    to its input: the pipeline and training both call it."""
+    if code_type == "image":
+        return fields["crops"].permute(0, 1, 4, 2, 3).float() / 255.0
+    if code_type == "blendshapes":
+        return fields["blendshapes"].float()
+    return fields["crop_landmarks"].float().flatten(2)
+
+
 class FactorPortraitExpressionEncoder(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(

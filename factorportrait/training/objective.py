@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models import aggregate_codes
+from ..models import aggregate_codes, expression_input
 from ..pipeline import drop_conditions
 from .config import TrainConfig
 
@@ -22,16 +22,10 @@ def expression_codes(encoder, batch: dict) -> torch.Tensor:
     """Per-latent-frame expression codes of a batch of prepared samples, from what the encoder
     reads: the cached backbone features (or the crops, when prepare kept them instead),
     the blendshapes, or the crop landmarks (C3)."""
-    code_type = encoder.config.code_type
-    if code_type == "image":
-        if "expression_features" in batch:
-            codes = encoder(batch["expression_features"], pooled=True)
-        else:
-            codes = encoder(batch["crops"].permute(0, 1, 4, 2, 3).float() / 255.0)
-    elif code_type == "blendshapes":
-        codes = encoder(batch["blendshapes"])
+    if encoder.config.code_type == "image" and "expression_features" in batch:
+        codes = encoder(batch["expression_features"], pooled=True)
     else:
-        codes = encoder(batch["crop_landmarks"].flatten(2))
+        codes = encoder(expression_input(encoder.config.code_type, batch))
     return aggregate_codes(codes)
 
 
