@@ -21,6 +21,16 @@ class VideoDefaults:
 
 
 @dataclass(frozen=True)
+class GenerationDefaults:
+    """How a video is sampled unless asked otherwise (generation.GenerationSettings is the type
+    that carries and checks them; the limits are in Limits)."""
+
+    steps: int = 30  # flow-matching denoising steps
+    guidance_scale: float = 3.0  # classifier-free guidance; 1 turns it off
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class CameraDefaults:
     # The portrait's own camera: focal length from this vertical field of view (photos carry no
     # reliable intrinsics), distance to the head centre estimated later from the face scale.
@@ -39,6 +49,13 @@ class Limits:
     max_fps: float = 60.0
     max_trajectory_bytes: int = 64 * 1024
     max_keyframes: int = 64
+    min_steps: int = 1
+    max_steps: int = 200
+    min_guidance_scale: float = 1.0  # below 1 would push away from the condition
+    max_guidance_scale: float = 20.0
+    # What torch.Generator.manual_seed accepts: a signed or an unsigned 64-bit integer.
+    min_seed: int = -(2**63)
+    max_seed: int = 2**64 - 1
     # Uploaded images: formats by content (never by extension), decoded size bounded.
     # (JPEG includes phones' multi-picture MPO files; HEIC needs a decoder we do not ship.)
     image_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "AVIF")
@@ -66,6 +83,7 @@ class FaceLandmarkerModel:
 
 
 VIDEO = VideoDefaults()
+GENERATION = GenerationDefaults()
 CAMERA = CameraDefaults()
 LIMITS = Limits()
 FACE_LANDMARKER = FaceLandmarkerModel()

@@ -106,6 +106,19 @@ def load_trained_ranges(folder: str | Path) -> TrainedRanges | None:
         raise InputError(f"{path}: not a trained-ranges file ({exc})") from None
 
 
+def ranges_of_checkpoint(pipeline) -> TrainedRanges | None:
+    """What a loaded pipeline's checkpoint was trained on (its trained_ranges.json), when it is
+    a local folder that says; None otherwise (judged against ``TrainedRanges()``)."""
+    folder = getattr(pipeline, "name_or_path", None)
+    if not folder or not Path(folder).is_dir():  # no checkpoint, or one from the Hub
+        return None
+    return load_trained_ranges(folder)
+
+
+class TrainedRangeWarning(UserWarning):
+    """A request leaves what the checkpoint was trained on (the Python API's warning)."""
+
+
 def ranges_from_samples(rows: list[dict]) -> TrainedRanges:
     """The ranges a set of prepared samples covers: each quantity from the lowest minimum to
     the highest maximum over the rows. Rows without every key of SAMPLE_KEYS (or with a value

@@ -20,6 +20,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 
+from .config import GENERATION
 from .models import (
     FactorPortraitExpressionEncoder,
     FactorPortraitTransformer3DModel,
@@ -227,8 +228,8 @@ class FactorPortraitPipeline(DiffusionPipeline):
         expression: torch.Tensor | list[torch.Tensor] | None = None,
         condition_latents: dict[str, torch.Tensor] | None = None,
         prompt_embeds: torch.Tensor | None = None,
-        num_inference_steps: int = 30,
-        guidance_scale: float = 3.0,
+        num_inference_steps: int = GENERATION.steps,
+        guidance_scale: float = GENERATION.guidance_scale,
         guidance_conditions: Sequence[str] = DEFAULT_GUIDANCE_CONDITIONS,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -52,6 +53,36 @@ def draw_face_mesh(image: np.ndarray, landmarks: np.ndarray, colour=(80, 255, 12
     return out
 
 
+def tracking_frames(cond: Conditioning) -> Iterator[np.ndarray]:
+    """The tracking video, frame by frame: the driving frames with their tracked mesh drawn
+    on or, when the head does not follow a driving video (camera-only), the portrait's own
+    tracking held for every output frame."""
+    if cond.driving_frames is not None:
+        for frame, landmarks in zip(cond.driving_frames, cond.driving_landmarks, strict=True):
+            yield draw_face_mesh(frame, landmarks)
+    else:
+        still = draw_face_mesh(cond.reference, cond.source_landmarks)
+        for _ in range(cond.frames):
+            yield still
+
+
+def fit_height(frame: np.ndarray, height: int) -> np.ndarray:
+    """The frame scaled to ``height``, keeping its aspect ratio (width rounded to even, for
+    H.264)."""
+    h, w = frame.shape[:2]
+    width = max(2, round(w * height / h / 2) * 2)
+    if (h, w) == (height, width):
+        return frame
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def side_by_side(videos: list, height: int) -> np.ndarray:
+    """Videos of equal length (arrays or iterables of frames), each scaled to ``height``,
+    placed left to right: (F, height, sum of widths, 3)."""
+    panels = [np.stack([fit_height(frame, height) for frame in video]) for video in videos]
+    return np.concatenate(panels, axis=2)
+
+
 def trajectory_record(cond: Conditioning, trajectory: Trajectory | None) -> dict:
     return {
         "format": CAMERA_PATH_FORMAT,
@@ -83,15 +114,8 @@ def write_preview(
         write_video(stage / "rays.mp4", rays_to_rgb(cond.rays), cond.fps)
         seconds["write rays.mp4"] = time.perf_counter() - start
         start = time.perf_counter()
-        if cond.driving_frames is not None:
-            overlay = (
-                draw_face_mesh(f, lm)
-                for f, lm in zip(cond.driving_frames, cond.driving_landmarks, strict=True)
-            )
-            write_video(stage / "tracking.mp4", (_even(f) for f in overlay), cond.fps)
-        else:  # camera-only without a driving video: the portrait's own tracking, held
-            still = _even(draw_face_mesh(cond.reference, cond.source_landmarks))
-            write_video(stage / "tracking.mp4", (still for _ in range(cond.frames)), cond.fps)
+        tracking = (_even(frame) for frame in tracking_frames(cond))
+        write_video(stage / "tracking.mp4", tracking, cond.fps)
         seconds["write tracking.mp4"] = time.perf_counter() - start
         cv2.imwrite(
             str(stage / "source.png"),

@@ -142,3 +142,171 @@ def app_server(landmarker_path, tmp_path_factory):
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+# Markers (registered in pyproject.toml), applied here so no test file has to carry them:
+# plain `pytest` (CI) runs everything, `pytest -m "not slow"` is the inner loop (README:
+# Development). By file: what a file's tests need.
+FILE_MARKERS = {
+    "test_browser.py": ("browser", "app", "slow"),
+    "test_app.py": ("app", "slow"),
+    "test_app_client.py": ("app", "slow"),
+    "test_load.py": ("app", "slow"),
+    "test_app_service.py": ("app",),
+    "test_training.py": ("training",),
+    "test_training_cameras.py": ("training",),
+    "test_training_cost.py": ("training",),
+}
+# Shared fixtures that take many seconds to build (the running app, a tiny checkpoint written by
+# a subprocess, prepared training data): every test using one is slow.
+SLOW_FIXTURES = {"app_server", "tiny_checkpoint", "workspace", "c1_run", "prepared"}
+# Tests measured at 1 CPU-second or more (setup + call + teardown, this process and the
+# subprocesses it waited for), by file and test function (every parametrisation of it). A new
+# test that takes longer belongs here.
+SLOW_TESTS = {
+    "test_app_service.py": {
+        "test_a_request_is_validated_once_by_the_layers_that_own_the_checks",
+        "test_generate_can_be_cancelled_and_needs_a_checkpoint",
+        "test_guardrails",
+        "test_out_of_memory_becomes_a_clear_error_and_the_service_keeps_working",
+        "test_the_driving_clips_sound_is_kept_in_the_generated_video",
+    },
+    "test_bench.py": {
+        "test_bench_writes_the_required_keys",
+    },
+    "test_cli_cameras.py": {
+        "test_bad_input_exits_2_with_one_line_and_writes_nothing",
+        "test_bad_trajectory_file_names_the_field",
+        "test_cameras_default_size_and_a_user_file",
+        "test_help_lists_every_subcommand_and_each_has_help",
+    },
+    "test_cli_generate.py": {
+        "test_checkpoint_commands_refuse_bad_targets",
+        "test_generate_writes_the_same_video_for_the_same_seed",
+        "test_tiny_checkpoint_says_it_is_untrained",
+    },
+    "test_cli_preview.py": {
+        "test_bad_input_exits_2_with_one_line",
+        "test_preview_writes_every_file",
+    },
+    "test_conditioning.py": {
+        "test_a_lost_face_is_filled_and_reported",
+        "test_frame_zero_normals_cover_the_portrait_face",
+        "test_frontal_dynamic_normals_follow_the_driving_yaw",
+        "test_novel_dynamic_holds_a_turned_camera",
+        "test_output_length_from_the_clip_and_padding",
+    },
+    "test_conditioning_factors.py": {
+        "test_all_dynamic_expressions_are_the_driving_clips_per_frame",
+    },
+    "test_core_parity.py": {
+        "test_parity_static_camera_clip",
+        "test_the_novel_view_is_recovered_from_the_rays",
+    },
+    "test_digests.py": {
+        "test_data_prepared_with_a_bf16_backbone_trains",
+    },
+    "test_evaluation.py": {
+        "test_a_video_against_itself_scores_perfect",
+    },
+    "test_evaluation_known_answers.py": {
+        "test_a_face_moved_exactly_as_asked_scores_no_translation_error",
+    },
+    "test_fuzz_media.py": {
+        "test_broken_videos",
+    },
+    "test_head_and_pose.py": {
+        "test_proportions_follow_the_face_not_the_expression",
+    },
+    "test_media_limits.py": {
+        "test_1801_frames_are_refused_from_the_header_and_1800_are_read",
+        "test_1801_frames_without_a_count_in_the_header_are_refused_while_decoding",
+    },
+    "test_media_reading.py": {
+        "test_variable_frame_rate_clip_keeps_real_times",
+    },
+    "test_model_conformance.py": {
+        "test_attention_backend_set_and_reset",
+        "test_attention_processors_get_set_and_fuse",
+        "test_gradient_checkpointing_on_and_off_with_a_custom_function",
+    },
+    "test_models.py": {
+        "test_expression_code_of_one_latent_frame_changes_that_frame_most",
+        "test_gradient_checkpointing_recomputes_the_blocks_and_keeps_the_gradients",
+        "test_init_from_wan_ablations",
+        "test_init_from_wan_equals_wan",
+        "test_per_frame_modulation_equals_per_token",
+    },
+    "test_pipeline.py": {
+        "test_ablations_run_from_a_conditioning",
+        "test_conditions_matter",
+        "test_each_code_type_feeds_its_own_codes_to_the_model",
+        "test_first_block_cache_skips_the_tail_block_and_disabling_restores",
+        "test_generate_frames_is_labelled_and_checkpoint_errors",
+        "test_guidance_batches_an_unconditional_pass",
+        "test_invalid_inputs_give_exact_errors",
+        "test_only_a_trained_checkpoint_goes_unlabelled",
+        "test_output_shapes_range_and_untrained_flag",
+        "test_per_frame_pipeline_matches_per_token",
+        "test_pyramid_attention_broadcast_reuses_self_attention",
+        "test_vae_tiling_runs_the_tiled_path_and_slicing_splits_the_batch",
+    },
+    "test_pipeline_conformance.py": {
+        "test_a_batch_of_one_sample_repeated_is_consistent",
+        "test_a_bfloat16_transformer_samples_in_its_own_dtype",
+        "test_a_callback_can_interrupt_sampling",
+        "test_a_callback_can_raise_guidance_through_guidance_scale_state",
+        "test_a_callback_can_switch_guidance_on_mid_run",
+        "test_a_callback_finds_the_last_step_from_num_timesteps",
+        "test_a_cfg_cutoff_callback_stops_guidance_after_its_step",
+        "test_a_list_of_conditionings_is_a_batch",
+        "test_a_sample_gives_the_same_video_alone_or_in_a_list_batch",
+        "test_a_sample_under_guidance_is_the_same_alone_or_in_a_batch_of_three",
+        "test_attention_kwargs_reach_the_transformer_and_scale_lora",
+        "test_list_inputs_errors",
+        "test_sampling_state_is_readable_from_callbacks",
+    },
+    "test_reference_slot.py": {
+        "test_the_pipeline_feeds_one_reference_frame_and_decodes_t_frames",
+        "test_the_training_loss_is_over_the_generated_frames_only",
+    },
+    "test_render.py": {
+        "test_posed_template_agrees_with_trimesh_ray_casting",
+    },
+    "test_security.py": {
+        "test_checkpoints_load_from_safetensors_only",
+        "test_odd_file_names_work_and_never_reach_a_shell",
+        "test_outputs_are_served_only_under_their_unguessable_names",
+    },
+    "test_tracking.py": {
+        "test_clip_without_a_face_is_an_error",
+        "test_every_frame_of_a_real_clip",
+        "test_face_appearing_late_is_filled_and_held",
+        "test_real_photo",
+    },
+    "test_training_cameras.py": {
+        "test_a_dolly_gets_its_unit_from_the_face_distance",
+        "test_a_recorded_camera_roll_leaves_the_head_still",
+        "test_prepare_takes_cameras_and_groups",
+        "test_windows_spread_samples_over_a_clip",
+    },
+    "test_training_cost.py": {
+        "test_bench_training_command",
+        "test_estimate_counts_match_the_models_a_real_step_trains",
+        "test_step_flops_agree_with_torch_flop_counter",
+    },
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        file_name = item.path.name
+        names = set(FILE_MARKERS.get(file_name, ()))
+        if "app_server" in item.fixturenames:
+            names.add("app")
+        if SLOW_FIXTURES.intersection(item.fixturenames):
+            names.add("slow")
+        if getattr(item, "originalname", item.name) in SLOW_TESTS.get(file_name, ()):
+            names.add("slow")
+        for name in sorted(names):
+            item.add_marker(name)

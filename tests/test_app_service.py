@@ -19,12 +19,21 @@ from factorportrait.checkpoints import tiny_pipeline
 from factorportrait.conditioning import ConditioningSettings
 from factorportrait.config import VIDEO
 from factorportrait.errors import InputError
+from factorportrait.generation import GenerationSettings
+from factorportrait.guardrails import TrainedRanges, request_warnings
 from factorportrait.io import write_video
 from factorportrait.io.media import read_video
 from factorportrait.io.video import mux_audio
+from factorportrait.preview import side_by_side
 from factorportrait.ui import editor
-from factorportrait.ui.blocks import path_loaded, path_saved, preset_chosen, table_edited
-from factorportrait.ui.service import Service, estimate, guardrails, side_by_side, zerogpu_duration
+from factorportrait.ui.handlers import (
+    Handlers,
+    path_loaded,
+    path_saved,
+    preset_chosen,
+    table_edited,
+)
+from factorportrait.ui.service import Service, estimate, zerogpu_duration
 from factorportrait.viewpoint import Trajectory, TrajectoryError, load_preset, load_presets
 
 
@@ -65,12 +74,10 @@ def service(landmarker_path):
 def test_guardrails(service, pyfeat):
     settings = ConditioningSettings(mode="camera-only", frames=9, height=64, width=64)
     sweep = load_preset("sweep")
-    cond = service.conditioning(
-        str(pyfeat / "single_face.jpg"), None, "camera-only", sweep, settings
-    )
-    assert guardrails(cond, sweep, None) == []
-    tight = {"azimuth": [-10, 10], "elevation": [-30, 30], "head_yaw": [-45, 45]}
-    assert any("azimuth" in w for w in guardrails(cond, sweep, tight))
+    cond = service.conditioning(str(pyfeat / "single_face.jpg"), None, settings, sweep)
+    assert request_warnings(cond, sweep, None) == []
+    tight = TrainedRanges(camera_azimuth_deg=(-10, 10))
+    assert any("azimuth" in w for w in request_warnings(cond, sweep, tight))
     away = sweep.model_copy(
         update={
             "keyframes": [
@@ -79,7 +86,7 @@ def test_guardrails(service, pyfeat):
             ]
         }
     )
-    assert any("starts away" in w for w in guardrails(cond, away, None))
+    assert any("starts away" in w for w in request_warnings(cond, away, None))
 
 
 def test_generate_can_be_cancelled_and_needs_a_checkpoint(service, pyfeat):
@@ -95,12 +102,9 @@ def test_generate_can_be_cancelled_and_needs_a_checkpoint(service, pyfeat):
         service.generate(
             portrait,
             None,
-            "camera-only",
-            load_preset("orbit"),
             settings,
-            steps=5,
-            guidance=1.0,
-            seed=0,
+            load_preset("orbit"),
+            GenerationSettings(steps=5, guidance_scale=1.0, seed=0),
             session="session-a",
             progress=progress,
         )
@@ -110,19 +114,16 @@ def test_generate_can_be_cancelled_and_needs_a_checkpoint(service, pyfeat):
     result = service.generate(
         portrait,
         None,
-        "camera-only",
-        load_preset("orbit"),
         settings,
-        steps=2,
-        guidance=1.0,
-        seed=0,
+        load_preset("orbit"),
+        GenerationSettings(steps=2, guidance_scale=1.0, seed=0),
         session="session-a",
     )
-    assert len(read_video(result["video"]).frames) == 5
+    assert len(read_video(result.video).frames) == 5
     empty = Service(pipeline=None)
     assert "none loaded" in empty.status_markdown()
     with pytest.raises(InputError, match="No checkpoint is loaded"):
-        empty.generate(portrait, None, "camera-only", None, settings, steps=2, guidance=1.0, seed=0)
+        empty.generate(portrait, None, settings, None, GenerationSettings(steps=2))
 
 
 def test_racing_first_calls_of_one_session_share_one_cancel_flag(monkeypatch):
@@ -214,18 +215,19 @@ def test_out_of_memory_becomes_a_clear_error_and_the_service_keeps_working(
         service.generate(
             portrait,
             None,
-            "camera-only",
-            load_preset("orbit"),
             settings,
-            steps=2,
-            guidance=1.0,
-            seed=0,
+            load_preset("orbit"),
+            GenerationSettings(steps=2, guidance_scale=1.0, seed=0),
         )
     monkeypatch.setattr(generation, "generate_frames", real)
     result = service.generate(
-        portrait, None, "camera-only", load_preset("orbit"), settings, steps=2, guidance=1.0, seed=0
+        portrait,
+        None,
+        settings,
+        load_preset("orbit"),
+        GenerationSettings(steps=2, guidance_scale=1.0, seed=0),
     )
-    assert len(read_video(result["video"]).frames) == 5
+    assert len(read_video(result.video).frames) == 5
 
 
 def test_a_run_past_its_time_budget_is_stopped(service, pyfeat, monkeypatch):
@@ -235,12 +237,9 @@ def test_a_run_past_its_time_budget_is_stopped(service, pyfeat, monkeypatch):
         service.generate(
             str(pyfeat / "single_face.jpg"),
             None,
-            "camera-only",
-            load_preset("orbit"),
             settings,
-            steps=3,
-            guidance=1.0,
-            seed=0,
+            load_preset("orbit"),
+            GenerationSettings(steps=3, guidance_scale=1.0, seed=0),
         )
 
 
@@ -273,19 +272,16 @@ def test_the_driving_clips_sound_is_kept_in_the_generated_video(service, tmp_pat
     result = service.generate(
         str(ROOT / "assets/example_portrait.jpg"),
         str(driving),
-        "frontal-dynamic",
-        None,
         settings,
-        steps=1,
-        guidance=1.0,
-        seed=0,
+        None,
+        GenerationSettings(steps=1, guidance_scale=1.0, seed=0),
     )
-    streams = _ffmpeg("-i", str(result["video"])).stderr.decode()  # "no output" is rc 1
+    streams = _ffmpeg("-i", str(result.video)).stderr.decode()  # "no output" is rc 1
     assert re.search(r"Stream #0:\d.*: Video: h264", streams), streams
     assert re.search(r"Stream #0:\d.*: Audio: aac", streams), streams
-    assert len(read_video(result["video"]).frames) == 9
+    assert len(read_video(result.video).frames) == 9
     pcm = _ffmpeg(
-        "-v", "error", "-i", str(result["video"]), "-map", "0:a:0",
+        "-v", "error", "-i", str(result.video), "-map", "0:a:0",
         "-f", "s16le", "-ac", "1", "-ar", "8000", "-",
     )  # fmt: skip
     assert pcm.returncode == 0, pcm.stderr.decode()
@@ -380,3 +376,80 @@ def test_the_sweep_spares_a_folder_whose_file_is_still_being_written(tmp_path):
         os.utime(folder, (long_ago, long_ago))  # the folders' own times: both old
     fresh = service.request_dir()
     assert sorted(tmp_path.glob("req-*")) == sorted([writing, fresh])
+
+
+# ---------------------------------------------------------------- the handlers, without a page
+def test_a_request_is_validated_once_by_the_layers_that_own_the_checks(
+    service, pyfeat, monkeypatch
+):
+    """The generate handler as Gradio calls it: the conditioning settings are checked once (by
+    the core) and the sampling settings once (by generation), and a mode that needs a driving
+    video says so once, in the core's words."""
+    from factorportrait.conditioning import bundle
+    from factorportrait.generation import GenerationSettings as Sampling
+
+    calls = {"conditioning": 0, "sampling": 0}
+    checks = {"conditioning": bundle.ConditioningSettings.validated, "sampling": Sampling.validated}
+
+    def counted(name):
+        def validated(self):
+            calls[name] += 1
+            return checks[name](self)
+
+        return validated
+
+    monkeypatch.setattr(bundle.ConditioningSettings, "validated", counted("conditioning"))
+    monkeypatch.setattr(Sampling, "validated", counted("sampling"))
+    events = Handlers(service, load_presets())
+    orbit = load_preset("orbit").to_json()
+    portrait = str(pyfeat / "single_face.jpg")
+    inputs = [portrait, None, "camera-only", orbit, 30, 0, 1.0, 5, 16, 32]
+    video, side, note = events.generate(*inputs, 1, 1.0, 0, progress=lambda *a, **k: None)
+    assert len(read_video(video).frames) == 5 and "UNTRAINED" in note
+    assert calls == {"conditioning": 1, "sampling": 1}
+    with pytest.raises(gr.Error, match="steps: 0 is outside"):
+        events.generate(*inputs, 0, 1.0, 0, progress=lambda *a, **k: None)
+    inputs[2] = "frontal-dynamic"
+    with pytest.raises(gr.Error) as caught:
+        events.preview(*inputs)
+    assert caught.value.message == (
+        "mode frontal-dynamic: a driving video is needed (only camera-only works without)"
+    )
+
+
+def test_the_demos_estimate_counts_a_forward_as_training_does():
+    """One cost model: the demo's FLOPs per transformer pass equal training's exact count for
+    the 1.3B model (built on the meta device) within 1%, on the same GPU assumptions."""
+    import torch
+
+    from factorportrait import cost
+    from factorportrait.checkpoints import WAN_13B_CONFIG, starting_transformer
+    from factorportrait.training import cost as training_cost
+
+    with torch.device("meta"):
+        transformer = starting_transformer(WAN_13B_CONFIG)
+    for frames, size in ((33, 384), (81, 512)):
+        tokens = cost.generation_tokens(frames, size, size)
+        exact = training_cost.forward_flops(transformer, tokens)
+        assert cost.forward_flops_estimate(tokens) == pytest.approx(exact, rel=0.01)
+    assert training_cost.H100_BF16_TFLOPS is cost.H100_BF16_TFLOPS
+    # 20 steps without guidance: 20 passes and the fixed overhead, at 989 TFLOPS x 40%.
+    tokens = cost.generation_tokens(33, 384, 384)
+    passes = 20 * cost.forward_flops_estimate(tokens) / (989e12 * 0.4)
+    seconds = estimate(33, 384, 20, 1.0)["seconds"]
+    assert seconds == pytest.approx(passes + cost.GENERATION_OVERHEAD_S)
+
+
+def test_the_service_judges_requests_by_its_checkpoints_trained_ranges(tmp_path):
+    """A checkpoint folder with trained_ranges.json: the service loads those ranges; one
+    without the file, or no checkpoint at all, is judged by the defaults (None)."""
+    from factorportrait.checkpoints import make_tiny_checkpoint
+    from factorportrait.generation import load_pipeline
+    from factorportrait.guardrails import save_trained_ranges
+
+    folder = make_tiny_checkpoint(tmp_path / "tiny")
+    assert Service(pipeline=load_pipeline(folder, device="cpu")).trained_ranges is None
+    narrow = TrainedRanges(camera_azimuth_deg=(-20, 20), head_yaw_deg=(-15, 15))
+    save_trained_ranges(narrow, folder)
+    assert Service(pipeline=load_pipeline(folder, device="cpu")).trained_ranges == narrow
+    assert Service(pipeline=None).trained_ranges is None

@@ -1,6 +1,9 @@
 """Trained ranges and the request warnings, on cameras and head poses with known answers, and
 on the bundled example as the demo builds it."""
 
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -193,3 +196,56 @@ def test_the_novel_views_slider_limit_on_the_example_is_inside_the_range(example
         "The camera goes to azimuth -60 to -60 degrees from the portrait's view; "
         "the model was trained on -45 to 45."
     ) in request_warnings(cond, None, narrower)
+
+
+# ------------------------------------------------- the CLI and the Python API say it too
+def test_the_python_api_warns_when_a_request_leaves_the_checkpoints_ranges(example, tmp_path):
+    from factorportrait.checkpoints import make_tiny_checkpoint
+    from factorportrait.generation import generate_frames, load_pipeline
+    from factorportrait.guardrails import TrainedRangeWarning
+
+    folder = make_tiny_checkpoint(tmp_path / "tiny")
+    cond = example("camera-only", load_preset("orbit"))  # the orbit reaches 30 degrees
+    pipeline = load_pipeline(folder, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainedRangeWarning)  # the defaults cover the orbit
+        generate_frames(pipeline, cond, steps=1)
+    save_trained_ranges(TrainedRanges(camera_azimuth_deg=(-10, 10)), folder)
+    pipeline = load_pipeline(folder, device="cpu")
+    with pytest.warns(TrainedRangeWarning, match="azimuth .* the model was trained on -10 to 10"):
+        generate_frames(pipeline, cond, steps=1)
+
+
+def test_the_cli_preview_warns_outside_the_default_ranges(tmp_path, landmarker_path):
+    args = [
+        "--portrait",
+        str(ROOT / "assets/example_portrait.jpg"),
+        "--driving",
+        str(ROOT / "assets/example_driving.mp4"),
+        "--frames",
+        "5",
+        "--size",
+        "64",
+        "--landmarker",
+        str(landmarker_path),
+        "--mode",
+        "novel-dynamic",
+    ]
+    inside = _preview(*args, "--elevation", "20", "--out", str(tmp_path / "inside"))
+    outside = _preview(*args, "--elevation", "40", "--out", str(tmp_path / "outside"))
+    assert inside.returncode == outside.returncode == 0, outside.stderr
+    assert "warning: The camera goes to elevation" not in inside.stderr
+    assert (
+        "warning: The camera goes to elevation 40 to 40 degrees from the portrait's view; "
+        "the model was trained on -30 to 30."
+    ) in outside.stderr
+
+
+def _preview(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "factorportrait", "preview", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )

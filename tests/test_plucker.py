@@ -103,7 +103,9 @@ def test_invariant_to_world_frame_and_scale():
     ]
     moved = motion @ c2w
     moved[:, :3, 3] *= 2.5
-    np.testing.assert_allclose(plucker_rays(K, moved, H, W, reference_c2w=moved[0]), rays, atol=1e-5)
+    np.testing.assert_allclose(
+        plucker_rays(K, moved, H, W, reference_c2w=moved[0]), rays, atol=1e-5
+    )
 
 
 def test_torch_in_torch_out():
@@ -112,7 +114,9 @@ def test_torch_in_torch_out():
         torch.from_numpy(K), torch.from_numpy(c2w), H, W, reference_c2w=torch.from_numpy(c2w[0])
     )
     assert torch.is_tensor(rays) and rays.dtype == torch.float32 and rays.shape == (2, 6, H, W)
-    np.testing.assert_allclose(rays.numpy(), plucker_rays(K, c2w, H, W, reference_c2w=c2w[0]), atol=1e-7)
+    np.testing.assert_allclose(
+        rays.numpy(), plucker_rays(K, c2w, H, W, reference_c2w=c2w[0]), atol=1e-7
+    )
 
 
 @pytest.mark.parametrize(
@@ -126,6 +130,8 @@ def test_torch_in_torch_out():
     ],
 )
 def test_bad_inputs_are_refused_clearly(K, c2w, message):
-    reference = np.eye(3) if message.startswith("reference") else np.asarray(c2w).reshape(-1, 4, 4)[0]
+    reference = (
+        np.eye(3) if message.startswith("reference") else np.asarray(c2w).reshape(-1, 4, 4)[0]
+    )
     with pytest.raises(InputError, match=message):
         plucker_rays(K, c2w, H, W, reference_c2w=reference)

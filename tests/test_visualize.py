@@ -45,9 +45,7 @@ def test_trajectory_figure_shows_head_path_and_frustums():
     elsewhere = orbit_c2w(40.0, 10.0, 70.0)
     moved = trajectory_figure(K, c2w, 512, 512, reference_c2w=elsewhere)
     marker = moved.data[[trace.name for trace in moved.data].index(reference)]
-    np.testing.assert_allclose(
-        (marker.x[0], marker.y[0], marker.z[0]), elsewhere[:3, 3], atol=1e-9
-    )
+    np.testing.assert_allclose((marker.x[0], marker.y[0], marker.z[0]), elsewhere[:3, 3], atol=1e-9)
     assert fig.layout.uirevision == "trajectory"
     # The head marker sits at the origin.
     head = fig.data[0]

@@ -1,33 +1,32 @@
-"""What the web demo does per request, without Gradio: previews, generation, estimates and
-guardrails. Every function takes paths, JSON and numbers, returns paths and text, raises
-InputError with a sentence for the user, and touches no shared mutable state (the pipeline is
-loaded once and only read)."""
+"""What the web demo does per request, without Gradio: previews, generation and tracking checks.
+Every method takes paths, settings and numbers, returns paths and text, raises InputError with
+a sentence for the user, and touches no shared mutable state (the pipeline is loaded once and
+only read). Pictures come from ``preview``, guardrails from ``guardrails``, the cost model from
+``cost`` and result writing from ``generation``: the CLI uses the same."""
 
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from ..conditioning import Conditioning, ConditioningSettings, build_conditioning
-from ..config import CAMERA
+from ..cost import estimate_generation
 from ..errors import InputError
-from ..head_pose import head_yaw_pitch_roll
+from ..generation import GenerationSettings
+from ..guardrails import TrainedRanges, ranges_of_checkpoint, request_warnings
 from ..head_pose.rasterizer import normals_to_rgb
 from ..io import write_video
 from ..io.video import mux_audio
-from ..modes import Mode
-from ..preview import draw_face_mesh
+from ..preview import draw_face_mesh, side_by_side, tracking_frames
 from ..viewpoint import Trajectory, rays_to_rgb
-from ..viewpoint.paths import view_of_camera
+from . import texts
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +34,35 @@ log = logging.getLogger(__name__)
 # copied them into its own cache (before the response is sent): folders older than this are
 # removed as new requests come in. Generous, for slow disks; never 0 (concurrent requests).
 OUTPUT_TTL_S = 120.0
-DEFAULT_RANGES = {"azimuth": [-60.0, 60.0], "elevation": [-30.0, 30.0], "head_yaw": [-45.0, 45.0]}
 FAST = {"frames": 33, "size": 384, "steps": 20, "guidance": 1.0}
 
 
 class GenerationCancelled(Exception):
     """Raised from the denoising callback when the user pressed Cancel."""
+
+
+@dataclass(frozen=True)
+class PreviewResult:
+    """A preview's videos, the conditioning they show, its summary and out-of-range warnings."""
+
+    normals: Path
+    rays: Path
+    tracking: Path
+    strip: Path  # tracking | normals | rays
+    conditioning: Conditioning
+    summary: str
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """The generated video (with the driving clip's sound when it has one), a side-by-side
+    (tracking | normals | result), the conditioning and out-of-range warnings."""
+
+    video: Path
+    side_by_side: Path
+    conditioning: Conditioning
+    warnings: list[str]
 
 
 @dataclass
@@ -62,21 +84,16 @@ class Service:
     def status_markdown(self) -> str:
         import torch
 
-        device = "CUDA GPU" if torch.cuda.is_available() else "CPU"
         if self.pipeline is None:
-            return (
-                f"**Checkpoint:** none loaded, so previews work and generation does not. "
-                f"Set `FACTORPORTRAIT_CHECKPOINT` to a pipeline folder or Hub id (see "
-                f"README) and restart. **Device:** {device}."
-            )
+            device = "CUDA GPU" if torch.cuda.is_available() else "CPU"
+            return texts.status_markdown(self.checkpoint, None, device)
         status = self.pipeline.transformer.config.training_status
-        label = {
-            "untrained": "**UNTRAINED (tiny random): generation makes noise**",
-            "wan-initialised": "**not trained yet (Wan-initialised): output is not a "
-            "FactorPortrait result**",
-            "trained": "trained",
-        }.get(status, status)
-        return f"**Checkpoint:** `{self.checkpoint}` ({label}). **Device:** {self.pipeline.device}."
+        return texts.status_markdown(self.checkpoint, status, str(self.pipeline.device))
+
+    @cached_property
+    def trained_ranges(self) -> TrainedRanges | None:
+        """What the loaded checkpoint was trained on (its trained_ranges.json), if it says."""
+        return ranges_of_checkpoint(self.pipeline)
 
     # ------------------------------------------------------------------------- requests
     def request_dir(self) -> Path:
@@ -110,19 +127,11 @@ class Service:
         with FaceTracker(self.landmarker) as tracker:
             faces = tracker.track_faces(image)
         if not faces:
-            raise InputError(
-                "No face found in this photo. Use a photo with one clearly "
-                "visible face, looking roughly at the camera."
-            )
+            raise InputError(texts.NO_FACE_IN_PHOTO)
         overlay = image
         for face in faces:
             overlay = draw_face_mesh(overlay, face.landmarks)
-        note = (
-            f"{len(faces)} faces found: the largest one is used."
-            if len(faces) > 1
-            else "Face found."
-        )
-        return overlay, note
+        return overlay, texts.faces_found(len(faces))
 
     def track_clip(self, path: str | None):
         """(overlay of the first frame with a face, message) for an uploaded driving clip."""
@@ -137,23 +146,21 @@ class Service:
             for frame in video.frames[::step]:
                 face = tracker.track_image(frame)
                 if face is not None:
-                    return draw_face_mesh(frame, face.landmarks), (
-                        f"Face found. {len(video.frames)} frames, {video.duration:.1f} s"
-                        + (", with audio." if video.has_audio else ".")
-                    )
-        raise InputError(
-            "No face found in this clip. Use a clip where one face is clearly visible."
-        )
+                    note = texts.clip_face_found(len(video.frames), video.duration, video.has_audio)
+                    return draw_face_mesh(frame, face.landmarks), note
+        raise InputError(texts.NO_FACE_IN_CLIP)
 
     def conditioning(
-        self, portrait, driving, mode, trajectory: Trajectory | None, settings: ConditioningSettings
+        self,
+        portrait: str | None,
+        driving: str | None,
+        settings: ConditioningSettings,
+        trajectory: Trajectory | None = None,
     ) -> Conditioning:
+        """The request's conditioning; the core validates the settings (the mode among them)
+        and says when the mode needs a driving video."""
         if not portrait:
-            raise InputError("Upload a portrait photo first.")
-        if Mode.parse(mode).needs_driving and not driving:
-            raise InputError(
-                f"The {mode} mode copies a driving video: upload one (or choose camera-only)."
-            )
+            raise InputError(texts.NO_PORTRAIT)
         return build_conditioning(
             portrait,
             driving or None,
@@ -162,64 +169,63 @@ class Service:
             landmarker_path=self.landmarker,
         )
 
-    def preview(self, portrait, driving, mode, trajectory, settings) -> dict:
+    def warnings(self, cond: Conditioning, trajectory: Trajectory | None) -> list[str]:
+        """Where the request leaves what the checkpoint was trained on."""
+        return request_warnings(cond, trajectory, self.trained_ranges)
+
+    def preview(
+        self,
+        portrait: str | None,
+        driving: str | None,
+        settings: ConditioningSettings,
+        trajectory: Trajectory | None = None,
+    ) -> PreviewResult:
         """Conditioning and its preview videos (normals, rays, tracking, strip)."""
-        cond = self.conditioning(portrait, driving, mode, trajectory, settings)
+        cond = self.conditioning(portrait, driving, settings, trajectory)
         out = self.request_dir()
         normals = normals_to_rgb(cond.normals, cond.mask)
         rays = rays_to_rgb(cond.rays)
-        tracking = tracking_frames(cond)
-        paths = {
-            "normals": write_video(out / "normals.mp4", normals, cond.fps),
-            "rays": write_video(out / "rays.mp4", rays, cond.fps),
-            "tracking": write_video(out / "tracking.mp4", tracking, cond.fps),
-            "strip": write_video(
-                out / "strip.mp4",
-                side_by_side([tracking, normals, rays[:, :, : cond.width]], cond.height),
-                cond.fps,
-            ),
-        }
-        return {"paths": paths, "conditioning": cond, "summary": summary_markdown(cond)}
+        tracking = side_by_side([tracking_frames(cond)], cond.height)
+        strip = side_by_side([tracking, normals, rays[:, :, : cond.width]], cond.height)
+        return PreviewResult(
+            normals=write_video(out / "normals.mp4", normals, cond.fps),
+            rays=write_video(out / "rays.mp4", rays, cond.fps),
+            tracking=write_video(out / "tracking.mp4", tracking, cond.fps),
+            strip=write_video(out / "strip.mp4", strip, cond.fps),
+            conditioning=cond,
+            summary=texts.summary_markdown(cond),
+            warnings=self.warnings(cond, trajectory),
+        )
 
     def generate(
         self,
-        portrait,
-        driving,
-        mode,
-        trajectory,
-        settings,
+        portrait: str | None,
+        driving: str | None,
+        settings: ConditioningSettings,
+        trajectory: Trajectory | None = None,
+        sampling: GenerationSettings = GenerationSettings(),  # noqa: B008 (frozen: shared safely)
         *,
-        steps,
-        guidance,
-        seed,
         session: str = "",
-        progress=None,
-    ) -> dict:
-        from ..generation import check_generation_settings, generate_frames
+        progress: Callable[[int, int], None] | None = None,
+    ) -> GenerationResult:
+        """Conditioning, then diffusion (``generate_frames`` checks ``sampling``)."""
+        from ..generation import generate_frames, write_generation
 
         if self.pipeline is None:
-            raise InputError(
-                "No checkpoint is loaded, so there is nothing to generate with. "
-                "Set FACTORPORTRAIT_CHECKPOINT (a pipeline folder or Hub id) and "
-                "restart; previews work without one."
-            )
-        check_generation_settings(steps, guidance)
+            raise InputError(texts.NO_CHECKPOINT)
         cancel = self.cancel_event(session)
         cancel.clear()
-        cond = self.conditioning(portrait, driving, mode, trajectory, settings)
-
+        cond = self.conditioning(portrait, driving, settings, trajectory)
+        steps = sampling.steps
         started = time.monotonic()
 
         def on_step(pipe, step, timestep, tensors):
             if cancel.is_set():
                 log.info("generation cancelled after step %d of %d", step + 1, steps)
-                raise GenerationCancelled("Generation cancelled.")
+                raise GenerationCancelled(texts.CANCELLED)
             if time.monotonic() - started > self.max_generation_s:
                 log.warning("generation stopped after step %d of %d: time budget", step + 1, steps)
-                raise GenerationCancelled(
-                    f"Generation stopped: it ran past its time budget of "
-                    f"{self.max_generation_s:.0f} s. Try fewer frames or steps."
-                )
+                raise GenerationCancelled(texts.over_time_budget(self.max_generation_s))
             if progress is not None:
                 progress(step + 1, steps)
             return tensors
@@ -228,30 +234,31 @@ class Service:
 
         try:
             frames = generate_frames(
-                self.pipeline, cond, steps=steps, guidance=guidance, seed=seed, callback=on_step
+                self.pipeline,
+                cond,
+                steps=sampling.steps,
+                guidance=sampling.guidance_scale,
+                seed=sampling.seed,
+                callback=on_step,
             )
         except GenerationCancelled as stop:
             raise InputError(str(stop)) from None
         except torch.OutOfMemoryError:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            raise InputError(
-                "The GPU ran out of memory for these settings. Try fewer frames, "
-                "a smaller size, or the fast setting."
-            ) from None
+            raise InputError(texts.OUT_OF_MEMORY) from None
         out = self.request_dir()
-        video = write_video(out / "result.mp4", frames, cond.fps)
+        video = write_generation(out / "result.mp4", frames, cond)["video"]
         if driving and cond.report.get("driving", {}).get("has_audio") and cond.mode.drives_head:
             video = mux_audio(video, driving, out / "result_with_audio.mp4")
-        strip = write_video(
-            out / "side_by_side.mp4",
-            side_by_side(
-                [tracking_frames(cond), normals_to_rgb(cond.normals, cond.mask), frames],
-                cond.height,
-            ),
-            cond.fps,
+        normals = normals_to_rgb(cond.normals, cond.mask)
+        strip = side_by_side([tracking_frames(cond), normals, frames], cond.height)
+        return GenerationResult(
+            video=video,
+            side_by_side=write_video(out / "side_by_side.mp4", strip, cond.fps),
+            conditioning=cond,
+            warnings=self.warnings(cond, trajectory),
         )
-        return {"video": video, "side_by_side": strip, "conditioning": cond}
 
 
 def last_change(folder: Path) -> float:
@@ -265,52 +272,12 @@ def last_change(folder: Path) -> float:
     return max(times, default=0.0)
 
 
-# ------------------------------------------------------------------------------ pictures
-def tracking_frames(cond: Conditioning) -> np.ndarray:
-    if cond.driving_frames is not None:
-        frames = [
-            draw_face_mesh(f, lm)
-            for f, lm in zip(cond.driving_frames, cond.driving_landmarks, strict=True)
-        ]
-    else:
-        frames = [draw_face_mesh(cond.reference, cond.source_landmarks)] * cond.frames
-    return np.stack([_fit_height(f, cond.height) for f in frames])
-
-
-def side_by_side(videos: list[np.ndarray], height: int) -> np.ndarray:
-    """Videos of equal length, each scaled to ``height``, placed left to right."""
-    panels = [np.stack([_fit_height(f, height) for f in video]) for video in videos]
-    return np.concatenate(panels, axis=2)
-
-
-def _fit_height(frame: np.ndarray, height: int) -> np.ndarray:
-    h, w = frame.shape[:2]
-    width = max(2, round(w * height / h / 2) * 2)
-    if (h, w) == (height, width):
-        return frame
-    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-
-
-# ----------------------------------------------------------------- estimates, guardrails
-def estimate(
-    frames: int,
-    size: int,
-    steps: int,
-    guidance: float,
-    *,
-    parameters: float = 1.3e9,
-    layers: int = 30,
-    dim: int = 1536,
-) -> dict[str, float]:
-    """A rough cost model (bf16 on an H100/H200-class GPU at ~40% of its 990 TFLOPs):
-    2 x params x tokens for the linear layers plus 4 x tokens^2 x dim x layers for attention,
-    twice per step with guidance. Good to a factor of two, no better."""
-    tokens = ((frames - 1) // 4 + 1) * (size // 16) ** 2
-    flops = 2 * parameters * tokens + 4 * tokens**2 * dim * layers
-    passes = steps * (2 if guidance > 1.0 else 1)
-    seconds = flops * passes / (0.4 * 990e12) + 8.0  # + conditioning, VAE and overheads
-    memory = parameters * 2 / 2**30 + tokens * dim * 2 * 40 / 2**30 + 4.0  # weights, acts, VAE
-    return {"seconds": seconds, "gpu_gib": memory, "zerogpu_s": zerogpu_duration(frames, steps)}
+# ------------------------------------------------------------------------------ estimates
+def estimate(frames: int, size: int, steps: int, guidance: float) -> dict[str, float]:
+    """The one cost model's estimate (``cost.estimate_generation``) of a square video, plus
+    the seconds to ask ZeroGPU for."""
+    cost = estimate_generation(frames, size, size, steps, guidance)
+    return {**cost, "zerogpu_s": zerogpu_duration(frames, steps)}
 
 
 def zerogpu_duration(frames: int, steps: int) -> int:
@@ -318,79 +285,17 @@ def zerogpu_duration(frames: int, steps: int) -> int:
     return int(min(300, max(30, 20 + 0.05 * frames * steps)))
 
 
-def estimate_markdown(frames, size, steps, guidance) -> str:
+def estimate_markdown(frames: int, size: int, steps: int, guidance: float) -> str:
     e = estimate(frames, size, steps, guidance)
-    return (
-        f"Estimated on a large GPU: about **{math.ceil(e['seconds'])} s**, "
-        f"**{e['gpu_gib']:.0f} GiB** of GPU memory; a ZeroGPU call of "
-        f"**{e['zerogpu_s']} s** (rough, for the 1.3B model)."
-    )
+    return texts.estimate_markdown(e["seconds"], e["gpu_gib"], e["zerogpu_s"])
 
 
-def guardrails(cond: Conditioning, trajectory: Trajectory | None, ranges: dict | None) -> list[str]:
-    """Warnings when the cameras or the driven head leave what the checkpoint was trained on,
-    or the camera path does not start at the portrait's own view."""
-    ranges = ranges or DEFAULT_RANGES
-    warnings = []
-    views = [view_of_camera(c) for c in cond.c2w]
-    for name in ("azimuth", "elevation"):  # how far round the head the cameras go
-        values = np.array([getattr(v, name) for v in views])
-        low, high = ranges.get(name, DEFAULT_RANGES[name])
-        if values.min() < low or values.max() > high:
-            warnings.append(
-                f"The camera goes to {name} {values.min():.0f} to {values.max():.0f} "
-                f"degrees; the model was trained on {low:.0f} to {high:.0f}."
-            )
-    in_camera = np.linalg.inv(cond.c2w)[:, :3, :3] @ cond.head_pose[:, :3, :3]
-    yaw = head_yaw_pitch_roll(in_camera)[:, 0]
-    yaw = yaw - yaw[0]
-    low, high = ranges.get("head_yaw", DEFAULT_RANGES["head_yaw"])
-    if yaw.min() < low or yaw.max() > high:
-        warnings.append(
-            f"The driven head turns {yaw.min():.0f} to {yaw.max():.0f} degrees; "
-            f"the model was trained on {low:.0f} to {high:.0f}."
-        )
-    if trajectory is not None and cond.mode.moving_camera:
-        first = trajectory.keyframes[0]
-        if trajectory.anchor == "head":
-            warnings.append(
-                "This path is absolute (anchor: head): its first view need not be "
-                "the portrait's own, and the model sees the photo from there."
-            )
-        elif (
-            abs(first.azimuth) > 2
-            or abs(first.elevation) > 2
-            or abs(first.roll) > 2
-            or abs(first.distance - 1) > 0.05
-            or abs(first.fov - CAMERA.fov_deg) > 2
-        ):
-            warnings.append(
-                "The path starts away from the portrait's own view; the first "
-                "frame will not look like the photo."
-            )
-    return warnings
-
-
-def summary_markdown(cond: Conditioning) -> str:
-    report = cond.report
-    parts = [f"{cond.frames} frames at {cond.width}x{cond.height}, {cond.fps:g} fps."]
-    if "driving_faces_tracked" in report:
-        parts.append(
-            f"Face tracked in {report['driving_faces_tracked']} driving frames"
-            + (
-                f", {report['driving_frames_filled']} filled in."
-                if report["driving_frames_filled"]
-                else "."
-            )
-        )
-        parts.append(
-            f"Jitter {report['jitter_px_raw']:.2f} px -> {report['jitter_px']:.2f} px "
-            "after smoothing."
-        )
-    total = sum(report.get("seconds", {}).values())
-    parts.append(f"Built in {total:.1f} s on the CPU.")
-    parts += [f"Note: {w}" for w in report.get("warnings", [])]
-    return " ".join(parts)
-
-
-__all__ = ["FAST", "Service", "estimate", "estimate_markdown", "guardrails", "zerogpu_duration"]
+__all__ = [
+    "FAST",
+    "GenerationResult",
+    "PreviewResult",
+    "Service",
+    "estimate",
+    "estimate_markdown",
+    "zerogpu_duration",
+]

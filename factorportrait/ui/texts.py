@@ -1,0 +1,137 @@
+"""What the web demo says to its users: headings, explanations, messages and the markdown built
+from results. Kept apart from the layout (blocks.py) and the request handling (service.py,
+handlers.py) so the wording can be read and changed in one place."""
+
+from __future__ import annotations
+
+import math
+
+from ..config import LIMITS
+from ..modes import Mode
+
+TITLE = "FactorPortrait"
+INTRO = (
+    "# FactorPortrait\nOne photo + a driving video + a camera path → a video of "
+    "that person with the video's expressions and head motion, filmed along "
+    "the path."
+)
+MEDIA_LIMITS = (
+    f"Photos: JPEG, PNG, WebP or AVIF, up to {LIMITS.max_image_bytes // 2**20} MB and "
+    f"{LIMITS.max_image_pixels // 1_000_000} megapixels. Videos: up to "
+    f"{LIMITS.max_video_bytes // 2**20} MB and {LIMITS.max_video_seconds:.0f} s. "
+    f"Output: up to {LIMITS.max_frames} frames, sides up to {LIMITS.max_side} px."
+)
+EXAMPLE_LABEL = "Example (public-domain photo; clip made by this project)"
+CAMERA_PATH_HEADING = "### Camera path"
+NOVEL_VIEW_HEADING = "### Novel view"
+KEYFRAMES_LABEL = (
+    "Keyframes (t 0→1; azimuth, elevation, roll in degrees from the photo's "
+    "view; distance as a factor; fov in degrees)"
+)
+FAST_BUTTON = "Fast (fits a free ZeroGPU call)"
+
+# Messages (raised as InputError or shown beside a control).
+FACE_FOUND = "Face found."
+NO_FACE_IN_PHOTO = (
+    "No face found in this photo. Use a photo with one clearly "
+    "visible face, looking roughly at the camera."
+)
+NO_FACE_IN_CLIP = "No face found in this clip. Use a clip where one face is clearly visible."
+NO_PORTRAIT = "Upload a portrait photo first."
+NO_CAMERA_PATH = "Choose a camera path (a preset or your keyframes)."
+NO_CHECKPOINT = (
+    "No checkpoint is loaded, so there is nothing to generate with. "
+    "Set FACTORPORTRAIT_CHECKPOINT (a pipeline folder or Hub id) and "
+    "restart; previews work without one."
+)
+CANCELLED = "Generation cancelled."
+OUT_OF_MEMORY = (
+    "The GPU ran out of memory for these settings. Try fewer frames, "
+    "a smaller size, or the fast setting."
+)
+CANCELLING = "Cancelling at the next step…"
+WARNING = "⚠️"
+
+TRAINING_STATUS = {
+    "untrained": "**UNTRAINED (tiny random): generation makes noise**",
+    "wan-initialised": "**not trained yet (Wan-initialised): output is not a "
+    "FactorPortrait result**",
+    "trained": "trained",
+}
+
+
+def faces_found(count: int) -> str:
+    return f"{count} faces found: the largest one is used." if count > 1 else FACE_FOUND
+
+
+def clip_face_found(frames: int, duration_s: float, has_audio: bool) -> str:
+    return f"Face found. {frames} frames, {duration_s:.1f} s" + (
+        ", with audio." if has_audio else "."
+    )
+
+
+def over_time_budget(budget_s: float) -> str:
+    return (
+        f"Generation stopped: it ran past its time budget of "
+        f"{budget_s:.0f} s. Try fewer frames or steps."
+    )
+
+
+def warning(message: str) -> str:
+    return f"{WARNING} {message}"
+
+
+def mode_markdown(selected: Mode) -> str:
+    """All four modes, one line each, the chosen one in bold."""
+    return "\n".join(
+        f"- **{m}: {m.description}**" if m == selected else f"- {m}: {m.description}" for m in Mode
+    )
+
+
+def status_markdown(checkpoint: str | None, training_status: str | None, device: str) -> str:
+    """The checkpoint and device line at the top of the page (``training_status`` None: no
+    checkpoint loaded)."""
+    if training_status is None:
+        return (
+            f"**Checkpoint:** none loaded, so previews work and generation does not. "
+            f"Set `FACTORPORTRAIT_CHECKPOINT` to a pipeline folder or Hub id (see "
+            f"README) and restart. **Device:** {device}."
+        )
+    label = TRAINING_STATUS.get(training_status, training_status)
+    return f"**Checkpoint:** `{checkpoint}` ({label}). **Device:** {device}."
+
+
+def estimate_markdown(seconds: float, gpu_gib: float, zerogpu_s: int) -> str:
+    return (
+        f"Estimated on a large GPU: about **{math.ceil(seconds)} s**, "
+        f"**{gpu_gib:.0f} GiB** of GPU memory; a ZeroGPU call of "
+        f"**{zerogpu_s} s** (rough, for the 1.3B model)."
+    )
+
+
+def summary_markdown(cond) -> str:
+    """What the conditioning build found and did, in a few sentences."""
+    report = cond.report
+    parts = [f"{cond.frames} frames at {cond.width}x{cond.height}, {cond.fps:g} fps."]
+    if "driving_faces_tracked" in report:
+        parts.append(
+            f"Face tracked in {report['driving_faces_tracked']} driving frames"
+            + (
+                f", {report['driving_frames_filled']} filled in."
+                if report["driving_frames_filled"]
+                else "."
+            )
+        )
+        parts.append(
+            f"Jitter {report['jitter_px_raw']:.2f} px -> {report['jitter_px']:.2f} px "
+            "after smoothing."
+        )
+    total = sum(report.get("seconds", {}).values())
+    parts.append(f"Built in {total:.1f} s on the CPU.")
+    parts += [f"Note: {w}" for w in report.get("warnings", [])]
+    return " ".join(parts)
+
+
+def with_warnings(text: str, warnings: list[str]) -> str:
+    """A result's text followed by each out-of-range warning as its own paragraph."""
+    return text + "".join(f"\n\n{warning(w)}" for w in warnings)
