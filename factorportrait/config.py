@@ -1,4 +1,4 @@
-"""Project-wide defaults and limits, in one place (README: Cameras and trajectories).
+"""Project-wide defaults and limits, in one place (README: Limits).
 
 Every surface (CLI, Python API, web app) validates against these, so the numbers shown in the
 README and the UI are the numbers enforced.

@@ -1,8 +1,8 @@
 """Portrait framing: the square around a face that becomes the reference image (and the crop a
 driving or target clip is seen through), and the camera that took the framed portrait.
 
-Every framed image is treated as taken by our default camera (README: Cameras and
-trajectories): a stated field of view over the crop, the head placed by solving its
+Every framed image is treated as taken by our default camera (ARCHITECTURE.md:
+Conventions): a stated field of view over the crop, the head placed by solving its
 translation so the template's landmarks reproject onto the tracked ones.
 """
 

@@ -47,7 +47,7 @@ class ConditioningSettings:
 
 @dataclass
 class Conditioning:
-    """Per-frame conditions for F output frames of H x W (README: The model and the pipeline)."""
+    """Per-frame conditions for F output frames of H x W (ARCHITECTURE.md: The tensor contract)."""
 
     mode: Mode
     fps: float

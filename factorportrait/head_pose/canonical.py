@@ -1,4 +1,4 @@
-"""MediaPipe's canonical face mesh, read from the landmarker bundle (README: Cameras and trajectories).
+"""MediaPipe's canonical face mesh, read from the landmarker bundle (ARCHITECTURE.md: The factors).
 
 The bundle (a zip) holds ``geometry_pipeline_metadata_landmarks.binarypb``, a serialised
 ``GeometryPipelineMetadata`` protobuf whose ``canonical_mesh`` has 468 vertices (x, y, z in cm,

@@ -1,6 +1,6 @@
 """Head pose: the head placed for our camera model, and driving poses retargeted onto the portrait.
 
-World = the portrait's head frame (README: Cameras and trajectories), so the portrait's head pose is the
+World = the portrait's head frame (ARCHITECTURE.md: Conventions), so the portrait's head pose is the
 identity and its camera is what the photo shows. Driving motion is measured in the driving
 camera's frame, relative to the clip's first frame (or absolute), and applied to the portrait
 in its own camera's frame: "turn left by 20 degrees" means the same on screen for both.

@@ -1,5 +1,5 @@
 """Video writing through imageio-ffmpeg (its bundled ffmpeg, run with argument lists, never a
-shell). Output is H.264 yuv420p with +faststart so every browser plays it (README: Cameras and trajectories)."""
+shell). Output is H.264 yuv420p with +faststart so every browser plays it (ARCHITECTURE.md: Conventions)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Where the MediaPipe Face Landmarker bundle comes from (README: Cameras and trajectories).
+"""Where the MediaPipe Face Landmarker bundle comes from (README: Command line).
 
 Order: an explicit path, then $FACTORPORTRAIT_FACE_LANDMARKER, then the user cache
 (~/.cache/factorportrait/face_landmarker.task, honouring $XDG_CACHE_HOME), then a download from

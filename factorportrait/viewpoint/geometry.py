@@ -1,6 +1,6 @@
 """Pinhole cameras around the head.
 
-Conventions (README: Cameras and trajectories):
+Conventions (ARCHITECTURE.md: Conventions):
 - Cameras are OpenCV: x right, y down, z forward (the viewing direction).
 - ``c2w`` (4x4) maps camera coordinates to world coordinates.
 - World = the portrait's head frame, in centimetres: origin at the head centre, x to the right

@@ -1,4 +1,4 @@
-"""Plücker ray maps: the viewpoint condition of the model (README: Cameras and trajectories).
+"""Plücker ray maps: the viewpoint condition of the model (ARCHITECTURE.md: Conventions).
 
 Per pixel, the ray through the pixel centre is encoded as six numbers ``[o x d, d]``: ``d`` the
 unit direction in world space and ``o`` the camera centre, so ``o x d`` is the ray's moment.
