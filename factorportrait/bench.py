@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .checkpoints import TINY_WAN_CONFIG, WAN_13B_CONFIG, WAN_KEYS
+from .config import LATENT
 from .io import write_video
 from .modes import Mode
 from .viewpoint import load_preset, plucker_rays, rays_to_rgb, trajectory_figure
@@ -146,7 +147,8 @@ def model_benchmark(
         wan_config = {key: config[key] for key in WAN_KEYS}
     target = resolve_device(device)
     dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
-    t_lat, h_lat, w_lat = (frames - 1) // 4 + 1, height // 8, width // 8
+    t_lat = LATENT.latent_frames(frames)
+    h_lat, w_lat = height // LATENT.spatial, width // LATENT.spatial
     generator = torch.Generator().manual_seed(0)
 
     def randn(*shape):

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
 
+from .config import LATENT
 from .errors import InputError
 from .models import FactorPortraitExpressionEncoder, FactorPortraitTransformer3DModel
 from .pipeline import FactorPortraitPipeline
@@ -30,7 +31,6 @@ WAN_KEYS = (
     "eps",
     "rope_max_seq_len",
 )
-FRAMES_PER_LATENT = 4
 # The tiny Wan transformer's size: tests, the tiny checkpoint and the benchmark share it.
 TINY_WAN_CONFIG = {
     "patch_size": (1, 2, 2),
@@ -138,7 +138,7 @@ def tiny_pipeline(
     transformer = _from_wan_config(
         wan.config,
         prompt_length=8,
-        expression_code_dim=FRAMES_PER_LATENT * code_dim,
+        expression_code_dim=LATENT.frames_per_latent * code_dim,
         expression_hidden_dim=16,
         use_normals=use_normals,
         modulation=modulation,
@@ -231,7 +231,7 @@ def starting_transformer(
     return _from_wan_config(
         wan_config,
         prompt_length=512,
-        expression_code_dim=FRAMES_PER_LATENT * code_dim,
+        expression_code_dim=LATENT.frames_per_latent * code_dim,
         expression_hidden_dim=wan_config["num_attention_heads"] * wan_config["attention_head_dim"],
         use_normals=use_normals,
         training_status="wan-initialised",

@@ -13,6 +13,36 @@ from .errors import InputError
 
 
 @dataclass(frozen=True)
+class LatentGeometry:
+    """The Wan VAE's compression and the transformer's patch: how frames and pixels become
+    latent frames and tokens. The one home of these numbers (ARCHITECTURE.md: The tensor
+    contract)."""
+
+    frames_per_latent: int = 4  # time: frame 0 alone, then groups of 4 per latent frame
+    spatial: int = 8  # the VAE: 8x8 pixels per latent pixel
+    patch: int = 2  # the transformer's 2x2 patch embedding
+
+    def latent_frames(self, frames: int) -> int:
+        """F = 4k+1 frames -> k+1 latent frames."""
+        return (frames - 1) // self.frames_per_latent + 1
+
+    def fits(self, frames: int) -> bool:
+        """Whether a frame count is of the form 4k+1."""
+        return frames >= 1 and (frames - 1) % self.frames_per_latent == 0
+
+    def trimmed(self, frames: int) -> int:
+        """The largest 4k+1 frame count not above ``frames``."""
+        return frames - (frames - 1) % self.frames_per_latent
+
+    @property
+    def pixels_per_token(self) -> int:
+        return self.spatial * self.patch
+
+
+LATENT = LatentGeometry()
+
+
+@dataclass(frozen=True)
 class VideoDefaults:
     frames: int = 49  # 4k+1: the Wan VAE compresses time 4x and keeps the first frame alone
     fps: int = 16
@@ -44,7 +74,7 @@ class Limits:
     max_frames: int = 121  # ray maps alone are F*6*H*W floats: 121 x 1024^2 is 3 GB
     min_side: int = 16
     max_side: int = 1024
-    size_multiple: int = 16  # Wan VAE (8x) times the 2x2 patch embedding
+    size_multiple: int = LATENT.pixels_per_token  # Wan VAE (8x) times the 2x2 patch
     min_fps: float = 1.0
     max_fps: float = 60.0
     max_trajectory_bytes: int = 64 * 1024
@@ -95,11 +125,11 @@ def check_frame_count(frames: int, *, name: str = "frames") -> int:
         raise InputError(f"{name}: expected an integer, got {frames!r}")
     if not LIMITS.min_frames <= frames <= LIMITS.max_frames:
         raise InputError(f"{name}: {frames} is outside [{LIMITS.min_frames}, {LIMITS.max_frames}]")
-    if frames % 4 != 1:
-        lower = frames - (frames - 1) % 4
+    if not LATENT.fits(frames):
+        lower = LATENT.trimmed(frames)
         raise InputError(
             f"{name}: {frames} is not of the form 4k+1 (the video VAE needs it); "
-            f"try {lower} or {lower + 4}"
+            f"try {lower} or {lower + LATENT.frames_per_latent}"
         )
     return frames
 

@@ -9,7 +9,8 @@ building a model; for the 1.3B model the two agree within a percent.
 
 from __future__ import annotations
 
-from .checkpoints import FRAMES_PER_LATENT, WAN_13B_CONFIG
+from .checkpoints import WAN_13B_CONFIG
+from .config import LATENT
 
 # The GPU every estimate assumes (stated wherever an estimate is printed).
 H100_BF16_TFLOPS = 989.0  # dense bf16 peak of an H100 SXM
@@ -20,7 +21,7 @@ CUDA_OVERHEAD_GIB = 1.5  # context, allocator slack, workspaces
 WAN_13B_PARAMETERS = 1.3e9
 WAN_13B_LAYERS = WAN_13B_CONFIG["num_layers"]
 WAN_13B_DIM = WAN_13B_CONFIG["num_attention_heads"] * WAN_13B_CONFIG["attention_head_dim"]
-PIXELS_PER_TOKEN = 16  # 8x spatial VAE compression x a 2x2 patch
+PIXELS_PER_TOKEN = LATENT.pixels_per_token  # 8x spatial VAE compression x a 2x2 patch
 # Seconds outside the transformer per generation: conditioning, VAE encode/decode, loading.
 GENERATION_OVERHEAD_S = 8.0
 # Per token and layer, the bf16 activations kept alive while a forward runs (q, k, v, outputs,
@@ -39,7 +40,7 @@ def gpu_seconds(
 def generation_tokens(frames: int, height: int, width: int) -> int:
     """Video tokens the transformer attends over: one latent frame per 4 frames (the first
     alone), plus the reference image's own latent frame, each (H/16) x (W/16) tokens."""
-    latent_frames = (frames - 1) // FRAMES_PER_LATENT + 1
+    latent_frames = LATENT.latent_frames(frames)
     return (latent_frames + 1) * (height // PIXELS_PER_TOKEN) * (width // PIXELS_PER_TOKEN)
 
 

@@ -135,7 +135,7 @@ def generate_frames(
         callback_on_step_end=callback,
     )
     frames = (np.clip(output.frames[0], 0, 1) * 255 + 0.5).astype(np.uint8)
-    return label_untrained(frames) if output.untrained else frames
+    return labelled(frames, output.untrained)
 
 
 def trained_range_warnings(pipeline, conditioning, trajectory=None) -> list[str]:
@@ -176,6 +176,12 @@ def write_generation(
         staged_video.unlink(missing_ok=True)
         staged_saved.unlink(missing_ok=True)
     return paths
+
+
+def labelled(frames: np.ndarray, untrained: bool) -> np.ndarray:
+    """The frames as anyone gets to see them: with the banner whenever the model that made
+    them is not trained (the one rule, for generation and training's validation videos)."""
+    return label_untrained(frames) if untrained else frames
 
 
 def label_untrained(frames: np.ndarray, notice: str = UNTRAINED_NOTICE) -> np.ndarray:

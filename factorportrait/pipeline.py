@@ -20,7 +20,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 
-from .config import GENERATION
+from .config import GENERATION, LATENT
 from .models import (
     FactorPortraitExpressionEncoder,
     FactorPortraitTransformer3DModel,
@@ -165,10 +165,13 @@ class FactorPortraitPipeline(DiffusionPipeline):
                 f"rays must be (B, F, 6, H, W), got {None if rays is None else tuple(rays.shape)}"
             )
         batch, frames, _, height, width = rays.shape
-        if (frames - 1) % 4:
+        if not LATENT.fits(frames):
             raise ValueError(f"the number of frames must be 4k+1 (e.g. 49), got {frames}")
-        if height % 16 or width % 16:
-            raise ValueError(f"height and width must be multiples of 16, got {height}x{width}")
+        if height % LATENT.pixels_per_token or width % LATENT.pixels_per_token:
+            raise ValueError(
+                f"height and width must be multiples of {LATENT.pixels_per_token}, "
+                f"got {height}x{width}"
+            )
         if reference is None or tuple(reference.shape) != (batch, 3, height, width):
             raise ValueError(
                 f"reference must be (B={batch}, 3, {height}, {width}), got "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import CAMERA, LIMITS, VIDEO
+from ..config import CAMERA, LATENT, LIMITS, VIDEO
 from ..errors import InputError
 from ..io.media import VideoFrames, read_image, read_video
 from ..tracking import FaceTracker
@@ -162,7 +162,7 @@ def _output_frames(
         frames = settings.frames
     else:
         frames = min(available, LIMITS.max_frames)
-        frames -= (frames - 1) % 4  # trim to 4k+1
+        frames = LATENT.trimmed(frames)
     if frames > available:
         report["warnings"].append(
             f"driving video gives {available} frames at {settings.fps:g} "

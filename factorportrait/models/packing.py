@@ -8,14 +8,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-TEMPORAL_FACTOR = 4
-SPATIAL_FACTOR = 8
+from ..config import LATENT
+
+TEMPORAL_FACTOR = LATENT.frames_per_latent
+SPATIAL_FACTOR = LATENT.spatial
 
 
 def latent_frames(frames: int) -> int:
-    if frames < 1 or (frames - 1) % TEMPORAL_FACTOR:
+    if not LATENT.fits(frames):
         raise ValueError(f"frames must be 4k+1, got {frames}")
-    return (frames - 1) // TEMPORAL_FACTOR + 1
+    return LATENT.latent_frames(frames)
 
 
 def group_frames(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
@@ -41,9 +43,9 @@ def pack_plucker(rays: torch.Tensor) -> torch.Tensor:
     stacked on channels (frame-major), then 8x8 average-pooled onto the latent grid."""
     batch, frames, channels, height, width = rays.shape
     grouped = group_frames(rays, dim=1)  # (B, k+1, 4, 6, H, W)
-    stacked = grouped.reshape(batch * (frames + 3) // 4, 4 * channels, height, width)
+    stacked = grouped.reshape(-1, TEMPORAL_FACTOR * channels, height, width)
     pooled = F.avg_pool2d(stacked, SPATIAL_FACTOR)
-    return pooled.reshape(batch, -1, 4 * channels, *pooled.shape[-2:]).transpose(1, 2)
+    return pooled.reshape(batch, -1, TEMPORAL_FACTOR * channels, *pooled.shape[-2:]).transpose(1, 2)
 
 
 def aggregate_codes(codes: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,8 @@ from contextlib import nullcontext
 
 import torch
 
-from ..checkpoints import FRAMES_PER_LATENT, WAN_13B_CONFIG, starting_transformer, tiny_pipeline
+from ..checkpoints import WAN_13B_CONFIG, starting_transformer, tiny_pipeline
+from ..config import LATENT
 from ..cost import CUDA_OVERHEAD_GIB, H100_BF16_TFLOPS, UTILISATION  # the one cost model's GPU
 from ..models import FactorPortraitExpressionEncoder
 from .config import TrainConfig
@@ -129,7 +130,7 @@ def vae_parameters(size: str) -> int:
 
 
 def latent_shape(frames: int, height: int, width: int) -> tuple[int, int, int]:
-    return (frames - 1) // FRAMES_PER_LATENT + 1, height // 8, width // 8
+    return LATENT.latent_frames(frames), height // LATENT.spatial, width // LATENT.spatial
 
 
 def synthetic_batch(

@@ -14,7 +14,7 @@ def validate(pipe, sample: dict, path: Path, steps: int, device) -> None:
     """Generate ``sample`` (a prepared sample, unbatched) with ``steps`` steps, guidance 1 and
     seed 0, and write it to ``path`` at 8 fps, with the untrained banner while it applies.
     Leaves the transformer in eval mode."""
-    from ..generation import label_untrained
+    from ..generation import labelled
     from ..io import write_video
 
     pipe.transformer.eval()
@@ -33,4 +33,4 @@ def validate(pipe, sample: dict, path: Path, steps: int, device) -> None:
     ).frames[0]
     frames = (frames.clip(0, 1) * 255 + 0.5).astype("uint8")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_video(path, label_untrained(frames) if pipe.untrained else frames, 8)
+    write_video(path, labelled(frames, pipe.untrained), 8)
