@@ -94,7 +94,7 @@ def preview_benchmark(
             built = time.perf_counter() - start
             write_preview(cond, Path(tmp) / f"run{i}")
             total = time.perf_counter() - start
-            for name, seconds in cond.report["seconds"].items():
+            for name, seconds in cond.report.seconds.items():
                 stages.setdefault(name, []).append(seconds)
             stages.setdefault("= conditioning (API call)", []).append(built)
             stages.setdefault("= preview incl. writing files", []).append(total)

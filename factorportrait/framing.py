@@ -42,7 +42,9 @@ def estimate_portrait_camera(
 PORTRAIT_CROP_SCALE = 2.0
 
 
-def track_portrait(tracker: FaceTracker, image: np.ndarray, report: dict) -> FaceObservation:
+def track_portrait(tracker: FaceTracker, image: np.ndarray, report) -> FaceObservation:
+    """The portrait's face (the largest), tracked; ``report`` (a ConditioningReport) notes
+    how many faces were found."""
     # Very large photos are tracked on a downscaled copy (the detector works at low resolution).
     scale = min(1.0, LIMITS.max_image_side_tracked / max(image.shape[:2]))
     small = (
@@ -59,9 +61,9 @@ def track_portrait(tracker: FaceTracker, image: np.ndarray, report: dict) -> Fac
         raise InputError("portrait: no face found (use a photo with one clearly visible face)")
     if scale != 1.0:
         face = face.scaled(1.0 / scale, (0.0, 0.0))
-    report["portrait_faces_found"] = face.faces_found
+    report.portrait_faces_found = face.faces_found
     if face.faces_found > 1:
-        report["warnings"].append(f"{face.faces_found} faces in the portrait: using the largest")
+        report.warnings.append(f"{face.faces_found} faces in the portrait: using the largest")
     return face
 
 

@@ -125,8 +125,8 @@ def write_preview(
         start = time.perf_counter()
         np.savez(stage / "conditioning.npz", **cond.arrays())
         seconds["write conditioning.npz"] = time.perf_counter() - start
-        summary = {key: value for key, value in cond.report.items() if key != "seconds"}
-        summary["seconds"] = {**cond.report.get("seconds", {}), **seconds}
+        summary = cond.report.to_dict()
+        summary["seconds"] = {**cond.report.seconds, **seconds}
         summary["files"] = list(PREVIEW_FILES)
         (stage / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
     return {name: out / name for name in PREVIEW_FILES}

@@ -87,7 +87,7 @@ def test_novel_dynamic_holds_a_turned_camera(tracker, pyfeat):
     turned = view_of_camera(cond.c2w[0]).azimuth - view_of_camera(frontal.c2w[0]).azimuth
     assert turned == pytest.approx(-40, abs=1)
     np.testing.assert_allclose(cond.head_pose, frontal.head_pose)  # same driven head
-    assert cond.report["jitter_px"] < cond.report["jitter_px_raw"]
+    assert cond.report.clip.jitter_px < cond.report.clip.jitter_px_raw
 
 
 def test_all_dynamic_moves_camera_and_head(tracker, pyfeat, turning_head):
@@ -132,7 +132,7 @@ def test_output_length_from_the_clip_and_padding(tracker, pyfeat):
         settings=_settings("frontal-dynamic", frames=45),
     )
     assert longer.frames == 45
-    assert any("held for the remaining 7" in w for w in longer.report["warnings"])
+    assert any("held for the remaining 7" in w for w in longer.report.warnings)
 
 
 def test_a_lost_face_is_filled_and_reported(tracker, pyfeat):
@@ -142,8 +142,8 @@ def test_a_lost_face_is_filled_and_reported(tracker, pyfeat):
         tracker=tracker,
         settings=_settings("frontal-dynamic"),
     )
-    assert cond.report["driving_frames_filled"] > 0
-    assert any("face lost" in w for w in cond.report["warnings"])
+    assert cond.report.clip.frames_filled > 0
+    assert any("face lost" in w for w in cond.report.warnings)
 
 
 def test_grayscale_and_alpha_portraits(tracker, pyfeat, tmp_path):
@@ -198,14 +198,15 @@ def _decoded(times):
 
 
 def test_output_frames_follow_the_clip_in_time():
+    from factorportrait.conditioning import ConditioningReport
     from factorportrait.conditioning.build import _output_frames
 
     settings = ConditioningSettings(fps=16)
     # 49 frames at 16 fps end exactly at 3 s: all 49 are available (4k+1 already).
-    report = {"warnings": []}
+    report = ConditioningReport()
     frames, picks = _output_frames(_decoded(np.arange(49) / 16), settings, report)
-    assert frames == 49 and np.array_equal(picks, np.arange(49)) and not report["warnings"]
-    assert report["driving"] == {
+    assert frames == 49 and np.array_equal(picks, np.arange(49)) and not report.warnings
+    assert report.to_dict()["driving"] == {
         "decoded_frames": 49,
         "duration_s": 3.0,
         "declared_fps": None,
@@ -223,6 +224,6 @@ def test_output_frames_follow_the_clip_in_time():
     asked = ConditioningSettings(fps=16, frames=25)
     frames, picks = _output_frames(_decoded(np.arange(20) / 16), asked, report)
     assert frames == 25 and np.array_equal(picks[19:], [19] * 6)
-    assert report["warnings"] == [
+    assert report.warnings == [
         "driving video gives 20 frames at 16 fps: the last is held for the remaining 5"
     ]

@@ -238,7 +238,7 @@ def test_smoothing_changes_the_raw_values_and_off_keeps_them(
     # Off: the raw per-frame values, and no change in jitter.
     np.testing.assert_allclose(plain.blendshapes, raw["blendshapes"], atol=1e-9)
     np.testing.assert_allclose(plain.driving_landmarks, raw["landmarks"], atol=1e-9)
-    assert plain.report["jitter_px"] == plain.report["jitter_px_raw"]
+    assert plain.report.clip.jitter_px == plain.report.clip.jitter_px_raw
     # On: what the zero-lag filter makes of the same raw clip (the filter has its own tests),
     # which is measurably different from the raw values.
     reference = smooth_clip(assemble_clip(raw["observations"], raw["times"]))
@@ -246,7 +246,7 @@ def test_smoothing_changes_the_raw_values_and_off_keeps_them(
     np.testing.assert_allclose(smoothed.driving_landmarks, reference.landmarks, atol=1e-9)
     assert np.abs(smoothed.driving_landmarks - raw["landmarks"])[..., :2].max() > 0.5
     assert np.abs(smoothed.blendshapes - raw["blendshapes"]).max() > 0.01
-    assert smoothed.report["jitter_px"] < smoothed.report["jitter_px_raw"]
+    assert smoothed.report.clip.jitter_px < smoothed.report.clip.jitter_px_raw
     rc = _camera_rotation(smoothed)
     R = reference.rotations
     np.testing.assert_allclose(rc @ smoothed.head_pose[:, :3, :3] @ rc.T, R @ R[0].T, atol=1e-6)
@@ -281,8 +281,8 @@ def test_portraits_over_2048_px_are_tracked_on_a_downscaled_copy(
     # The face found on the copy is placed back in the full photo: the reference is cut from
     # the same region (4x the pixels per output pixel) and the face lands at the same place.
     crop_small, crop_large = (
-        np.array(small.report["reference_crop"]),
-        np.array(large.report["reference_crop"]),
+        np.array(small.report.reference_crop),
+        np.array(large.report.reference_crop),
     )
     np.testing.assert_allclose(crop_large[:, :2] * factor, crop_small[:, :2], rtol=0.02)
     np.testing.assert_allclose(crop_large[:, 2], crop_small[:, 2], atol=0.02 * SIZE)
@@ -359,10 +359,10 @@ def test_several_faces_in_the_portrait_use_the_largest_and_say_so(tracker, pyfea
     areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in faces]
     largest, other = faces[int(np.argmax(areas))], faces[int(np.argmin(areas))]
     cond = _build(tracker, pyfeat, None, "camera-only", portrait="multi_face.jpg", frames=1)
-    assert cond.report["portrait_faces_found"] == 2
-    assert "2 faces in the portrait: using the largest" in cond.report["warnings"]
+    assert cond.report.portrait_faces_found == 2
+    assert "2 faces in the portrait: using the largest" in cond.report.warnings
     # The face the reference was framed on, mapped back into the photo, is the largest one.
-    matrix = np.array(cond.report["reference_crop"])
+    matrix = np.array(cond.report.reference_crop)
     in_photo = (cond.source_landmarks[:, :2] - matrix[:, 2]) / matrix[0, 0]
     assert np.abs(in_photo - largest.landmarks[:, :2]).max() < 1e-6
     assert np.linalg.norm(in_photo - other.landmarks[:, :2], axis=1).min() > 50
@@ -382,7 +382,7 @@ def test_several_faces_in_the_driving_clip_follow_the_largest_and_say_so(tracker
         has_audio=False,
     )
     cond = _build(tracker, pyfeat, clip, "frontal-dynamic", frames=5, smoothing=False)
-    assert "several faces in the driving video: following the largest" in cond.report["warnings"]
+    assert "several faces in the driving video: following the largest" in cond.report.warnings
     box_width = largest.box[2] - largest.box[0]
     error = np.linalg.norm(cond.driving_landmarks[:, :, :2] - largest.landmarks[:, :2], axis=2)
     assert error.mean(axis=1).max() < 0.05 * box_width

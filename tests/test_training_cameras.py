@@ -140,9 +140,9 @@ def test_a_recorded_camera_roll_leaves_the_head_still(photo, tracker):
     assert turns["flipped"] == pytest.approx(24, abs=3.5), turns
     cond = recorded.conditioning
     assert recorded.camera_change and cond.mode == "all-dynamic"
-    assert cond.report["camera_turn_deg"] == pytest.approx(12, abs=1e-6)
+    assert cond.report.cameras.camera_turn_deg == pytest.approx(12, abs=1e-6)
     # The normal renders sit on the target's face, in the target's framing.
-    assert cond.report["reprojection_px"] < 2.0
+    assert cond.report.reprojection_px < 2.0
     assert recorded.target_frames.shape == (9, 64, 64, 3)
     # Rays see the roll: frame 0 is the identity map, the last frame is not.
     assert not np.allclose(cond.rays[0], cond.rays[-1], atol=1e-3)
@@ -166,16 +166,16 @@ def test_a_dolly_gets_its_unit_from_the_face_distance(photo, tracker):
 
     face = load_canonical_face(str(tracker.model_path)).vertices
     face_depth = (face @ face_in_first[:3, :3].T + face_in_first[:3, 3])[:, 2].mean()
-    assert cond.report["cm_per_unit_source"] == "estimated"
-    assert cond.report["cm_per_unit"] == pytest.approx(face_depth, rel=0.1)
-    assert cond.report["head_centre_drift_cm"] < 3.0 and sample.camera_change
+    assert cond.report.cameras.cm_per_unit_source == "estimated"
+    assert cond.report.cameras.cm_per_unit == pytest.approx(face_depth, rel=0.1)
+    assert cond.report.cameras.head_centre_drift_cm < 3.0 and sample.camera_change
     millimetres = cameras.copy()
     millimetres[:, :3, 3] *= 1000
     again = build_sample_conditioning(
         frames[0], frames, settings=settings, tracker=tracker, cameras=millimetres
     )
-    assert again.conditioning.report["cm_per_unit"] == pytest.approx(
-        cond.report["cm_per_unit"] / 1000, rel=1e-9
+    assert again.conditioning.report.cameras.cm_per_unit == pytest.approx(
+        cond.report.cameras.cm_per_unit / 1000, rel=1e-9
     )
     assert np.allclose(again.conditioning.rays, cond.rays, atol=1e-5)
     # A stated unit is used as given: twice the estimate moves the camera twice as far.
@@ -185,14 +185,14 @@ def test_a_dolly_gets_its_unit_from_the_face_distance(photo, tracker):
         settings=settings,
         tracker=tracker,
         cameras=cameras,
-        cm_per_unit=2 * cond.report["cm_per_unit"],
+        cm_per_unit=2 * cond.report.cameras.cm_per_unit,
     )
     # Cameras that move away while the face grows contradict the tracking: a clear error.
     with pytest.raises(InputError, match="the camera motion and the tracked head disagree"):
         build_sample_conditioning(
             frames[0], frames, settings=settings, tracker=tracker, cameras=invert_rigid(cameras)
         )
-    assert stated.conditioning.report["cm_per_unit_source"] == "file"
+    assert stated.conditioning.report.cameras.cm_per_unit_source == "file"
     assert np.allclose(
         stated.conditioning.c2w[-1, 2, 3] - stated.conditioning.c2w[0, 2, 3],
         2 * (cond.c2w[-1, 2, 3] - cond.c2w[0, 2, 3]),

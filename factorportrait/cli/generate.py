@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             "labelled so"
         )
     cond = build_conditioning_from_args(args, settings, trajectory)
-    for warning in [*cond.report["warnings"], *trained_range_warnings(pipeline, cond, trajectory)]:
+    for warning in [*cond.report.warnings, *trained_range_warnings(pipeline, cond, trajectory)]:
         print(f"warning: {warning}", file=sys.stderr)
     frames = generate_frames(
         pipeline,

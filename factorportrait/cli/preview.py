@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         f"{cond.mode}: {cond.frames} frames at {cond.width}x{cond.height}, "
         f"{cond.fps:g} fps, in {time.perf_counter() - start:.2f}s"
     )
-    for warning in cond.report["warnings"]:
+    for warning in cond.report.warnings:
         print(f"  note: {warning}")
     # No checkpoint here: judged against the default trained ranges (generate uses its own).
     for warning in request_warnings(cond, trajectory, None):

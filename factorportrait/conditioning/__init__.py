@@ -3,5 +3,6 @@ and training's sample builder compose the same named stages into one Conditionin
 
 from .build import build_conditioning
 from .bundle import Conditioning, ConditioningSettings
+from .report import ConditioningReport
 
-__all__ = ["Conditioning", "ConditioningSettings", "build_conditioning"]
+__all__ = ["Conditioning", "ConditioningReport", "ConditioningSettings", "build_conditioning"]

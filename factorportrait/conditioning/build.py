@@ -23,6 +23,7 @@ from ..io.media import VideoFrames, read_image, read_video
 from ..tracking import FaceTracker
 from ..viewpoint import Trajectory
 from .bundle import Conditioning, ConditioningSettings
+from .report import ConditioningReport, DrivingFile
 from .stages import (
     assemble,
     driven_head_poses,
@@ -72,7 +73,7 @@ def build_conditioning(
     if driving is None and mode.needs_driving:
         raise InputError(f"mode {mode}: a driving video is needed (only camera-only works without)")
     timer = _Timer()
-    report: dict = {"mode": str(mode), "warnings": []}
+    report = ConditioningReport(mode=str(mode))
     own_tracker = tracker is None
     tracker = tracker or FaceTracker(landmarker_path)
     try:
@@ -81,7 +82,7 @@ def build_conditioning(
         with timer("source"):
             source = source_stage(image, tracker, settings.height, settings.width, report)
             # Where the reference was cut from the photo (image -> reference pixels), for reports.
-            report["reference_crop"] = source.crop.tolist()
+            report.reference_crop = source.crop.tolist()
         driving_clip = None
         frames_out = settings.frames or VIDEO.frames
         if driving is not None:
@@ -126,17 +127,13 @@ def build_conditioning(
     finally:
         if own_tracker:
             tracker.close()
-    report.update(
-        frames=frames_out,
-        fps=settings.fps,
-        height=settings.height,
-        width=settings.width,
-        seconds=timer.seconds,
-        portrait_camera={
-            "fov_deg": CAMERA.fov_deg,
-            "distance_cm": float(np.linalg.norm(source.c2w[:3, 3])),
-        },
-    )
+    report.frames, report.fps = frames_out, settings.fps
+    report.height, report.width = settings.height, settings.width
+    report.seconds = timer.seconds
+    report.portrait_camera = {
+        "fov_deg": CAMERA.fov_deg,
+        "distance_cm": float(np.linalg.norm(source.c2w[:3, 3])),
+    }
     return assemble(
         mode,
         settings.fps,
@@ -154,7 +151,7 @@ def build_conditioning(
 
 
 def _output_frames(
-    video: VideoFrames, settings: ConditioningSettings, report: dict
+    video: VideoFrames, settings: ConditioningSettings, report: ConditioningReport
 ) -> tuple[int, np.ndarray]:
     """How many output frames, and which decoded frame each one shows (nearest in time)."""
     available = int(np.floor(video.times[-1] * settings.fps + 1e-6)) + 1
@@ -164,17 +161,17 @@ def _output_frames(
         frames = min(available, LIMITS.max_frames)
         frames = LATENT.trimmed(frames)
     if frames > available:
-        report["warnings"].append(
+        report.warnings.append(
             f"driving video gives {available} frames at {settings.fps:g} "
             f"fps: the last is held for the remaining {frames - available}"
         )
     times = np.minimum(np.arange(frames) / settings.fps, video.times[-1])
     picks = np.abs(video.times[None, :] - times[:, None]).argmin(axis=1)
-    report["driving"] = {
-        "decoded_frames": len(video.times),
-        "duration_s": video.duration,
-        "declared_fps": video.declared_fps,
-        "rotation": video.rotation,
-        "has_audio": video.has_audio,
-    }
+    report.driving_file = DrivingFile(
+        decoded_frames=len(video.times),
+        duration_s=video.duration,
+        declared_fps=video.declared_fps,
+        rotation=video.rotation,
+        has_audio=video.has_audio,
+    )
     return frames, picks

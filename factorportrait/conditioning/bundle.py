@@ -10,6 +10,7 @@ from ..config import VIDEO, check_fps, check_frame_count, check_size
 from ..errors import InputError
 from ..expression import CROP_SIZE
 from ..modes import Mode
+from .report import ConditioningReport
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Conditioning:
     driving_landmarks: np.ndarray | None = None  # (F, 478, 3) in driving pixels
     # (4, 4) the camera of the reference image, which the rays are relative to
     reference_c2w: np.ndarray | None = None
-    report: dict = field(default_factory=dict)
+    report: ConditioningReport = field(default_factory=ConditioningReport)
 
     @property
     def frames(self) -> int:

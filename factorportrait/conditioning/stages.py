@@ -50,6 +50,7 @@ from ..tracking import (
 from ..viewpoint import Trajectory, intrinsics_from_fov, invert_rigid, load_preset, plucker_rays
 from ..viewpoint.paths import camera_path
 from .bundle import Conditioning, ConditioningSettings
+from .report import ClipTracking, ConditioningReport
 
 DEFAULT_TRAJECTORY = "orbit"
 
@@ -68,7 +69,11 @@ class Source:
 
 
 def source_stage(
-    image: np.ndarray, tracker: FaceTracker, height: int, width: int, report: dict
+    image: np.ndarray,
+    tracker: FaceTracker,
+    height: int,
+    width: int,
+    report: ConditioningReport,
 ) -> Source:
     photo_face = track_portrait(tracker, image, report)
     reference, face, crop = frame_portrait(image, photo_face, height, width)
@@ -102,7 +107,7 @@ def driving_stage(
     width: int,
     *,
     smoothing: bool,
-    report: dict,
+    report: ConditioningReport,
     name: str = "driving video",
     key: str = "driving",
     max_filled_fraction: float | None = None,
@@ -114,18 +119,19 @@ def driving_stage(
     training target must be mostly real); None: fill and warn (inference)."""
     count = len(frames)
     clip = assemble_clip(tracker.track_frames(frames, times), times, name=name)
-    report[f"{key}_frames_filled"] = clip.filled
     if max_filled_fraction is not None and clip.filled > count * max_filled_fraction:
         raise InputError(f"{name}: the face is lost in {clip.filled} of {count} frames")
     if clip.filled:
-        report["warnings"].append(f"face lost in {clip.filled} of {count} {key} frames: filled in")
+        report.warnings.append(f"face lost in {clip.filled} of {count} {key} frames: filled in")
     if clip.faces_found.max() > 1:
-        report["warnings"].append(f"several faces in the {name}: following the largest")
-    report[f"{key}_faces_tracked"] = int(clip.tracked.sum())
-    report["jitter_px_raw"] = landmark_jitter(clip.landmarks)
+        report.warnings.append(f"several faces in the {name}: following the largest")
+    jitter_raw = landmark_jitter(clip.landmarks)
+    faces_tracked = int(clip.tracked.sum())
     if smoothing:
         clip = smooth_clip(clip)
-    report["jitter_px"] = landmark_jitter(clip.landmarks)
+    report.clip = ClipTracking(
+        faces_tracked, clip.filled, jitter_raw, landmark_jitter(clip.landmarks)
+    )
     framing = clip_framing(clip.landmarks[0], height, width)
     framed = clip.landmarks[..., :2] * framing[0, 0] + framing[:, 2]
     K = intrinsics_from_fov(CAMERA.fov_deg, height, width)
@@ -266,7 +272,7 @@ def assemble(
     rays: np.ndarray,
     expression: Expression,
     blendshape_names: list[str],
-    report: dict,
+    report: ConditioningReport,
     driving: Driving | None = None,
 ) -> Conditioning:
     """The stages' results as one Conditioning bundle (inference and training alike)."""

@@ -297,6 +297,7 @@ def _sample_tensors(sample, pipeline, keep_crops: bool) -> tuple[dict, dict]:
     samples = {k: v.contiguous().cpu() for k, v in samples.items()}
     expression_change = float(np.ptp(cond.blendshapes, axis=0).max())
     report = cond.report
+    cameras = report.cameras
     metadata = {
         "mode": cond.mode,
         "frames": str(cond.frames),
@@ -305,17 +306,17 @@ def _sample_tensors(sample, pipeline, keep_crops: bool) -> tuple[dict, dict]:
         "expression_change": f"{expression_change:.4f}",
         "has_expression_change": str(expression_change > EXPRESSION_CHANGE).lower(),
         "has_camera_change": str(sample.camera_change).lower(),
-        "camera_turn_deg": f"{report['camera_turn_deg']:.3f}",
-        "camera_move_fraction": f"{report['camera_move_fraction']:.4f}",
-        "cm_per_unit": f"{report['cm_per_unit']:.6g}" if "cm_per_unit" in report else "",
-        "cm_per_unit_source": report.get("cm_per_unit_source", ""),
+        "camera_turn_deg": f"{cameras.camera_turn_deg:.3f}",
+        "camera_move_fraction": f"{cameras.camera_move_fraction:.4f}",
+        "cm_per_unit": "" if cameras.cm_per_unit is None else f"{cameras.cm_per_unit:.6g}",
+        "cm_per_unit_source": cameras.cm_per_unit_source or "",
         "head_centre_drift_cm": (
-            f"{report['head_centre_drift_cm']:.3f}" if "head_centre_drift_cm" in report else ""
+            "" if cameras.head_centre_drift_cm is None else f"{cameras.head_centre_drift_cm:.3f}"
         ),
-        "reprojection_px": f"{report['reprojection_px']:.3f}",
-        "filled_frames": str(report.get("target_frames_filled", 0)),
+        "reprojection_px": f"{report.reprojection_px:.3f}",
+        "filled_frames": str(report.clip.frames_filled),
         "has_crops": str("crops" in samples).lower(),
-        "warnings": "; ".join(report["warnings"]),
+        "warnings": "; ".join(report.warnings),
         # What the sample covers: train records the union as the checkpoint's trained ranges.
         **{key: f"{value:.3f}" for key, value in sample_ranges(cond).items()},
     }

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..conditioning import Conditioning, ConditioningSettings
+from ..conditioning.report import ConditioningReport, SampleCameras
 from ..conditioning.stages import (
     Driving,
     Source,
@@ -180,7 +181,7 @@ def build_sample_conditioning(
     frames, height, width = len(target_frames), settings.height, settings.width
     if settings.frames is not None and frames != settings.frames:
         raise InputError(f"target: {frames} frames, expected {settings.frames}")
-    report: dict = {"warnings": []}
+    report = ConditioningReport(cameras=SampleCameras())
 
     source = source_stage(reference_image, tracker, height, width, report)
     target = driving_stage(
@@ -215,10 +216,12 @@ def build_sample_conditioning(
     head_pose = driven_head_poses(target, source, frames, as_filmed, driving_cameras=relative)
     distance = float(np.linalg.norm(source.c2w[:3, 3]))
     within = camera_motion(relative)  # the camera's own motion over the target (C1 filter)
-    camera_change = _camera_change(within, distance, report)
+    turned, moved = _camera_motion_size(within, distance)
+    report.cameras.camera_turn_deg, report.cameras.camera_move_fraction = turned, moved
+    camera_change = _changes(turned, moved)
     normals = normals_stage(source.template, head_pose, K, c2w, height, width)
     # How well the posed template sits on the target's tracked face (data quality).
-    report["reprojection_px"] = float(
+    report.reprojection_px = float(
         np.linalg.norm(
             normals.face_pixels - target.framed_landmarks[:, : normals.face_pixels.shape[1]],
             axis=-1,
@@ -251,7 +254,7 @@ def _target_cameras(
     reference_camera: np.ndarray | None,
     moment_frame: np.ndarray | None,
     moment_camera: np.ndarray | None,
-    report: dict,
+    report: ConditioningReport,
 ) -> np.ndarray:
     """(F,4,4) each target camera relative to the reference camera, translation in cm."""
     frames = len(target.head_to_camera)
@@ -309,11 +312,11 @@ def _in_cm(motion: np.ndarray, cm_per_unit: float | None) -> np.ndarray:
 def _moves(relative: np.ndarray, distance: float) -> bool:
     """Whether a camera differs noticeably from the reference camera (same thresholds as the
     C1 filter's camera change)."""
-    return _camera_change(relative[None], distance, {})
+    return _changes(*_camera_motion_size(relative[None], distance))
 
 
 def _cm_per_unit(
-    motion: np.ndarray, cm_per_unit: float | None, target: Driving, report: dict
+    motion: np.ndarray, cm_per_unit: float | None, target: Driving, report: ConditioningReport
 ) -> float | None:
     """The recorded cameras' unit in cm: stated in the file, or estimated so the head centre
     stays put while the camera moves (None: the camera only turns, no unit needed)."""
@@ -323,20 +326,25 @@ def _cm_per_unit(
         scale_source = "estimated"
         if cm_per_unit is None:
             return None
-        report["head_centre_drift_cm"] = residual
+        report.cameras.head_centre_drift_cm = residual
         if cm_per_unit <= 0:
             raise InputError(
                 "cameras: the camera motion and the tracked head disagree (estimated "
                 f"scale {cm_per_unit:.3g} cm per unit); state cm_per_unit in the file"
             )
-    report.update(cm_per_unit=cm_per_unit, cm_per_unit_source=scale_source)
+    report.cameras.cm_per_unit, report.cameras.cm_per_unit_source = cm_per_unit, scale_source
     return cm_per_unit
 
 
-def _camera_change(motion: np.ndarray, distance: float, report: dict) -> bool:
-    """Whether the camera turns or moves noticeably over the target (the C1 data filter)."""
+def _camera_motion_size(motion: np.ndarray, distance: float) -> tuple[float, float]:
+    """The largest turn (degrees) and move (fraction of the distance to the head) of cameras
+    (F,4,4) relative to a camera they are measured from."""
     cosine = (np.trace(motion[:, :3, :3], axis1=1, axis2=2) - 1) / 2
     turned = np.degrees(np.arccos(np.clip(cosine, -1, 1)))
     moved = np.linalg.norm(motion[:, :3, 3], axis=1) / distance
-    report.update(camera_turn_deg=float(turned.max()), camera_move_fraction=float(moved.max()))
-    return bool(turned.max() > CAMERA_CHANGE_DEG or moved.max() > CAMERA_CHANGE_FRACTION)
+    return float(turned.max()), float(moved.max())
+
+
+def _changes(turned_deg: float, moved_fraction: float) -> bool:
+    """Whether a camera turns or moves noticeably (the C1 data filter's camera change)."""
+    return turned_deg > CAMERA_CHANGE_DEG or moved_fraction > CAMERA_CHANGE_FRACTION

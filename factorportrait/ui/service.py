@@ -249,7 +249,8 @@ class Service:
             raise InputError(texts.OUT_OF_MEMORY) from None
         out = self.request_dir()
         video = write_generation(out / "result.mp4", frames, cond)["video"]
-        if driving and cond.report.get("driving", {}).get("has_audio") and cond.mode.drives_head:
+        file = cond.report.driving_file
+        if driving and file is not None and file.has_audio and cond.mode.drives_head:
             video = mux_audio(video, driving, out / "result_with_audio.mp4")
         normals = normals_to_rgb(cond.normals, cond.mask)
         strip = side_by_side([tracking_frames(cond), normals, frames], cond.height)

@@ -113,22 +113,16 @@ def summary_markdown(cond) -> str:
     """What the conditioning build found and did, in a few sentences."""
     report = cond.report
     parts = [f"{cond.frames} frames at {cond.width}x{cond.height}, {cond.fps:g} fps."]
-    if "driving_faces_tracked" in report:
+    clip = report.clip
+    if clip is not None:
+        filled = f", {clip.frames_filled} filled in." if clip.frames_filled else "."
+        parts.append(f"Face tracked in {clip.faces_tracked} driving frames{filled}")
         parts.append(
-            f"Face tracked in {report['driving_faces_tracked']} driving frames"
-            + (
-                f", {report['driving_frames_filled']} filled in."
-                if report["driving_frames_filled"]
-                else "."
-            )
+            f"Jitter {clip.jitter_px_raw:.2f} px -> {clip.jitter_px:.2f} px after smoothing."
         )
-        parts.append(
-            f"Jitter {report['jitter_px_raw']:.2f} px -> {report['jitter_px']:.2f} px "
-            "after smoothing."
-        )
-    total = sum(report.get("seconds", {}).values())
+    total = sum(report.seconds.values())
     parts.append(f"Built in {total:.1f} s on the CPU.")
-    parts += [f"Note: {w}" for w in report.get("warnings", [])]
+    parts += [f"Note: {w}" for w in report.warnings]
     return " ".join(parts)
 
 
