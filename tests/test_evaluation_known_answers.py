@@ -19,7 +19,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from factorportrait.conditioning import ConditioningSettings, build_conditioning
+from factorportrait.conditioning import (
+    ConditioningReport,
+    ConditioningSettings,
+    build_conditioning,
+)
 from factorportrait.conditioning.stages import source_stage
 from factorportrait.evaluation import harness, metrics
 from factorportrait.head_pose.template import STABLE_LANDMARKS
@@ -532,7 +536,7 @@ def moved_face(tracker, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("moved")
     photo = read_image(Path(__file__).resolve().parents[1] / "assets" / "example_portrait.jpg")
-    source = source_stage(photo, tracker, MOVED_SIZE, MOVED_SIZE, {"warnings": []})
+    source = source_stage(photo, tracker, MOVED_SIZE, MOVED_SIZE, ConditioningReport())
     frames, centre = _moved_portrait(source)
     fps = 16.0
     write_video(folder / "moved.mp4", frames, fps)
