@@ -182,6 +182,8 @@ def request_warnings(
     ranges = ranges or TrainedRanges()
     reference = cond.reference_c2w if cond.reference_c2w is not None else cond.c2w[0]
     warnings = []
+    if np.linalg.norm(np.asarray(reference)[:3, 3]) < 1e-6:  # no camera around the head to judge
+        return warnings
     offsets = camera_offsets(cond.c2w, cond.K, reference, cond.height)
     for name, what, trained in (
         ("azimuth", "azimuth", ranges.camera_azimuth_deg),

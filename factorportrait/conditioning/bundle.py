@@ -71,6 +71,9 @@ class Conditioning:
     reference_c2w: np.ndarray | None = None
     report: ConditioningReport = field(default_factory=ConditioningReport)
 
+    def __post_init__(self):
+        self.mode = Mode.parse(self.mode)  # a mode name is accepted and turned into the Mode
+
     @property
     def frames(self) -> int:
         return len(self.c2w)
