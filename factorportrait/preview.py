@@ -7,6 +7,10 @@ source.png         the portrait, framed as the output, with its tracked mesh
 trajectory.json    K and c2w per frame (as the cameras command writes it)
 conditioning.npz   the arrays themselves (plain arrays and strings; allow_pickle=False loads it)
 summary.json       frames, fps, size, mode, faces found/filled, jitter, stage times
+
+For the wan-animate engine (README: Engines) also, through ``extra_videos``:
+pose.mp4           the skeleton video Wan2.2-Animate is driven by
+face.mp4           the face-crop video it reads expressions from
 """
 
 from __future__ import annotations
@@ -101,10 +105,18 @@ def trajectory_record(cond: Conditioning, trajectory: Trajectory | None) -> dict
 
 
 def write_preview(
-    cond: Conditioning, out: str | Path, trajectory: Trajectory | None = None
+    cond: Conditioning,
+    out: str | Path,
+    trajectory: Trajectory | None = None,
+    extra_videos: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Path]:
-    """Write the preview files into ``out`` (all or nothing). Returns their paths."""
+    """Write the preview files into ``out`` (all or nothing). Returns their paths.
+
+    ``extra_videos`` ({"pose.mp4": frames, ...}, (F,H,W,3) uint8 each) are written beside the
+    others at the conditioning's frame rate: what another engine is driven by."""
     out = Path(out)
+    extra_videos = extra_videos or {}
+    names = [*PREVIEW_FILES, *extra_videos]
     seconds: dict[str, float] = {}
     with staged_output_dir(out) as stage:
         start = time.perf_counter()
@@ -117,6 +129,10 @@ def write_preview(
         tracking = (_even(frame) for frame in tracking_frames(cond))
         write_video(stage / "tracking.mp4", tracking, cond.fps)
         seconds["write tracking.mp4"] = time.perf_counter() - start
+        for name, frames in extra_videos.items():
+            start = time.perf_counter()
+            write_video(stage / name, (_even(frame) for frame in frames), cond.fps)
+            seconds[f"write {name}"] = time.perf_counter() - start
         cv2.imwrite(
             str(stage / "source.png"),
             cv2.cvtColor(draw_face_mesh(cond.reference, cond.source_landmarks), cv2.COLOR_RGB2BGR),
@@ -127,9 +143,9 @@ def write_preview(
         seconds["write conditioning.npz"] = time.perf_counter() - start
         summary = cond.report.to_dict()
         summary["seconds"] = {**cond.report.seconds, **seconds}
-        summary["files"] = list(PREVIEW_FILES)
+        summary["files"] = names
         (stage / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
-    return {name: out / name for name in PREVIEW_FILES}
+    return {name: out / name for name in names}
 
 
 def _plain(value):

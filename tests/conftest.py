@@ -164,6 +164,11 @@ SLOW_FIXTURES = {"app_server", "tiny_checkpoint", "workspace", "c1_run", "prepar
 # subprocesses it waited for), by file and test function (every parametrisation of it). A new
 # test that takes longer belongs here.
 SLOW_TESTS = {
+    "test_wan_animate_engine.py": {
+        "test_loading_a_missing_folder_or_a_non_pipeline_folder_is_a_clear_error",
+        "test_preview_writes_the_pose_and_face_videos",
+        "test_several_segments_give_exactly_the_requested_frames_and_encode_the_prompt_once",
+    },
     "test_app_service.py": {
         "test_a_request_is_validated_once_by_the_layers_that_own_the_checks",
         "test_generate_can_be_cancelled_and_needs_a_checkpoint",

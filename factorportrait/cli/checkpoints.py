@@ -14,18 +14,35 @@ def register_make_tiny(commands) -> None:
         help="write a tiny RANDOM pipeline checkpoint (for tests and demos of the plumbing)",
         description="Writes a pipeline with tiny, randomly initialised components (tens of "
         "thousands of parameters) that loads with from_pretrained. Its config says it is "
-        "untrained and everything that shows its output says so: it makes noise.",
+        "untrained and everything that shows its output says so: it makes noise. "
+        "--engine wan-animate writes diffusers' WanAnimatePipeline layout instead (the layout "
+        "of the public Wan2.2-Animate weights), marked as tiny random.",
     )
     parser.add_argument("dir", type=Path)
+    parser.add_argument(
+        "--engine",
+        choices=["factorportrait", "wan-animate"],
+        default="factorportrait",
+        help="which pipeline: FactorPortrait's (default) or the public Wan2.2-Animate's layout",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(handler=run_make_tiny)
 
 
 def run_make_tiny(args: argparse.Namespace) -> int:
-    from ..checkpoints import make_tiny_checkpoint
-
     if args.dir.exists() and any(args.dir.iterdir()):
         raise InputError(f"{args.dir} exists and is not empty")
+    if args.engine == "wan-animate":
+        from ..wan_animate.engine import make_tiny_wan_animate_checkpoint
+
+        make_tiny_wan_animate_checkpoint(args.dir, seed=args.seed)
+        print(
+            "tiny RANDOM Wan2.2-Animate pipeline (diffusers WanAnimatePipeline layout, "
+            f"untrained, output is noise) -> {args.dir}"
+        )
+        return 0
+    from ..checkpoints import make_tiny_checkpoint
+
     make_tiny_checkpoint(args.dir, seed=args.seed)
     print(f"tiny RANDOM checkpoint (untrained, output is noise) -> {args.dir}")
     return 0

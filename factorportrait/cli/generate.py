@@ -23,10 +23,29 @@ def register(commands) -> None:
         help="make the video: conditioning as in preview, then diffusion",
         description="Builds the conditions as `preview` does, then runs the FactorPortrait "
         "pipeline from --checkpoint and writes an H.264 mp4. The same seed gives the same "
-        "frames. Output of an untrained checkpoint is labelled as such in the video.",
+        "frames. Output of an untrained checkpoint is labelled as such in the video. With "
+        "--engine wan-animate the public Wan2.2-Animate model is driven instead, by a skeleton "
+        "video and face crops made from the same conditioning; its video is labelled as the "
+        "public model, not FactorPortrait.",
     )
     parser.add_argument(
-        "--checkpoint", required=True, help="pipeline folder or Hub id (safetensors only)"
+        "--checkpoint",
+        required=True,
+        help="pipeline folder or Hub id (safetensors only); for wan-animate e.g. "
+        "Wan-AI/Wan2.2-Animate-14B-Diffusers or a make-tiny-checkpoint --engine wan-animate folder",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=["factorportrait", "wan-animate"],
+        default=None,
+        help="factorportrait (a FactorPortrait checkpoint) or wan-animate (the public "
+        "Wan2.2-Animate model driven by our conditioning); default $FACTORPORTRAIT_ENGINE "
+        "or factorportrait",
+    )
+    parser.add_argument(
+        "--cpu-offload",
+        action="store_true",
+        help="wan-animate: keep each component on the CPU until it runs (24 GB cards)",
     )
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
     add_conditioning_arguments(parser)
@@ -55,6 +74,10 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..wan_animate.engine import ENGINE_NAME, checked_engine, default_engine
+
+    if checked_engine(args.engine or default_engine()) == ENGINE_NAME:
+        return run_wan_animate(args)
     from ..generation import (
         GenerationSettings,
         generate_frames,
@@ -67,10 +90,7 @@ def run(args: argparse.Namespace) -> int:
     sampling = GenerationSettings(
         steps=args.steps, guidance_scale=args.guidance, seed=args.seed
     ).validated()
-    if args.out.suffix.lower() != ".mp4":
-        raise InputError(f"--out: {args.out} must end in .mp4")
-    if not args.out.resolve().parent.is_dir():
-        raise InputError(f"--out: the folder {args.out.resolve().parent} does not exist")
+    _check_out(args.out)
     start = time.perf_counter()
     pipeline = load_pipeline(args.checkpoint, device=args.device, revision=args.revision)
     if pipeline.untrained:
@@ -95,4 +115,55 @@ def run(args: argparse.Namespace) -> int:
         f"{cond.mode}: {cond.frames} frames at {cond.width}x{cond.height} on "
         f"{pipeline.device} in {time.perf_counter() - start:.1f}s -> {args.out}"
     )
+    print("engine: factorportrait (FactorPortrait checkpoint)")
     return 0
+
+
+def run_wan_animate(args: argparse.Namespace) -> int:
+    """The same conditioning, turned into a skeleton and a face-crop video for Wan2.2-Animate."""
+    from ..generation import GenerationSettings, write_generation
+    from ..wan_animate.engine import (
+        engine_description,
+        generate_wan_animate,
+        is_tiny_random,
+        load_wan_animate,
+        segment_plan,
+    )
+
+    settings, trajectory = conditioning_settings(args)
+    sampling = GenerationSettings(
+        steps=args.steps, guidance_scale=args.guidance, seed=args.seed
+    ).validated()
+    _check_out(args.out)
+    start = time.perf_counter()
+    pipeline = load_wan_animate(
+        args.checkpoint, args.device, cpu_offload=args.cpu_offload, revision=args.revision
+    )
+    if is_tiny_random(pipeline):
+        print(
+            f"note: {args.checkpoint} is a tiny RANDOM Wan2.2-Animate pipeline: the video is "
+            "noise and is labelled so"
+        )
+    cond = build_conditioning_from_args(args, settings, trajectory)
+    for warning in cond.report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    note = segment_plan(cond.frames)["note"]
+    if note:
+        print(f"note: {note}")
+    frames = generate_wan_animate(
+        pipeline, cond, steps=sampling.steps, guidance=sampling.guidance_scale, seed=sampling.seed
+    )
+    write_generation(args.out, frames, cond, save_conditioning=args.save_conditioning)
+    print(
+        f"{cond.mode}: {cond.frames} frames at {cond.width}x{cond.height} on "
+        f"{pipeline._execution_device} in {time.perf_counter() - start:.1f}s -> {args.out}"
+    )
+    print(f"engine: {engine_description(pipeline)} (not FactorPortrait); labelled in the video")
+    return 0
+
+
+def _check_out(out: Path) -> None:
+    if out.suffix.lower() != ".mp4":
+        raise InputError(f"--out: {out} must end in .mp4")
+    if not out.resolve().parent.is_dir():
+        raise InputError(f"--out: the folder {out.resolve().parent} does not exist")

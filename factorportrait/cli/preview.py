@@ -21,9 +21,17 @@ def register(commands) -> None:
         description="Tracks the portrait and the driving video, builds the camera path, head "
         "poses, normal renders, ray maps and expression features for a mode, and writes "
         "normals.mp4, rays.mp4, tracking.mp4, source.png, trajectory.json, conditioning.npz "
-        "and summary.json into OUT. No GPU, no model.",
+        "and summary.json into OUT. No GPU, no model. With --engine wan-animate also pose.mp4 "
+        "and face.mp4: the skeleton and face-crop videos Wan2.2-Animate is driven by.",
     )
     add_conditioning_arguments(parser)
+    parser.add_argument(
+        "--engine",
+        choices=["factorportrait", "wan-animate"],
+        default=None,
+        help="which engine's conditions to preview (default $FACTORPORTRAIT_ENGINE or "
+        "factorportrait); wan-animate adds pose.mp4 and face.mp4",
+    )
     add_out(parser, help="output folder")
     parser.set_defaults(handler=run)
 
@@ -31,11 +39,18 @@ def register(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..guardrails import request_warnings
     from ..preview import write_preview
+    from ..wan_animate.engine import ENGINE_NAME, checked_engine, default_engine
 
+    engine = checked_engine(args.engine or default_engine())
     settings, trajectory = conditioning_settings(args)
     start = time.perf_counter()
     cond = build_conditioning_from_args(args, settings, trajectory)
-    paths = write_preview(cond, args.out, trajectory)
+    extra_videos = None
+    if engine == ENGINE_NAME:
+        from ..wan_animate import face_video, pose_video
+
+        extra_videos = {"pose.mp4": pose_video(cond), "face.mp4": face_video(cond)}
+    paths = write_preview(cond, args.out, trajectory, extra_videos)
     print(
         f"{cond.mode}: {cond.frames} frames at {cond.width}x{cond.height}, "
         f"{cond.fps:g} fps, in {time.perf_counter() - start:.2f}s"

@@ -1,0 +1,168 @@
+"""The `wan-animate` engine: a tiny random Wan2.2-Animate folder in diffusers' own layout, videos
+for every mode through the CLI, the banner that says which model made them, the preview's
+skeleton and face-crop videos, segments for long clips and the cached prompt."""
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from factorportrait.cli import main
+from factorportrait.errors import InputError
+from factorportrait.io.media import read_video
+from factorportrait.modes import MODES
+from factorportrait.wan_animate import engine
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+FRAMES, SIZE = 9, 64
+
+
+def _inputs(mode, landmarker_path):
+    return ["--portrait", str(ASSETS / "example_portrait.jpg"),
+            "--driving", str(ASSETS / "example_driving.mp4"), "--mode", str(mode),
+            "--frames", str(FRAMES), "--size", str(SIZE),
+            "--landmarker", str(landmarker_path)]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """One tiny random Wan-Animate folder for the module, written by the CLI."""
+    path = tmp_path_factory.mktemp("wan") / "tiny wan animate"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["make-tiny-checkpoint", "--engine", "wan-animate", str(path)]) == 0
+    assert "RANDOM" in printed.getvalue() and "WanAnimatePipeline" in printed.getvalue()
+    return path
+
+
+def test_the_tiny_folder_is_diffusers_own_wan_animate_layout(tiny_checkpoint):
+    from diffusers import WanAnimatePipeline
+    from diffusers.models import WanAnimateTransformer3DModel
+
+    pipeline = WanAnimatePipeline.from_pretrained(str(tiny_checkpoint), use_safetensors=True)
+    assert isinstance(pipeline.transformer, WanAnimateTransformer3DModel)
+    index = json.loads((tiny_checkpoint / "model_index.json").read_text())
+    assert index["_class_name"] == "WanAnimatePipeline"
+    # The seven components the pipeline cannot do without, each saved.
+    for name in ("tokenizer", "text_encoder", "vae", "scheduler", "image_processor",
+                 "image_encoder", "transformer"):  # fmt: skip
+        assert (tiny_checkpoint / name).is_dir(), name
+    assert not list(tiny_checkpoint.rglob("*.bin")) and list(tiny_checkpoint.rglob("*.safetensors"))
+    # Our loader reads the marker back: the engine knows it is the tiny random one.
+    assert engine.is_tiny_random(engine.load_wan_animate(tiny_checkpoint, "cpu"))
+
+
+def test_loading_a_missing_folder_or_a_non_pipeline_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="no such folder"):
+        engine.load_wan_animate(tmp_path / "nothing here", "cpu")
+    with pytest.raises(InputError, match="no model_index.json"):
+        engine.load_wan_animate(tmp_path, "cpu")
+    from factorportrait.checkpoints import make_tiny_checkpoint
+
+    factorportrait_folder = make_tiny_checkpoint(tmp_path / "factorportrait")
+    with pytest.raises(InputError, match="not a WanAnimatePipeline.*--engine factorportrait"):
+        engine.load_wan_animate(factorportrait_folder, "cpu")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_generate_writes_a_labelled_video_for_every_mode(
+    mode, tiny_checkpoint, landmarker_path, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "wan.mp4"
+    args = ["generate", "--checkpoint", str(tiny_checkpoint), *_inputs(mode, landmarker_path),
+            "--steps", "1", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    monkeypatch.delenv(engine.ENGINE_VARIABLE, raising=False)
+    if mode == "camera-only":  # the engine from the environment, as a Space sets it
+        monkeypatch.setenv(engine.ENGINE_VARIABLE, "wan-animate")
+    else:
+        args += ["--engine", "wan-animate"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "engine: wan-animate" in printed and "not FactorPortrait" in printed
+    assert "tiny RANDOM" in printed
+    video = read_video(out).frames
+    assert video.shape == (FRAMES, SIZE, SIZE, 3)
+    # The banner: the top band darkened to a quarter in every frame (the text is a few pixels).
+    band = max(12, SIZE // 14)
+    for frame in video.astype(float):
+        assert np.median(frame[:band]) < 0.5 * np.median(frame[band + 4 :]) + 2
+
+
+def test_the_banner_says_public_model_and_tiny_random():
+    grey = np.full((2, 64, 480, 3), 200, np.uint8)
+    for tiny in (False, True):
+        labelled = engine.label_wan_animate(grey, tiny_random=tiny)
+        band = max(12, 64 // 14)
+        assert np.array_equal(labelled[:, band:], grey[:, band:])  # only the band changes
+        text = np.any(labelled[:, :band] != 50, axis=-1)  # 200 * 0.25 = 50 where no text is
+        assert 0.01 < text.mean() < 0.6
+        assert text[..., -4:].sum() == 0  # the words fit the frame
+    public = engine.banner_text(480, tiny_random=False)
+    assert "PUBLIC MODEL" in public and "NOT FactorPortrait" in public
+    assert "TINY RANDOM" in engine.banner_text(480, tiny_random=True)
+    for width in (64, 256):
+        assert "PUBLIC" in engine.banner_text(width, tiny_random=False)
+        assert "TINY RANDOM" in engine.banner_text(width, tiny_random=True)
+        assert "not FactorPortrait" in engine.banner_text(width, tiny_random=False)
+    narrow = engine.label_wan_animate(grey[:, :, :64], tiny_random=True)
+    assert np.any(narrow[:, :band] != 50, axis=-1)[..., -2:].sum() == 0
+
+
+def test_preview_writes_the_pose_and_face_videos(landmarker_path, tmp_path):
+    out = tmp_path / "preview"
+    args = ["preview", *_inputs("all-dynamic", landmarker_path), "--engine", "wan-animate"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert read_video(out / "pose.mp4").frames.shape == (FRAMES, SIZE, SIZE, 3)
+    assert read_video(out / "face.mp4").frames.shape == (FRAMES, 512, 512, 3)
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"pose.mp4", "face.mp4"} <= set(summary["files"])
+
+
+def test_segment_plan_follows_the_pipelines_segments():
+    # One segment when the clip fits (F = 4k+1 <= 77).
+    assert engine.segment_plan(9) == {"segment_frame_length": 9, "segments": 1, "note": None}
+    assert engine.segment_plan(77)["segments"] == 1
+    # 10 s at 16 fps: 161 frames; each segment after the first adds 77 - 1 = 76 new frames, so
+    # 1 + 76 * 3 = 229 >= 161 > 1 + 76 * 2 = 153: three segments.
+    plan = engine.segment_plan(161)
+    assert plan["segment_frame_length"] == 77 and plan["segments"] == 3
+    assert "229" in plan["note"] and "161" in plan["note"]
+
+
+def test_several_segments_give_exactly_the_requested_frames_and_encode_the_prompt_once(
+    monkeypatch,
+):
+    pipeline = engine.tiny_wan_animate_pipeline(seed=3)
+    frames = 9
+    rng = np.random.default_rng(0)
+    motion_size = pipeline.transformer.config.motion_encoder_size
+    videos = (
+        rng.integers(0, 256, (frames, SIZE, SIZE, 3), dtype=np.uint8),
+        rng.integers(0, 256, (frames, motion_size, motion_size, 3), dtype=np.uint8),
+    )
+    monkeypatch.setattr(engine, "driving_videos", lambda cond, face_size: videos)
+    # Segments of 5 frames carrying 1: 9 frames need (9 - 1) / 4 = 2 segments.
+    monkeypatch.setattr(engine, "SEGMENT_FRAMES", 5)
+    assert engine.segment_plan(frames)["segments"] == 2
+    calls = []
+    pipeline.text_encoder.register_forward_hook(lambda *_: calls.append(1))
+    cond = SimpleNamespace(
+        reference=np.full((SIZE, SIZE, 3), 128, np.uint8), frames=frames, height=SIZE, width=SIZE
+    )
+    steps_seen = []
+
+    def count_steps(pipe, step, timestep, kwargs):
+        steps_seen.append(step)
+        return {}
+
+    video = engine.generate_wan_animate(
+        pipeline, cond, steps=1, guidance=1.0, seed=0, callback=count_steps
+    )
+    assert video.shape == (frames, SIZE, SIZE, 3) and video.dtype == np.uint8
+    assert steps_seen == [0, 0]  # one step in each of the two segments
+    engine.generate_wan_animate(pipeline, cond, steps=1, guidance=1.0, seed=1)
+    assert len(calls) == 1  # the prompt was encoded once and reused
