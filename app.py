@@ -2,7 +2,11 @@
 
     python app.py                                  # previews only, no checkpoint
     FACTORPORTRAIT_CHECKPOINT=path/or/hub-id python app.py
-    python app.py --tiny                           # a tiny RANDOM checkpoint: plumbing demo
+    python app.py --tiny                           # tiny RANDOM pipelines of both engines
+    FACTORPORTRAIT_WAN_ANIMATE_CHECKPOINT=Wan-AI/Wan2.2-Animate-14B-Diffusers python app.py
+    FACTORPORTRAIT_ENGINE=wan-animate ...          # the engine the page starts with
+
+The two engines (factorportrait, wan-animate) are described in README: Engines.
 
 Listens on 127.0.0.1:7860 unless GRADIO_SERVER_NAME / GRADIO_SERVER_PORT say otherwise.
 Wiring only: the work is done in factorportrait.ui and the package below it.
@@ -33,9 +37,21 @@ def create_service(
     device: str = "auto",
     tiny: bool = False,
     landmarker: str | None = None,
+    wan_animate_checkpoint: str | None = None,
+    engine: str | None = None,
 ) -> Service:
-    """Loads the model once, at start-up."""
-    from factorportrait.generation import load_pipeline
+    """Loads each engine's model once, at start-up: a FactorPortrait ``checkpoint`` and a
+    Wan2.2-Animate ``wan_animate_checkpoint`` (``tiny``: tiny random ones of both). ``engine``
+    is the page's default (default: $FACTORPORTRAIT_ENGINE, else factorportrait)."""
+    from factorportrait.generation import load_pipeline, resolve_device
+    from factorportrait.wan_animate.engine import (
+        checked_engine,
+        default_engine,
+        load_wan_animate,
+        tiny_wan_animate_pipeline,
+    )
+
+    engine = checked_engine(engine or default_engine())
 
     if tiny:
         from factorportrait.checkpoints import make_tiny_checkpoint
@@ -44,10 +60,20 @@ def create_service(
     pipeline = None
     if checkpoint:
         pipeline = load_pipeline(checkpoint, device=device, revision=revision)
+    wan_animate = None
+    if tiny:
+        wan_animate = tiny_wan_animate_pipeline()
+        wan_animate_checkpoint = "tiny random (built at start-up)"
+        wan_animate.to(resolve_device(device))
+    elif wan_animate_checkpoint:
+        wan_animate = load_wan_animate(wan_animate_checkpoint, device=device, revision=revision)
     service = Service(
         pipeline=pipeline,
         checkpoint="tiny random (built at start-up)" if tiny else checkpoint,
         landmarker=landmarker,
+        wan_animate=wan_animate,
+        wan_animate_checkpoint=wan_animate_checkpoint if wan_animate is not None else None,
+        engine=engine,
     )
     # Where request outputs live until Gradio has copied them, and for how long (tests).
     if os.environ.get("FACTORPORTRAIT_OUTPUT_DIR"):
@@ -75,6 +101,18 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="build and load a tiny RANDOM checkpoint (its output is noise)",
     )
+    parser.add_argument(
+        "--wan-animate-checkpoint",
+        default=os.environ.get("FACTORPORTRAIT_WAN_ANIMATE_CHECKPOINT"),
+        help="the wan-animate engine's WanAnimatePipeline folder or Hub id, e.g. "
+        "Wan-AI/Wan2.2-Animate-14B-Diffusers (default: $FACTORPORTRAIT_WAN_ANIMATE_CHECKPOINT)",
+    )
+    parser.add_argument(
+        "--engine",
+        default=None,
+        help="the engine the page starts with: factorportrait or wan-animate "
+        "(default: $FACTORPORTRAIT_ENGINE, else factorportrait)",
+    )
     parser.add_argument("--device", default=os.environ.get("FACTORPORTRAIT_DEVICE", "auto"))
     args = parser.parse_args(argv)
     # The package's own messages (a generation cancelled or stopped) go to the server's log.
@@ -90,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
             device=args.device,
             tiny=args.tiny,
             landmarker=os.environ.get("FACTORPORTRAIT_FACE_LANDMARKER"),
+            wan_animate_checkpoint=args.wan_animate_checkpoint,
+            engine=args.engine,
         )
     except InputError as exc:
         sys.exit(f"error: {exc}")

@@ -170,6 +170,9 @@ SLOW_TESTS = {
         "test_several_segments_give_exactly_the_requested_frames_and_encode_the_prompt_once",
     },
     "test_app_service.py": {
+        "test_generate_with_the_wan_animate_engine_is_labelled_and_an_unknown_engine_refused",
+        "test_wan_animate_progress_counts_every_segments_steps",
+        "test_the_wan_animate_preview_adds_the_pose_and_face_videos",
         "test_a_request_is_validated_once_by_the_layers_that_own_the_checks",
         "test_generate_can_be_cancelled_and_needs_a_checkpoint",
         "test_guardrails",

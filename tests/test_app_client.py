@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 
@@ -70,6 +71,34 @@ def test_generate_returns_the_video_labelled_untrained(client):
     assert "UNTRAINED" in note
     # The banner is burnt into the frames: the top band is darkened with red text.
     assert video.frames[:, :8].mean() < video.frames[:, 40:].mean()
+
+
+def test_generate_with_the_wan_animate_engine_is_labelled_as_the_public_model(client):
+    """The engine is the generate endpoint's last input (calls without it keep working): the
+    app's tiny wan-animate engine makes the requested frames, labelled as the public model."""
+    video_path, side_path, note = client.predict(
+        handle_file(PORTRAIT),
+        handle_file(DRIVING),
+        "frontal-dynamic",
+        "",
+        30,
+        0,
+        1.0,
+        5,
+        16,
+        256,
+        1,
+        1.0,
+        5,
+        "wan-animate",
+        api_name="/generate",
+    )
+    video = read_video(video_path)
+    assert video.frames.shape == (5, 256, 256, 3)
+    assert "NOT FactorPortrait" in note and "UNTRAINED" not in note
+    # The banner's band (256 // 14 = 18 rows) is darkened to a quarter around its notice's
+    # bright letters: most of its pixels (the median) are dark.
+    assert np.median(video.frames[:, :16]) < 0.5 * np.median(video.frames[:, 40:])
 
 
 def test_no_face_upload_gives_the_clear_error(client, pyfeat):

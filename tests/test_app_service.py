@@ -28,6 +28,7 @@ from factorportrait.preview import side_by_side
 from factorportrait.ui import editor
 from factorportrait.ui.handlers import (
     Handlers,
+    engine_changed,
     path_loaded,
     path_saved,
     preset_chosen,
@@ -453,3 +454,133 @@ def test_the_service_judges_requests_by_its_checkpoints_trained_ranges(tmp_path)
     save_trained_ranges(narrow, folder)
     assert Service(pipeline=load_pipeline(folder, device="cpu")).trained_ranges == narrow
     assert Service(pipeline=None).trained_ranges is None
+
+
+@pytest.fixture(scope="module")
+def wan_service(landmarker_path):
+    from factorportrait.wan_animate.engine import tiny_wan_animate_pipeline
+
+    return Service(
+        wan_animate=tiny_wan_animate_pipeline(seed=0),
+        wan_animate_checkpoint="tiny",
+        landmarker=str(landmarker_path),
+    )
+
+
+def test_generate_with_the_wan_animate_engine_is_labelled_and_an_unknown_engine_refused(
+    wan_service, pyfeat
+):
+    settings = ConditioningSettings(mode="camera-only", frames=5, height=64, width=48)
+    portrait = str(pyfeat / "single_face.jpg")
+    sampling = GenerationSettings(steps=2, guidance_scale=1.0, seed=0)
+    calls = []
+    result = wan_service.generate(
+        portrait,
+        None,
+        settings,
+        load_preset("orbit"),
+        sampling,
+        engine="wan-animate",
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    video = read_video(result.video).frames
+    assert video.shape == (5, 64, 48, 3)
+    assert calls == [(1, 2), (2, 2)]  # one segment of 5 frames: 2 steps
+    # The public-model banner: the top band (height // 14, at least 12 rows) darkened to a
+    # quarter under its notice (at this width the words are a few pixels high).
+    assert np.median(video[:, :12]) < 0.5 * np.median(video[:, 12:])
+    with pytest.raises(InputError, match="engine: 'sora' is not one of"):
+        wan_service.generate(
+            portrait, None, settings, load_preset("orbit"), sampling, engine="sora"
+        )
+    # This service has no FactorPortrait checkpoint: that engine says so.
+    with pytest.raises(InputError, match="No checkpoint is loaded"):
+        wan_service.generate(
+            portrait, None, settings, load_preset("orbit"), sampling, engine="factorportrait"
+        )
+
+
+def test_wan_animate_progress_counts_every_segments_steps(wan_service, pyfeat, monkeypatch):
+    """81 frames are two segments of 77 (one frame carried over): the pipeline's callback runs
+    its 3 steps twice, its index restarting; the page's progress runs once from 1 to 6."""
+    from factorportrait.ui import service as service_module
+
+    def two_segments(pipeline, cond, *, steps, guidance, seed, callback=None):
+        for _ in range(2):
+            for step in range(steps):
+                callback(pipeline, step, 0, {})
+        return np.zeros((cond.frames, cond.height, cond.width, 3), np.uint8)
+
+    monkeypatch.setattr(service_module, "generate_wan_animate", two_segments)
+    calls = []
+    wan_service.generate(
+        str(pyfeat / "single_face.jpg"),
+        None,
+        ConditioningSettings(mode="camera-only", frames=81, height=32, width=32),
+        load_preset("orbit"),
+        GenerationSettings(steps=3, guidance_scale=1.0, seed=0),
+        engine="wan-animate",
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert calls == [(done, 6) for done in range(1, 7)]
+
+
+def test_the_wan_animate_preview_adds_the_pose_and_face_videos(wan_service, pyfeat):
+    settings = ConditioningSettings(mode="camera-only", frames=5, height=64, width=64)
+    portrait = str(pyfeat / "single_face.jpg")
+    result = wan_service.preview(
+        portrait, None, settings, load_preset("orbit"), engine="wan-animate"
+    )
+    assert read_video(result.pose).frames.shape == (5, 64, 64, 3)
+    # The face crops at the side the loaded model's motion encoder reads (the tiny one: 64).
+    size = wan_service.wan_animate.transformer.config.motion_encoder_size
+    assert read_video(result.face).frames.shape == (5, size, size, 3)
+    plain = wan_service.preview(
+        portrait, None, settings, load_preset("orbit"), engine="factorportrait"
+    )
+    assert plain.pose is None and plain.face is None
+
+
+def test_choosing_an_engine_says_what_it_is_and_shows_its_driving_videos():
+    text, pose, face = engine_changed("wan-animate")
+    chosen = next(line for line in text.splitlines() if line.startswith("- **"))
+    assert "Wan2.2-Animate" in chosen and "NOT FactorPortrait" in chosen
+    assert pose["visible"] is True and face["visible"] is True
+    text, pose, face = engine_changed("factorportrait")
+    chosen = next(line for line in text.splitlines() if line.startswith("- **"))
+    assert "no trained weights exist yet" in chosen.lower()
+    assert pose["visible"] is False and face["visible"] is False
+
+
+def test_each_session_sees_its_own_previews_driving_videos():
+    """The pose and face videos shown after a preview are that browser session's own (kept
+    per session, not in a gr.State, which would hold a heartbeat connection open per page)."""
+    from types import SimpleNamespace
+
+    from factorportrait.ui.handlers import Handlers
+
+    class StubService:
+        def preview(self, portrait, driving, settings, trajectory, engine=None):
+            name = Path(portrait).stem
+            extra = (
+                {} if engine != "wan-animate" else {"pose": f"{name}-pose", "face": f"{name}-face"}
+            )
+            return SimpleNamespace(
+                normals="n",
+                rays="r",
+                tracking="t",
+                strip="s",
+                summary="",
+                warnings=[],
+                pose=extra.get("pose"),
+                face=extra.get("face"),
+            )
+
+    events = Handlers(StubService(), {})
+    inputs = ["camera-only", load_preset("orbit").to_json(), 30, 0, 1.0, 5, 16, 32]
+    alice, bob = SimpleNamespace(session_hash="alice"), SimpleNamespace(session_hash="bob")
+    events.preview("a.jpg", None, *inputs, "wan-animate", request=alice)
+    events.preview("b.jpg", None, *inputs, "factorportrait", request=bob)
+    assert events.engine_videos(request=alice) == ("a-pose", "a-face")
+    assert events.engine_videos(request=bob) == (None, None)
+    assert events.engine_videos(request=SimpleNamespace(session_hash="carol")) == (None, None)

@@ -11,6 +11,7 @@ import spaces
 from ..config import GENERATION, LIMITS, VIDEO
 from ..modes import Mode
 from ..viewpoint import Trajectory, load_presets
+from ..wan_animate.engine import ENGINES
 from . import editor, handlers, texts
 from .service import Service, estimate_markdown
 
@@ -25,12 +26,13 @@ def build_demo(service: Service) -> gr.Blocks:
     with gr.Blocks(title=texts.TITLE, delete_cache=(1800, 3600)) as demo:
         gr.Markdown(texts.INTRO)
         gr.Markdown(service.status_markdown(), elem_id="status")
+        gr.Markdown(service.wan_animate_status_markdown(), elem_id="engine-status")
         media = _media_section()
         mode = _mode_section()
         camera = _camera_path_section(presets)
         novel = _novel_view_section()
         settings = _settings_section()
-        outputs = _outputs_section()
+        outputs = _outputs_section(service.engine)
         _wire(events, media, mode, camera, novel, settings, outputs)
     return demo
 
@@ -172,8 +174,17 @@ def _settings_section() -> SimpleNamespace:
     )
 
 
-def _outputs_section() -> SimpleNamespace:
-    """The preview, generate and cancel buttons and what they show."""
+def _outputs_section(engine: str) -> SimpleNamespace:
+    """The engine choice, the preview, generate and cancel buttons and what they show."""
+    wan_animate = engine == ENGINES[1]
+    with gr.Row():
+        engine_radio = gr.Radio(
+            choices=[(name, name) for name in ENGINES],
+            value=engine,
+            label=texts.ENGINE_LABEL,
+            elem_id="engine",
+        )
+        engine_text = gr.Markdown(texts.engine_markdown(engine), elem_id="engine-text")
     with gr.Row():
         preview_button = gr.Button("Preview conditions (CPU)", elem_id="preview-button")
         generate_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
@@ -183,12 +194,24 @@ def _outputs_section() -> SimpleNamespace:
         normals_video = gr.Video(label="Normal maps (head pose)", elem_id="normals-video")
         rays_video = gr.Video(label="Ray maps (camera)")
         tracking_video = gr.Video(label="Tracking")
+    # What drives wan-animate: shown only when that engine is chosen.
+    with gr.Row():
+        pose_video = gr.Video(
+            label="Skeleton (wan-animate's pose video)", visible=wan_animate, elem_id="pose-video"
+        )
+        face_video = gr.Video(
+            label="Face crops (wan-animate's face video)", visible=wan_animate, elem_id="face-video"
+        )
     strip_video = gr.Video(label="Side by side: tracking | normals | rays")
     result_note = gr.Markdown()
     with gr.Row():
         result_video = gr.Video(label="Result", elem_id="result-video")
         side_video = gr.Video(label="Driving | normals | result")
     return SimpleNamespace(
+        engine=engine_radio,
+        engine_text=engine_text,
+        pose_video=pose_video,
+        face_video=face_video,
         preview_button=preview_button,
         generate_button=generate_button,
         cancel_button=cancel_button,
@@ -267,6 +290,8 @@ def _wire(events: handlers.Handlers, media, mode, camera, novel, settings, outpu
         settings.fps,
         settings.size,
     ]
+    # The engine comes last, so API calls without it keep working (its default is the page's).
+    preview_call_inputs = [*preview_inputs, outputs.engine]
     preview_outputs = [
         outputs.normals_video,
         outputs.rays_video,
@@ -274,30 +299,34 @@ def _wire(events: handlers.Handlers, media, mode, camera, novel, settings, outpu
         outputs.strip_video,
         outputs.preview_text,
     ]
+    engine_videos = [outputs.pose_video, outputs.face_video]
     outputs.preview_button.click(
         events.preview,
-        preview_inputs,
+        preview_call_inputs,
         preview_outputs,
         api_name="preview",
         concurrency_limit=2,
         concurrency_id="preview",
-    )
+    ).then(events.engine_videos, None, engine_videos, **PRIVATE)
     for slider in (novel.azimuth, novel.elevation, novel.distance, settings.frames):
         slider.release(
             events.preview,
-            preview_inputs,
+            preview_call_inputs,
             preview_outputs,
             concurrency_limit=2,
             **PRIVATE,
             concurrency_id="preview",
             trigger_mode="always_last",
-        )
+        ).then(events.engine_videos, None, engine_videos, **PRIVATE)
+    outputs.engine.change(
+        handlers.engine_changed, outputs.engine, [outputs.engine_text, *engine_videos], **PRIVATE
+    )
 
     # Generate (public) and its cancel.
     generate = spaces.GPU(duration=events.gpu_seconds)(events.generate)
     generate_event = outputs.generate_button.click(
         generate,
-        [*preview_inputs, settings.steps, settings.guidance, settings.seed],
+        [*preview_inputs, settings.steps, settings.guidance, settings.seed, outputs.engine],
         [outputs.result_video, outputs.side_video, outputs.result_note],
         api_name="generate",
         concurrency_limit=1,

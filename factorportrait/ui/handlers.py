@@ -7,6 +7,8 @@ functions. blocks.py lays out the page and wires these to its components."""
 from __future__ import annotations
 
 import random
+import threading
+from collections import OrderedDict
 
 import gradio as gr
 
@@ -17,7 +19,7 @@ from ..generation import GenerationSettings
 from ..modes import Mode
 from ..viewpoint import Trajectory, TrajectoryError, trajectory_figure
 from . import editor, texts
-from .service import FAST, Service, estimate_markdown, zerogpu_duration
+from .service import FAST, WAN_ANIMATE, Service, estimate_markdown, zerogpu_duration
 
 
 def user_error(exc: Exception) -> gr.Error:
@@ -115,6 +117,17 @@ def mode_changed(mode: str):
     )
 
 
+def engine_changed(engine: str):
+    """(engine list, pose video, face video) for the chosen engine: the two videos that drive
+    wan-animate are shown only for it."""
+    wan_animate = engine == WAN_ANIMATE
+    return (
+        texts.engine_markdown(engine),
+        gr.update(visible=wan_animate),
+        gr.update(visible=wan_animate),
+    )
+
+
 def estimate_changed(frames, size, steps, guidance) -> str:
     return estimate_markdown(int(frames), int(size), int(steps), float(guidance))
 
@@ -129,12 +142,20 @@ def fast_settings() -> tuple[int, int, int, float]:
 
 
 # ------------------------------------------------------------------- request handlers
+MAX_SESSIONS_KEPT = 256
+
+
 class Handlers:
     """The handlers that use the loaded model, bound to one Service (and the presets)."""
 
     def __init__(self, service: Service, presets: dict[str, Trajectory]):
         self.service = service
         self.presets = presets
+        # The pose and face videos of each browser session's last preview (wan-animate), for
+        # the event that shows them. Not a gr.State: a State makes every page hold a heartbeat
+        # connection open. Bounded: the oldest sessions are forgotten.
+        self._engine_videos: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
+        self._engine_videos_lock = threading.Lock()
 
     def portrait_uploaded(self, path):
         """(overlay, note) for the uploaded portrait; no face is a note, not an error."""
@@ -167,14 +188,28 @@ class Handlers:
         frames,
         fps,
         size,
+        engine=None,
+        request: gr.Request = None,
     ):
-        """Everything the model is conditioned on, as videos (CPU, seconds)."""
+        """Everything the model is conditioned on, as videos (CPU, seconds); for wan-animate
+        the pose and face videos are kept for ``engine_videos`` (not part of the HTTP API)."""
         try:
             settings = request_settings(mode, frames, fps, size, azimuth, elevation, distance)
             trajectory = request_trajectory(settings.mode, trajectory_json)
-            result = self.service.preview(portrait, driving, settings, trajectory)
+            result = self.service.preview(
+                portrait, driving, settings, trajectory, engine=engine or None
+            )
         except InputError as exc:
             raise user_error(exc) from None
+        videos = (None, None)
+        if result.pose is not None:
+            videos = (str(result.pose), str(result.face))
+        session = request.session_hash if request is not None else ""
+        with self._engine_videos_lock:
+            self._engine_videos[session] = videos
+            self._engine_videos.move_to_end(session)
+            while len(self._engine_videos) > MAX_SESSIONS_KEPT:
+                self._engine_videos.popitem(last=False)
         return (
             str(result.normals),
             str(result.rays),
@@ -182,6 +217,12 @@ class Handlers:
             str(result.strip),
             texts.with_warnings(result.summary, result.warnings),
         )
+
+    def engine_videos(self, request: gr.Request = None):
+        """The pose and face videos of this session's last preview (None: nothing to show)."""
+        session = request.session_hash if request is not None else ""
+        with self._engine_videos_lock:
+            return self._engine_videos.get(session, (None, None))
 
     def gpu_seconds(
         self,
@@ -198,6 +239,7 @@ class Handlers:
         steps,
         guidance,
         seed,
+        engine=None,
         request=None,
         progress=None,
     ):
@@ -219,11 +261,13 @@ class Handlers:
         steps,
         guidance,
         seed,
+        engine=None,
         request: gr.Request = None,
         progress=gr.Progress(),  # noqa: B008 (gradio injects progress this way)
     ):
-        """Conditioning, then diffusion; returns the mp4 (with the driving audio when it has
-        one), a side-by-side (driving | normals | result) and the status with any warnings."""
+        """Conditioning, then diffusion with ``engine`` (factorportrait or wan-animate; None:
+        the service's default); returns the mp4 (with the driving audio when it has one), a
+        side-by-side (driving | normals | result) and the status with any warnings."""
         try:
             settings = request_settings(mode, frames, fps, size, azimuth, elevation, distance)
             trajectory = request_trajectory(settings.mode, trajectory_json)
@@ -238,10 +282,17 @@ class Handlers:
                 sampling,
                 session=request.session_hash if request is not None else "",
                 progress=lambda done, total: progress((done, total), desc="denoising"),
+                engine=engine or None,
             )
         except InputError as exc:
             raise user_error(exc) from None
-        note = texts.with_warnings(self.service.status_markdown(), result.warnings)
+        # The note names the engine that made the video.
+        status = (
+            self.service.wan_animate_status_markdown()
+            if result.engine == WAN_ANIMATE
+            else self.service.status_markdown()
+        )
+        note = texts.with_warnings(status, result.warnings)
         return str(result.video), str(result.side_by_side), note
 
     def cancel(self, request: gr.Request):

@@ -2,7 +2,9 @@
 Every method takes paths, settings and numbers, returns paths and text, raises InputError with
 a sentence for the user, and touches no shared mutable state (the pipeline is loaded once and
 only read). Pictures come from ``preview``, guardrails from ``guardrails``, the cost model from
-``cost`` and result writing from ``generation``: the CLI uses the same."""
+``cost`` and result writing from ``generation``: the CLI uses the same. Two engines (README:
+Engines): ``factorportrait`` (a FactorPortrait checkpoint) and ``wan-animate`` (the public
+Wan2.2-Animate model driven by our conditioning); a pipeline is held for each that is loaded."""
 
 from __future__ import annotations
 
@@ -26,6 +28,13 @@ from ..io import write_video
 from ..io.video import mux_audio
 from ..preview import draw_face_mesh, side_by_side, tracking_frames
 from ..viewpoint import Trajectory, rays_to_rgb
+from ..wan_animate.engine import ENGINE_NAME as WAN_ANIMATE
+from ..wan_animate.engine import (
+    checked_engine,
+    default_engine,
+    generate_wan_animate,
+    segment_plan,
+)
 from . import texts
 
 log = logging.getLogger(__name__)
@@ -43,7 +52,8 @@ class GenerationCancelled(Exception):
 
 @dataclass(frozen=True)
 class PreviewResult:
-    """A preview's videos, the conditioning they show, its summary and out-of-range warnings."""
+    """A preview's videos, the conditioning they show, its summary and out-of-range warnings;
+    for the wan-animate engine also the two videos that drive it (skeleton and face crops)."""
 
     normals: Path
     rays: Path
@@ -52,17 +62,21 @@ class PreviewResult:
     conditioning: Conditioning
     summary: str
     warnings: list[str]
+    pose: Path | None = None
+    face: Path | None = None
 
 
 @dataclass(frozen=True)
 class GenerationResult:
     """The generated video (with the driving clip's sound when it has one), a side-by-side
-    (tracking | normals | result), the conditioning and out-of-range warnings."""
+    (tracking | normals | result), the conditioning, out-of-range warnings and the engine
+    that made it."""
 
     video: Path
     side_by_side: Path
     conditioning: Conditioning
     warnings: list[str]
+    engine: str = "factorportrait"
 
 
 @dataclass
@@ -71,6 +85,9 @@ class Service:
 
     pipeline: object | None = None  # FactorPortraitPipeline
     checkpoint: str | None = None
+    wan_animate: object | None = None  # diffusers' WanAnimatePipeline
+    wan_animate_checkpoint: str | None = None
+    engine: str = field(default_factory=default_engine)  # the page's default choice
     landmarker: str | None = None
     max_generation_s: float = 900.0  # a run past this is stopped at its next step
     output_ttl_s: float = OUTPUT_TTL_S
@@ -89,6 +106,22 @@ class Service:
             return texts.status_markdown(self.checkpoint, None, device)
         status = self.pipeline.transformer.config.training_status
         return texts.status_markdown(self.checkpoint, status, str(self.pipeline.device))
+
+    def wan_animate_status_markdown(self) -> str:
+        """What the wan-animate engine has loaded (one line, for the status area)."""
+        if self.wan_animate is None:
+            return texts.wan_animate_status(None, None)
+        return texts.wan_animate_status(self.wan_animate_checkpoint, str(self.wan_animate.device))
+
+    def pipeline_for(self, engine: str):
+        """The loaded pipeline of ``engine``; InputError when that engine has none."""
+        if checked_engine(engine) == WAN_ANIMATE:
+            if self.wan_animate is None:
+                raise InputError(texts.NO_WAN_ANIMATE)
+            return self.wan_animate
+        if self.pipeline is None:
+            raise InputError(texts.NO_CHECKPOINT)
+        return self.pipeline
 
     @cached_property
     def trained_ranges(self) -> TrainedRanges | None:
@@ -179,14 +212,30 @@ class Service:
         driving: str | None,
         settings: ConditioningSettings,
         trajectory: Trajectory | None = None,
+        *,
+        engine: str | None = None,
     ) -> PreviewResult:
-        """Conditioning and its preview videos (normals, rays, tracking, strip)."""
+        """Conditioning and its preview videos (normals, rays, tracking, strip); for
+        wan-animate also the skeleton (pose.mp4) and face-crop (face.mp4) videos it is driven
+        by (CPU; no pipeline needed)."""
+        engine = checked_engine(engine or self.engine)
         cond = self.conditioning(portrait, driving, settings, trajectory)
         out = self.request_dir()
         normals = normals_to_rgb(cond.normals, cond.mask)
         rays = rays_to_rgb(cond.rays)
         tracking = side_by_side([tracking_frames(cond)], cond.height)
         strip = side_by_side([tracking, normals, rays[:, :, : cond.width]], cond.height)
+        extra = {}
+        if engine == WAN_ANIMATE:
+            from ..wan_animate.engine import driving_videos
+
+            # The face crops at the side the loaded model reads (512 for the real weights).
+            size = 512 if self.wan_animate is None else self.wan_animate_face_size
+            pose, face = driving_videos(cond, size)
+            extra = {
+                "pose": write_video(out / "pose.mp4", pose, cond.fps),
+                "face": write_video(out / "face.mp4", face, cond.fps),
+            }
         return PreviewResult(
             normals=write_video(out / "normals.mp4", normals, cond.fps),
             rays=write_video(out / "rays.mp4", rays, cond.fps),
@@ -195,7 +244,12 @@ class Service:
             conditioning=cond,
             summary=texts.summary_markdown(cond),
             warnings=self.warnings(cond, trajectory),
+            **extra,
         )
+
+    @property
+    def wan_animate_face_size(self) -> int:
+        return int(self.wan_animate.transformer.config.motion_encoder_size)
 
     def generate(
         self,
@@ -207,34 +261,43 @@ class Service:
         *,
         session: str = "",
         progress: Callable[[int, int], None] | None = None,
+        engine: str | None = None,
     ) -> GenerationResult:
-        """Conditioning, then diffusion (``generate_frames`` checks ``sampling``)."""
+        """Conditioning, then diffusion with ``engine``'s pipeline (default: the Service's
+        engine); ``generate_frames`` / ``generate_wan_animate`` check ``sampling``.
+        ``progress(done, total)`` counts denoising steps over the whole run: a wan-animate
+        clip of N segments runs ``steps`` per segment, so total is N x steps."""
         from ..generation import generate_frames, write_generation
 
-        if self.pipeline is None:
-            raise InputError(texts.NO_CHECKPOINT)
+        engine = checked_engine(engine or self.engine)
+        pipeline = self.pipeline_for(engine)
         cancel = self.cancel_event(session)
         cancel.clear()
         cond = self.conditioning(portrait, driving, settings, trajectory)
-        steps = sampling.steps
+        segments = segment_plan(cond.frames)["segments"] if engine == WAN_ANIMATE else 1
+        total = sampling.steps * segments
+        done = 0  # steps finished over all segments (the callback's own index restarts)
         started = time.monotonic()
 
         def on_step(pipe, step, timestep, tensors):
+            nonlocal done
             if cancel.is_set():
-                log.info("generation cancelled after step %d of %d", step + 1, steps)
+                log.info("generation cancelled after step %d of %d", done + 1, total)
                 raise GenerationCancelled(texts.CANCELLED)
             if time.monotonic() - started > self.max_generation_s:
-                log.warning("generation stopped after step %d of %d: time budget", step + 1, steps)
+                log.warning("generation stopped after step %d of %d: time budget", done + 1, total)
                 raise GenerationCancelled(texts.over_time_budget(self.max_generation_s))
+            done += 1
             if progress is not None:
-                progress(step + 1, steps)
+                progress(done, total)
             return tensors
 
         import torch
 
+        run = generate_wan_animate if engine == WAN_ANIMATE else generate_frames
         try:
-            frames = generate_frames(
-                self.pipeline,
+            frames = run(
+                pipeline,
                 cond,
                 steps=sampling.steps,
                 guidance=sampling.guidance_scale,
@@ -259,6 +322,7 @@ class Service:
             side_by_side=write_video(out / "side_by_side.mp4", strip, cond.fps),
             conditioning=cond,
             warnings=self.warnings(cond, trajectory),
+            engine=engine,
         )
 
 
@@ -293,6 +357,7 @@ def estimate_markdown(frames: int, size: int, steps: int, guidance: float) -> st
 
 __all__ = [
     "FAST",
+    "WAN_ANIMATE",
     "GenerationResult",
     "PreviewResult",
     "Service",

@@ -44,6 +44,11 @@ NO_CHECKPOINT = (
     "Set FACTORPORTRAIT_CHECKPOINT (a pipeline folder or Hub id) and "
     "restart; previews work without one."
 )
+NO_WAN_ANIMATE = (
+    "The wan-animate engine is not loaded, so there is nothing to generate with it. Set "
+    "FACTORPORTRAIT_WAN_ANIMATE_CHECKPOINT (Wan-AI/Wan2.2-Animate-14B-Diffusers or a pipeline "
+    "folder; it wants a large GPU) and restart; previews work without it."
+)
 CANCELLED = "Generation cancelled."
 OUT_OF_MEMORY = (
     "The GPU ran out of memory for these settings. Try fewer frames, "
@@ -58,6 +63,37 @@ TRAINING_STATUS = {
     "FactorPortrait result**",
     "trained": "trained",
 }
+
+
+# The engine selector: what each engine is and is not, one line each (README: Engines).
+ENGINE_LABEL = "Engine"
+ENGINE_TEXTS = {
+    "factorportrait": "FactorPortrait checkpoint: the paper's method (normal maps, ray maps, "
+    "expression codes). No trained weights exist yet: without a trained checkpoint its "
+    "output is labelled noise.",
+    "wan-animate": "wan-animate: the public Wan2.2-Animate model driven by our skeleton and "
+    "face-crop videos. Real weights, but NOT FactorPortrait (no camera control of its own); "
+    "wants a large GPU.",
+}
+
+
+def engine_markdown(selected: str) -> str:
+    """Both engines, one line each, the chosen one in bold."""
+    return "\n".join(
+        f"- **{text}**" if name == selected else f"- {text}" for name, text in ENGINE_TEXTS.items()
+    )
+
+
+def wan_animate_status(checkpoint: str | None, device: str | None) -> str:
+    if checkpoint is None:
+        return (
+            "**wan-animate:** not loaded (set `FACTORPORTRAIT_WAN_ANIMATE_CHECKPOINT`, see "
+            "README: Engines); its previews work."
+        )
+    return (
+        f"**wan-animate:** `{checkpoint}` (the public Wan2.2-Animate model driven by "
+        f"FactorPortrait conditioning, NOT FactorPortrait). **Device:** {device}."
+    )
 
 
 def faces_found(count: int) -> str:
