@@ -79,18 +79,13 @@ def run(args: argparse.Namespace) -> int:
     if checked_engine(args.engine or default_engine()) == ENGINE_NAME:
         return run_wan_animate(args)
     from ..generation import (
-        GenerationSettings,
         generate_frames,
         load_pipeline,
         trained_range_warnings,
         write_generation,
     )
 
-    settings, trajectory = conditioning_settings(args)
-    sampling = GenerationSettings(
-        steps=args.steps, guidance_scale=args.guidance, seed=args.seed
-    ).validated()
-    _check_out(args.out)
+    settings, trajectory, sampling = _request(args)
     start = time.perf_counter()
     pipeline = load_pipeline(args.checkpoint, device=args.device, revision=args.revision)
     if pipeline.untrained:
@@ -121,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_wan_animate(args: argparse.Namespace) -> int:
     """The same conditioning, turned into a skeleton and a face-crop video for Wan2.2-Animate."""
-    from ..generation import GenerationSettings, write_generation
+    from ..generation import write_generation
     from ..wan_animate.engine import (
         engine_description,
         generate_wan_animate,
@@ -130,11 +125,7 @@ def run_wan_animate(args: argparse.Namespace) -> int:
         segment_plan,
     )
 
-    settings, trajectory = conditioning_settings(args)
-    sampling = GenerationSettings(
-        steps=args.steps, guidance_scale=args.guidance, seed=args.seed
-    ).validated()
-    _check_out(args.out)
+    settings, trajectory, sampling = _request(args)
     start = time.perf_counter()
     pipeline = load_wan_animate(
         args.checkpoint, args.device, cpu_offload=args.cpu_offload, revision=args.revision
@@ -160,6 +151,19 @@ def run_wan_animate(args: argparse.Namespace) -> int:
     )
     print(f"engine: {engine_description(pipeline)} (not FactorPortrait); labelled in the video")
     return 0
+
+
+def _request(args: argparse.Namespace):
+    """(conditioning settings, trajectory, sampling settings) of a generate call, all checked
+    (and --out) before anything is loaded: the same for both engines."""
+    from ..generation import GenerationSettings
+
+    settings, trajectory = conditioning_settings(args)
+    sampling = GenerationSettings(
+        steps=args.steps, guidance_scale=args.guidance, seed=args.seed
+    ).validated()
+    _check_out(args.out)
+    return settings, trajectory, sampling
 
 
 def _check_out(out: Path) -> None:
