@@ -6,6 +6,9 @@
     FACTORPORTRAIT_WAN_ANIMATE_CHECKPOINT=Wan-AI/Wan2.2-Animate-14B-Diffusers python app.py
     FACTORPORTRAIT_ENGINE=wan-animate ...          # the engine the page starts with
 
+With no FactorPortrait checkpoint on a CUDA GPU, the public wan-animate engine is loaded from the
+Hub and chosen; on a CPU the page says what is missing.
+
 The two engines (factorportrait, wan-animate) are described in README: Engines.
 
 Listens on 127.0.0.1:7860 unless GRADIO_SERVER_NAME / GRADIO_SERVER_PORT say otherwise.
@@ -39,20 +42,36 @@ def create_service(
     landmarker: str | None = None,
     wan_animate_checkpoint: str | None = None,
     engine: str | None = None,
+    offload: str = "auto",
+    lora: str | None = None,
+    lora_weight_name: str | None = None,
 ) -> Service:
     """Loads each engine's model once, at start-up: a FactorPortrait ``checkpoint`` and a
-    Wan2.2-Animate ``wan_animate_checkpoint`` (``tiny``: tiny random ones of both). ``engine``
-    is the page's default (default: $FACTORPORTRAIT_ENGINE, else factorportrait)."""
+    Wan2.2-Animate ``wan_animate_checkpoint`` (``tiny``: tiny random ones of both). With no
+    FactorPortrait checkpoint on a CUDA GPU the public wan-animate engine is loaded and chosen
+    (``startup_plan``). ``engine`` is the page's default; ``offload`` (auto: by the card's
+    memory) and ``lora`` (a few-step LoRA) concern wan-animate."""
+    import torch
+
     from factorportrait.generation import load_pipeline, resolve_device
     from factorportrait.wan_animate.engine import (
-        checked_engine,
-        default_engine,
+        auto_offload,
         load_wan_animate,
+        startup_plan,
         tiny_wan_animate_pipeline,
     )
 
-    engine = checked_engine(engine or default_engine())
-
+    target = resolve_device(device)
+    cuda = target.type == "cuda"
+    plan = startup_plan(
+        "tiny" if tiny else checkpoint,
+        "tiny" if tiny else wan_animate_checkpoint,
+        engine,
+        cuda=cuda,
+    )
+    if plan.note:
+        logging.getLogger("factorportrait").info(plan.note)
+    engine = plan.engine
     if tiny:
         from factorportrait.checkpoints import make_tiny_checkpoint
 
@@ -61,12 +80,23 @@ def create_service(
     if checkpoint:
         pipeline = load_pipeline(checkpoint, device=device, revision=revision)
     wan_animate = None
+    wan_animate_checkpoint = plan.wan_animate_checkpoint
     if tiny:
         wan_animate = tiny_wan_animate_pipeline()
         wan_animate_checkpoint = "tiny random (built at start-up)"
-        wan_animate.to(resolve_device(device))
+        wan_animate.to(target)
     elif wan_animate_checkpoint:
-        wan_animate = load_wan_animate(wan_animate_checkpoint, device=device, revision=revision)
+        if offload == "auto":
+            memory = torch.cuda.get_device_properties(target).total_memory if cuda else None
+            offload = auto_offload(None if memory is None else memory / 2**30)
+        wan_animate = load_wan_animate(
+            wan_animate_checkpoint,
+            device=device,
+            revision=revision,
+            offload=offload,
+            lora=lora,
+            lora_weight_name=lora_weight_name,
+        )
     service = Service(
         pipeline=pipeline,
         checkpoint="tiny random (built at start-up)" if tiny else checkpoint,
@@ -113,6 +143,24 @@ def main(argv: list[str] | None = None) -> None:
         help="the engine the page starts with: factorportrait or wan-animate "
         "(default: $FACTORPORTRAIT_ENGINE, else factorportrait)",
     )
+    parser.add_argument(
+        "--offload",
+        choices=["auto", "none", "model", "group"],
+        default=os.environ.get("FACTORPORTRAIT_WAN_ANIMATE_OFFLOAD", "auto"),
+        help="wan-animate on CUDA: auto (by the card's memory), none, model or group "
+        "(default: $FACTORPORTRAIT_WAN_ANIMATE_OFFLOAD, else auto)",
+    )
+    parser.add_argument(
+        "--lora",
+        default=os.environ.get("FACTORPORTRAIT_WAN_ANIMATE_LORA"),
+        help="wan-animate: a few-step distillation LoRA, Hub id or file (README: Engines; "
+        "default: $FACTORPORTRAIT_WAN_ANIMATE_LORA, else none)",
+    )
+    parser.add_argument(
+        "--lora-weight-name",
+        default=os.environ.get("FACTORPORTRAIT_WAN_ANIMATE_LORA_WEIGHT"),
+        help="the LoRA's file in its Hub repo (default: $FACTORPORTRAIT_WAN_ANIMATE_LORA_WEIGHT)",
+    )
     parser.add_argument("--device", default=os.environ.get("FACTORPORTRAIT_DEVICE", "auto"))
     args = parser.parse_args(argv)
     # The package's own messages (a generation cancelled or stopped) go to the server's log.
@@ -130,6 +178,9 @@ def main(argv: list[str] | None = None) -> None:
             landmarker=os.environ.get("FACTORPORTRAIT_FACE_LANDMARKER"),
             wan_animate_checkpoint=args.wan_animate_checkpoint,
             engine=args.engine,
+            offload=args.offload,
+            lora=args.lora,
+            lora_weight_name=args.lora_weight_name,
         )
     except InputError as exc:
         sys.exit(f"error: {exc}")

@@ -77,3 +77,37 @@ def estimate_generation(
     weights = parameters * 2 / gib
     activations = tokens * dim * 2 * ACTIVATION_WIDTHS / gib
     return {"seconds": seconds, "gpu_gib": weights + activations + VAE_AND_WORKSPACE_GIB}
+
+
+# Wan2.2-Animate-14B (the wan-animate engine): Wan 14B's transformer sizes, and the weights of
+# the components that load beside it (UMT5-XXL text encoder, CLIP ViT-H image encoder, VAE),
+# all in bf16. Its token layout matches ours (the reference image's latent frame first).
+WAN_ANIMATE_PARAMETERS = 14.3e9  # the 14B transformer with its face adapter and motion encoder
+WAN_ANIMATE_LAYERS = 40
+WAN_ANIMATE_DIM = 5120
+WAN_ANIMATE_OTHER_WEIGHTS_GIB = 11.4 + 1.2 + 0.5  # text encoder, image encoder, VAE (fp32)
+
+
+def estimate_wan_animate(
+    segment_frames: int, segments: int, height: int, width: int, steps: int, guidance: float
+) -> dict[str, float]:
+    """``estimate_generation`` for Wan2.2-Animate-14B: a clip is made as ``segments`` segments
+    of ``segment_frames`` (each a full denoising run; ``wan_animate.engine.segment_plan``).
+    ``gpu_gib``: everything resident; ``gpu_gib_offload``: with model CPU offload (the largest
+    component and its activations)."""
+    one = estimate_generation(
+        segment_frames,
+        height,
+        width,
+        steps,
+        guidance,
+        parameters=WAN_ANIMATE_PARAMETERS,
+        layers=WAN_ANIMATE_LAYERS,
+        dim=WAN_ANIMATE_DIM,
+    )
+    transformer_seconds = one["seconds"] - GENERATION_OVERHEAD_S
+    return {
+        "seconds": segments * transformer_seconds + GENERATION_OVERHEAD_S,
+        "gpu_gib": one["gpu_gib"] + WAN_ANIMATE_OTHER_WEIGHTS_GIB,
+        "gpu_gib_offload": one["gpu_gib"],
+    }

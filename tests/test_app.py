@@ -2,6 +2,7 @@
 
 import ast
 import importlib.util
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,8 +26,14 @@ def test_spaces_is_imported_before_anything_else():
 def test_builds_without_a_checkpoint_and_with_the_tiny_one():
     app = _load_app()
     service = app.create_service(None)
-    assert service.pipeline is None and "none loaded" in service.status_markdown()
+    assert (
+        service.pipeline is None
+        and "no FactorPortrait checkpoint loaded" in service.status_markdown()
+    )
     demo = app.build_demo(service)
     assert demo.title == "FactorPortrait"
     tiny = app.create_service(None, tiny=True)
     assert tiny.pipeline.untrained and "UNTRAINED" in tiny.status_markdown()
+    # Both tiny engines are loaded; the page starts on FactorPortrait unless told otherwise.
+    assert tiny.wan_animate is not None
+    assert tiny.engine == "factorportrait" or os.environ.get("FACTORPORTRAIT_ENGINE")

@@ -122,7 +122,7 @@ def test_generate_can_be_cancelled_and_needs_a_checkpoint(service, pyfeat):
     )
     assert len(read_video(result.video).frames) == 5
     empty = Service(pipeline=None)
-    assert "none loaded" in empty.status_markdown()
+    assert "no FactorPortrait checkpoint loaded" in empty.status_markdown()
     with pytest.raises(InputError, match="No checkpoint is loaded"):
         empty.generate(portrait, None, settings, None, GenerationSettings(steps=2))
 
@@ -489,6 +489,18 @@ def test_generate_with_the_wan_animate_engine_is_labelled_and_an_unknown_engine_
     # The public-model banner: the top band (height // 14, at least 12 rows) darkened to a
     # quarter under its notice (at this width the words are a few pixels high).
     assert np.median(video[:, :12]) < 0.5 * np.median(video[:, 12:])
+    # The side-by-side shows what drove the result: the skeleton, not the normal maps.
+    from factorportrait.head_pose.rasterizer import normals_to_rgb
+    from factorportrait.wan_animate.skeleton import pose_video
+
+    cond = result.conditioning
+    middle = read_video(result.side_by_side).frames[:, :, 48:96].astype(float)
+    skeleton = np.asarray(pose_video(cond)).astype(float)
+    normals = normals_to_rgb(cond.normals, cond.mask).astype(float)
+    assert np.abs(middle - skeleton).mean() < 0.3 * np.abs(middle - normals).mean()
+    # Its notes are what the public model cannot honour, not FactorPortrait's trained ranges.
+    assert any("not trained for camera control" in note for note in result.warnings)
+    assert any("portrait's own face" in note for note in result.warnings)
     with pytest.raises(InputError, match="engine: 'sora' is not one of"):
         wan_service.generate(
             portrait, None, settings, load_preset("orbit"), sampling, engine="sora"
@@ -584,3 +596,38 @@ def test_each_session_sees_its_own_previews_driving_videos():
     assert events.engine_videos(request=alice) == ("a-pose", "a-face")
     assert events.engine_videos(request=bob) == (None, None)
     assert events.engine_videos(request=SimpleNamespace(session_hash="carol")) == (None, None)
+
+
+def test_the_public_engines_estimate_counts_its_14b_transformer_over_its_segments():
+    from factorportrait import cost
+
+    fp = estimate(77, 512, 20, 1.0)
+    wan = estimate(77, 512, 20, 1.0, "wan-animate")
+    assert wan["seconds"] > 5 * (fp["seconds"] - cost.GENERATION_OVERHEAD_S)  # 14B vs 1.3B
+    assert wan["gpu_gib"] > 40 > wan["gpu_gib_offload"] > 28  # 28 GiB of transformer weights
+    # 153 frames = two 77-frame segments (the second carries one frame): twice the denoising.
+    two = estimate(153, 512, 20, 1.0, "wan-animate")
+    overhead = cost.GENERATION_OVERHEAD_S
+    assert two["seconds"] - overhead == pytest.approx(2 * (wan["seconds"] - overhead))
+    assert two["zerogpu_s"] > wan["zerogpu_s"] > zerogpu_duration(77, 20)
+    assert estimate(2001, 832, 50, 5.0, "wan-animate")["zerogpu_s"] == 300  # clamped
+
+
+def test_zerogpu_is_asked_for_the_chosen_engines_time(tmp_path):
+    from factorportrait.ui.handlers import Handlers, estimate_changed
+
+    events = Handlers(Service(pipeline=None, output_root=tmp_path), {})
+    request = (None, None, "frontal-dynamic", "", 0, 0, 0, 77, 16, 512, 20, 1.0, 0)
+    assert events.gpu_seconds(*request, "wan-animate") > events.gpu_seconds(
+        *request, "factorportrait"
+    )
+    assert "Wan2.2-Animate-14B" in estimate_changed(77, 512, 20, 1.0, "wan-animate")
+    assert "1.3B" in estimate_changed(77, 512, 20, 1.0, "factorportrait")
+
+
+def test_the_status_says_what_a_cpu_machine_lacks_for_the_public_engine(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    line = Service(pipeline=None).wan_animate_status_markdown()
+    assert "needs a CUDA GPU" in line and "--tiny" in line

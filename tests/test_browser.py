@@ -107,3 +107,21 @@ def test_cancel_on_the_page_stops_the_running_generation(page, app_server):
     assert int(stopped.search(app_server.log.read_text())[1]) < 20
     assert page.locator("#result-video video").count() == 0  # no result shown
     assert not page.errors, page.errors
+
+
+def test_choosing_wan_animate_shows_what_drives_it(page):
+    """The Engine selector: choosing wan-animate bolds its line, turns the estimate to the 14B
+    model's and makes Preview show the skeleton and face-crop videos beside the others."""
+    assert page.locator("#pose-video").count() == 0 or not page.locator("#pose-video").is_visible()
+    page.set_input_files("#portrait input[type=file]", str(ROOT / "assets/example_portrait.jpg"))
+    page.get_by_text("Face found.").first.wait_for(timeout=60_000)
+    page.set_input_files("#driving input[type=file]", str(ROOT / "assets/example_driving.mp4"))
+    page.get_by_text("Face found. 56 frames").wait_for(timeout=60_000)
+    page.locator("#engine").get_by_text("wan-animate", exact=True).click()
+    page.locator("#engine-text strong").get_by_text("wan-animate:").wait_for(timeout=10_000)
+    page.locator("#estimate").get_by_text("Wan2.2-Animate-14B").wait_for(timeout=10_000)
+    page.locator("#preview-button").click()
+    page.locator("#pose-video video").first.wait_for(state="attached", timeout=120_000)
+    page.locator("#face-video video").first.wait_for(state="attached", timeout=60_000)
+    page.locator("#normals-video video").first.wait_for(state="attached", timeout=60_000)
+    _no_error_shown(page)

@@ -166,3 +166,84 @@ def test_several_segments_give_exactly_the_requested_frames_and_encode_the_promp
     assert steps_seen == [0, 0]  # one step in each of the two segments
     engine.generate_wan_animate(pipeline, cond, steps=1, guidance=1.0, seed=1)
     assert len(calls) == 1  # the prompt was encoded once and reused
+
+
+def _tiny_lora(path: Path, transformer, rank: int = 2, alpha: float = 4.0) -> dict:
+    """A LoRA on the tiny transformer's attention projections, saved by diffusers' own LoRA
+    writer (the layout its loader reads); returns the saved tensors."""
+    import torch
+    from diffusers import WanAnimatePipeline
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, target_modules=["to_q", "to_v"], init_lora_weights=False
+    )
+    transformer.add_adapter(config)
+    layers = {k: v.detach().clone() for k, v in get_peft_model_state_dict(transformer).items()}
+    # The metadata carries alpha: without it a loader must assume alpha = r.
+    WanAnimatePipeline.save_lora_weights(
+        path,
+        transformer_lora_layers=layers,
+        transformer_lora_adapter_metadata=config.to_dict(),
+        safe_serialization=True,
+    )
+    return {k: v.to(torch.float32) for k, v in layers.items()}
+
+
+def test_a_distillation_lora_loads_through_diffusers_and_changes_the_weights_by_its_product(
+    tiny_checkpoint, tmp_path
+):
+    """Known answer: once fused, each targeted weight moved by scale * (alpha / r) * B @ A."""
+    import torch
+
+    rank, alpha, scale = 2, 4.0, 0.5
+    layers = _tiny_lora(tmp_path / "lora", engine.tiny_wan_animate_pipeline(seed=5).transformer)
+    base = engine.load_wan_animate(tiny_checkpoint, "cpu")
+    loaded = engine.load_wan_animate(
+        tiny_checkpoint, "cpu", lora=str(tmp_path / "lora"), lora_scale=scale
+    )
+    assert loaded.factorportrait_lora == str(tmp_path / "lora")
+    loaded.fuse_lora(lora_scale=1.0)  # the adapter's own scale (set_adapters) applies too
+    name = next(k for k in layers if "to_q" in k and "lora_A" in k)
+    module = name.removeprefix("transformer.").split(".lora_A")[0]
+    lora_a, lora_b = layers[name], layers[name.replace("lora_A", "lora_B")]
+    expected = scale * (alpha / rank) * lora_b @ lora_a
+    before = dict(base.transformer.named_modules())[module].weight
+    after = dict(loaded.transformer.named_modules())[module].weight
+    torch.testing.assert_close(after - before, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_a_missing_lora_or_an_unknown_offload_is_a_clear_error(tiny_checkpoint, tmp_path):
+    with pytest.raises(InputError, match="lora .*no such file"):
+        engine.load_wan_animate(tiny_checkpoint, "cpu", lora=str(tmp_path / "none.safetensors"))
+    with pytest.raises(InputError, match="offload"):
+        engine.load_wan_animate(tiny_checkpoint, "cpu", offload="disk")
+
+
+def test_without_a_factorportrait_checkpoint_a_gpu_gets_the_public_engine_and_a_cpu_gets_none(
+    monkeypatch,
+):
+    monkeypatch.delenv(engine.ENGINE_VARIABLE, raising=False)
+    on_gpu = engine.startup_plan(None, None, None, cuda=True)
+    assert on_gpu.wan_animate_checkpoint == engine.HUB_ID and on_gpu.engine == "wan-animate"
+    assert "none is public" in on_gpu.note
+    on_cpu = engine.startup_plan(None, None, None, cuda=False)
+    assert on_cpu.wan_animate_checkpoint is None and on_cpu.note is None
+    # A FactorPortrait checkpoint keeps its engine; a wan-animate folder alone is chosen.
+    assert engine.startup_plan("ckpt", None, None, cuda=True).wan_animate_checkpoint is None
+    assert engine.startup_plan("ckpt", None, None, cuda=True).engine == "factorportrait"
+    assert engine.startup_plan(None, "folder", None, cuda=False).engine == "wan-animate"
+    # What the user says wins, by argument or environment; a wrong name is refused.
+    assert engine.startup_plan(None, None, "factorportrait", cuda=True).engine == "factorportrait"
+    monkeypatch.setenv(engine.ENGINE_VARIABLE, "factorportrait")
+    assert engine.startup_plan(None, "folder", None, cuda=True).engine == "factorportrait"
+    with pytest.raises(InputError, match="engine"):
+        engine.startup_plan(None, None, "wan", cuda=True)
+
+
+def test_offloading_follows_the_cards_memory():
+    # 14B in bf16: 28 GiB transformer + 13 GiB of other weights + activations.
+    assert engine.auto_offload(None) == "none"  # no CUDA GPU
+    assert engine.auto_offload(141) == "none" and engine.auto_offload(80) == "none"
+    assert engine.auto_offload(48) == "model"  # the transformer fits alone
+    assert engine.auto_offload(24) == "group"  # it does not: blocks streamed in

@@ -43,10 +43,19 @@ def register(commands) -> None:
         "or factorportrait",
     )
     parser.add_argument(
-        "--cpu-offload",
-        action="store_true",
-        help="wan-animate: keep each component on the CPU until it runs (24 GB cards)",
+        "--offload",
+        choices=["none", "model", "group"],
+        default="none",
+        help="wan-animate on CUDA: model = each component on the GPU only while it runs "
+        "(24-48 GB cards), group = the transformer's blocks streamed in (least memory, slower)",
     )
+    parser.add_argument(
+        "--lora",
+        help="wan-animate: a few-step distillation LoRA (Hub id with --lora-weight-name, folder "
+        "or .safetensors file; off by default; README: Engines)",
+    )
+    parser.add_argument("--lora-weight-name", help="the LoRA's file inside a Hub repo or folder")
+    parser.add_argument("--lora-scale", type=float, default=1.0, help="LoRA strength (default 1)")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
     add_conditioning_arguments(parser)
     parser.add_argument(
@@ -128,7 +137,13 @@ def run_wan_animate(args: argparse.Namespace) -> int:
     settings, trajectory, sampling = _request(args)
     start = time.perf_counter()
     pipeline = load_wan_animate(
-        args.checkpoint, args.device, cpu_offload=args.cpu_offload, revision=args.revision
+        args.checkpoint,
+        args.device,
+        offload=args.offload,
+        lora=args.lora,
+        lora_weight_name=args.lora_weight_name,
+        lora_scale=args.lora_scale,
+        revision=args.revision,
     )
     if is_tiny_random(pipeline):
         print(

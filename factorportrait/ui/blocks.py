@@ -31,7 +31,7 @@ def build_demo(service: Service) -> gr.Blocks:
         mode = _mode_section()
         camera = _camera_path_section(presets)
         novel = _novel_view_section()
-        settings = _settings_section()
+        settings = _settings_section(service.engine)
         outputs = _outputs_section(service.engine)
         _wire(events, media, mode, camera, novel, settings, outputs)
     return demo
@@ -140,7 +140,7 @@ def _novel_view_section() -> SimpleNamespace:
     return SimpleNamespace(group=group, azimuth=azimuth, elevation=elevation, distance=distance)
 
 
-def _settings_section() -> SimpleNamespace:
+def _settings_section(engine: str) -> SimpleNamespace:
     with gr.Accordion("Video and diffusion settings", open=True):
         with gr.Row():
             frames = gr.Slider(
@@ -160,7 +160,9 @@ def _settings_section() -> SimpleNamespace:
             seed = gr.Number(value=GENERATION.seed, precision=0, label="Seed")
             randomize = gr.Button("🎲", size="sm", min_width=40)
             fast = gr.Button(texts.FAST_BUTTON, size="sm")
-        estimate = gr.Markdown(estimate_markdown(VIDEO.frames, VIDEO.height, 30, 3.0))
+        estimate = gr.Markdown(
+            estimate_markdown(VIDEO.frames, VIDEO.height, 30, 3.0, engine), elem_id="estimate"
+        )
     return SimpleNamespace(
         frames=frames,
         fps=fps,
@@ -272,8 +274,10 @@ def _wire(events: handlers.Handlers, media, mode, camera, novel, settings, outpu
 
     # Settings: the estimate follows the work asked for.
     work = [settings.frames, settings.size, settings.steps, settings.guidance]
-    for control in work:
-        control.change(handlers.estimate_changed, work, settings.estimate, **PRIVATE)
+    for control in (*work, outputs.engine):
+        control.change(
+            handlers.estimate_changed, [*work, outputs.engine], settings.estimate, **PRIVATE
+        )
     settings.randomize.click(handlers.random_seed, None, settings.seed, **PRIVATE)
     settings.fast.click(handlers.fast_settings, None, work, **PRIVATE)
 

@@ -18,8 +18,9 @@ from ..errors import InputError
 from ..generation import GenerationSettings
 from ..modes import Mode
 from ..viewpoint import Trajectory, TrajectoryError, trajectory_figure
+from ..wan_animate.engine import ENGINES
 from . import editor, texts
-from .service import FAST, WAN_ANIMATE, Service, estimate_markdown, zerogpu_duration
+from .service import FAST, WAN_ANIMATE, Service, estimate, estimate_markdown
 
 
 def user_error(exc: Exception) -> gr.Error:
@@ -128,8 +129,9 @@ def engine_changed(engine: str):
     )
 
 
-def estimate_changed(frames, size, steps, guidance) -> str:
-    return estimate_markdown(int(frames), int(size), int(steps), float(guidance))
+def estimate_changed(frames, size, steps, guidance, engine=None) -> str:
+    engine = engine if engine in ENGINES else ENGINES[0]
+    return estimate_markdown(int(frames), int(size), int(steps), float(guidance), engine)
 
 
 def random_seed() -> int:
@@ -243,8 +245,12 @@ class Handlers:
         request=None,
         progress=None,
     ):
-        """What ZeroGPU is asked for, for a generate call with these inputs."""
-        return zerogpu_duration(int(frames), int(steps))
+        """What ZeroGPU is asked for, for a generate call with these inputs (the engine's own
+        estimate: Wan2.2-Animate-14B asks for more)."""
+        engine = engine if engine in ENGINES else self.service.engine
+        return int(
+            estimate(int(frames), int(size), int(steps), float(guidance), engine)["zerogpu_s"]
+        )
 
     def generate(
         self,

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+
 from ..conditioning import Conditioning, ConditioningSettings, build_conditioning
-from ..cost import estimate_generation
+from ..cost import estimate_generation, estimate_wan_animate
 from ..errors import InputError
 from ..generation import GenerationSettings
 from ..guardrails import TrainedRanges, ranges_of_checkpoint, request_warnings
@@ -34,8 +36,12 @@ from ..wan_animate.engine import (
     default_engine,
     generate_wan_animate,
     segment_plan,
+    what_it_cannot_honour,
 )
 from . import texts
+
+# The longest ZeroGPU call the demo asks for.
+ZEROGPU_MAX_S = 300
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +75,9 @@ class PreviewResult:
 @dataclass(frozen=True)
 class GenerationResult:
     """The generated video (with the driving clip's sound when it has one), a side-by-side
-    (tracking | normals | result), the conditioning, out-of-range warnings and the engine
-    that made it."""
+    (tracking | normals, or wan-animate's skeleton | result), the conditioning, warnings
+    (out of the trained range; for wan-animate what it cannot honour) and the engine that
+    made it."""
 
     video: Path
     side_by_side: Path
@@ -110,7 +117,9 @@ class Service:
     def wan_animate_status_markdown(self) -> str:
         """What the wan-animate engine has loaded (one line, for the status area)."""
         if self.wan_animate is None:
-            return texts.wan_animate_status(None, None)
+            import torch
+
+            return texts.wan_animate_status(None, None, cuda=torch.cuda.is_available())
         return texts.wan_animate_status(self.wan_animate_checkpoint, str(self.wan_animate.device))
 
     def pipeline_for(self, engine: str):
@@ -202,8 +211,13 @@ class Service:
             landmarker_path=self.landmarker,
         )
 
-    def warnings(self, cond: Conditioning, trajectory: Trajectory | None) -> list[str]:
-        """Where the request leaves what the checkpoint was trained on."""
+    def warnings(
+        self, cond: Conditioning, trajectory: Trajectory | None, engine: str = "factorportrait"
+    ) -> list[str]:
+        """Where the request leaves what the FactorPortrait checkpoint was trained on; for
+        wan-animate, what the public model cannot honour of the request's mode."""
+        if engine == WAN_ANIMATE:
+            return what_it_cannot_honour(cond.mode)
         return request_warnings(cond, trajectory, self.trained_ranges)
 
     def preview(
@@ -243,7 +257,7 @@ class Service:
             strip=write_video(out / "strip.mp4", strip, cond.fps),
             conditioning=cond,
             summary=texts.summary_markdown(cond),
-            warnings=self.warnings(cond, trajectory),
+            warnings=self.warnings(cond, trajectory, engine),
             **extra,
         )
 
@@ -315,13 +329,19 @@ class Service:
         file = cond.report.driving_file
         if driving and file is not None and file.has_audio and cond.mode.drives_head:
             video = mux_audio(video, driving, out / "result_with_audio.mp4")
-        normals = normals_to_rgb(cond.normals, cond.mask)
-        strip = side_by_side([tracking_frames(cond), normals, frames], cond.height)
+        # What drove the result beside it: the normal maps, or wan-animate's skeleton.
+        if engine == WAN_ANIMATE:
+            from ..wan_animate.skeleton import pose_video
+
+            control = np.asarray(pose_video(cond))
+        else:
+            control = normals_to_rgb(cond.normals, cond.mask)
+        strip = side_by_side([tracking_frames(cond), control, frames], cond.height)
         return GenerationResult(
             video=video,
             side_by_side=write_video(out / "side_by_side.mp4", strip, cond.fps),
             conditioning=cond,
-            warnings=self.warnings(cond, trajectory),
+            warnings=self.warnings(cond, trajectory, engine),
             engine=engine,
         )
 
@@ -338,21 +358,37 @@ def last_change(folder: Path) -> float:
 
 
 # ------------------------------------------------------------------------------ estimates
-def estimate(frames: int, size: int, steps: int, guidance: float) -> dict[str, float]:
-    """The one cost model's estimate (``cost.estimate_generation``) of a square video, plus
-    the seconds to ask ZeroGPU for."""
+def estimate(
+    frames: int, size: int, steps: int, guidance: float, engine: str = "factorportrait"
+) -> dict[str, float]:
+    """The one cost model's estimate of a square video with ``engine`` (``cost``:
+    FactorPortrait's 1.3B model, or Wan2.2-Animate-14B over its segments), plus the seconds to
+    ask ZeroGPU for."""
+    if checked_engine(engine) == WAN_ANIMATE:
+        plan = segment_plan(frames)
+        cost = estimate_wan_animate(
+            plan["segment_frame_length"], plan["segments"], size, size, steps, guidance
+        )
+        # Its 40 GB of weights move onto the GPU at the start of every ZeroGPU call.
+        zerogpu_s = int(min(ZEROGPU_MAX_S, max(60, 30 + 1.5 * cost["seconds"])))
+        return {**cost, "zerogpu_s": zerogpu_s}
     cost = estimate_generation(frames, size, size, steps, guidance)
     return {**cost, "zerogpu_s": zerogpu_duration(frames, steps)}
 
 
 def zerogpu_duration(frames: int, steps: int) -> int:
-    """Seconds to ask ZeroGPU for: grows with frames x steps, clamped to what a call may use."""
-    return int(min(300, max(30, 20 + 0.05 * frames * steps)))
+    """Seconds to ask ZeroGPU for FactorPortrait's 1.3B model: grows with frames x steps,
+    clamped to what a call may use."""
+    return int(min(ZEROGPU_MAX_S, max(30, 20 + 0.05 * frames * steps)))
 
 
-def estimate_markdown(frames: int, size: int, steps: int, guidance: float) -> str:
-    e = estimate(frames, size, steps, guidance)
-    return texts.estimate_markdown(e["seconds"], e["gpu_gib"], e["zerogpu_s"])
+def estimate_markdown(
+    frames: int, size: int, steps: int, guidance: float, engine: str = "factorportrait"
+) -> str:
+    e = estimate(frames, size, steps, guidance, engine)
+    return texts.estimate_markdown(
+        e["seconds"], e["gpu_gib"], e["zerogpu_s"], engine, e.get("gpu_gib_offload")
+    )
 
 
 __all__ = [

@@ -84,7 +84,14 @@ def engine_markdown(selected: str) -> str:
     )
 
 
-def wan_animate_status(checkpoint: str | None, device: str | None) -> str:
+def wan_animate_status(checkpoint: str | None, device: str | None, cuda: bool = True) -> str:
+    if checkpoint is None and not cuda:
+        return (
+            "**wan-animate:** not loaded: the public Wan2.2-Animate-14B model needs a CUDA GPU "
+            "(24 GB or more, with offloading) and this machine has none. Its previews (the "
+            "skeleton and face videos) work; `python app.py --tiny` runs every path with tiny "
+            "random models."
+        )
     if checkpoint is None:
         return (
             "**wan-animate:** not loaded (set `FACTORPORTRAIT_WAN_ANIMATE_CHECKPOINT`, see "
@@ -129,19 +136,28 @@ def status_markdown(checkpoint: str | None, training_status: str | None, device:
     checkpoint loaded)."""
     if training_status is None:
         return (
-            f"**Checkpoint:** none loaded, so previews work and generation does not. "
-            f"Set `FACTORPORTRAIT_CHECKPOINT` to a pipeline folder or Hub id (see "
-            f"README) and restart. **Device:** {device}."
+            f"**Checkpoint:** no FactorPortrait checkpoint loaded (none is public yet; "
+            f"README: Training makes one), so its previews work and its generation does not. "
+            f"Set `FACTORPORTRAIT_CHECKPOINT` to a pipeline folder or Hub id and restart. "
+            f"**Device:** {device}."
         )
     label = TRAINING_STATUS.get(training_status, training_status)
     return f"**Checkpoint:** `{checkpoint}` ({label}). **Device:** {device}."
 
 
-def estimate_markdown(seconds: float, gpu_gib: float, zerogpu_s: int) -> str:
+def estimate_markdown(
+    seconds: float,
+    gpu_gib: float,
+    zerogpu_s: int,
+    engine: str = "factorportrait",
+    gpu_gib_offload: float | None = None,
+) -> str:
+    model = "Wan2.2-Animate-14B" if engine == "wan-animate" else "the 1.3B model"
+    offload = f" ({gpu_gib_offload:.0f} GiB with model CPU offload)" if gpu_gib_offload else ""
     return (
-        f"Estimated on a large GPU: about **{math.ceil(seconds)} s**, "
-        f"**{gpu_gib:.0f} GiB** of GPU memory; a ZeroGPU call of "
-        f"**{zerogpu_s} s** (rough, for the 1.3B model)."
+        f"Estimated on a large GPU for {model}: about **{math.ceil(seconds)} s**, "
+        f"**{gpu_gib:.0f} GiB** of GPU memory{offload}; a ZeroGPU call of "
+        f"**{zerogpu_s} s** (rough)."
     )
 
 

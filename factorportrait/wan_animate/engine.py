@@ -12,10 +12,10 @@ What a first run on the real weights must confirm is marked ASSUMPTION below.
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -51,6 +51,15 @@ PROMPT_MAX_TOKENS = 226  # encode_prompt's default for the Wan pipelines
 # The pipeline's own default segment: 77 frames (4k+1), 1 frame carried into the next segment.
 SEGMENT_FRAMES = 77
 PREVIOUS_SEGMENT_FRAMES = 1
+# How the components meet the GPU (load_wan_animate): all resident, model CPU offload, or
+# group offloading of the transformer's blocks.
+OFFLOAD_MODES = ("none", "model", "group")
+LORA_ADAPTER = "distill"
+# ASSUMPTION, untested here (never downloaded): a few-step LoRA people pair with Wan2.2-Animate
+# (LightX2V's step-distilled Wan 14B I2V LoRA, in Kijai's repackaging), used at 4-8 steps and
+# guidance 1. Off by default; README: Engines says how to turn it on.
+SUGGESTED_LORA = "Kijai/WanVideo_comfy"
+SUGGESTED_LORA_WEIGHT = "Lightx2v/lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors"
 
 # The tiny transformer: two layers, the real model's input layout (36 channels: noise latents
 # and the reference/previous-segment latents with their mask), a face motion encoder on 64x64
@@ -93,6 +102,50 @@ def checked_engine(engine: str) -> str:
     if engine not in ENGINES:
         raise InputError(f"engine: {engine!r} is not one of {', '.join(ENGINES)}")
     return engine
+
+
+def auto_offload(gpu_gib: float | None) -> str:
+    """The offloading a card of ``gpu_gib`` GiB needs for the 14B model in bf16 (None: no CUDA
+    GPU, nothing to offload). Everything resident is about 41 GiB of weights plus activations;
+    model offload needs the 28 GiB transformer to fit alone; below that, group offloading."""
+    if gpu_gib is None or gpu_gib >= 80:
+        return "none"
+    return "model" if gpu_gib >= 40 else "group"
+
+
+@dataclass(frozen=True)
+class StartupPlan:
+    """What the web app loads at start-up and which engine its page starts with."""
+
+    wan_animate_checkpoint: str | None
+    engine: str
+    note: str | None  # one line for the server log, when the app chose for the user
+
+
+def startup_plan(
+    checkpoint: str | None,
+    wan_animate_checkpoint: str | None,
+    engine: str | None,
+    *,
+    cuda: bool,
+) -> StartupPlan:
+    """The engines a start-up with these settings gets. No FactorPortrait checkpoint exists in
+    public, so with none configured: on a CUDA GPU the public wan-animate engine is loaded from
+    the Hub and chosen; on a CPU nothing can generate, and the page says what is missing. An
+    explicit ``engine`` (or $FACTORPORTRAIT_ENGINE) always wins."""
+    explicit = engine or os.environ.get(ENGINE_VARIABLE, "").strip() or None
+    if explicit is not None:
+        checked_engine(explicit)
+    note = None
+    if checkpoint is None and wan_animate_checkpoint is None and cuda:
+        wan_animate_checkpoint = HUB_ID
+        note = (
+            f"no FactorPortrait checkpoint is configured (none is public yet): loading the "
+            f"public {ENGINE_NAME} engine ({HUB_ID}) instead"
+        )
+    if explicit is None:
+        explicit = ENGINE_NAME if checkpoint is None and wan_animate_checkpoint else ENGINES[0]
+    return StartupPlan(wan_animate_checkpoint, explicit, note)
 
 
 def tiny_wan_animate_pipeline(seed: int = 0):
@@ -170,19 +223,28 @@ def load_wan_animate(
     device: str = "auto",
     dtype: torch.dtype | None = None,
     *,
-    cpu_offload: bool = False,
+    offload: str = "none",
+    lora: str | None = None,
+    lora_weight_name: str | None = None,
+    lora_scale: float = 1.0,
     revision: str | None = None,
 ):
     """A ``WanAnimatePipeline`` from a local folder or a Hub id (safetensors only).
 
     bf16 on CUDA, float32 on the CPU unless ``dtype`` says otherwise; the VAE stays in float32
-    (as diffusers' own example upcasts it). ``cpu_offload`` keeps each component on the CPU
-    until it runs (``enable_model_cpu_offload``): the 14B model on a 24 GB card."""
+    (as diffusers' own example upcasts it). ``offload`` (README: Engines, memory): ``model``
+    keeps each component on the CPU until it runs (``enable_model_cpu_offload``), ``group``
+    streams the transformer's blocks to the GPU one group at a time (diffusers' group
+    offloading: least GPU memory, slower); both only mean something on CUDA. ``lora``: an
+    optional few-step distillation LoRA (a Hub id with ``lora_weight_name``, a folder or a
+    .safetensors file) loaded with diffusers' LoRA loader and applied at ``lora_scale``."""
     from diffusers import WanAnimatePipeline
 
     from ..generation import resolve_device
 
     target = resolve_device(device)
+    if offload not in OFFLOAD_MODES:
+        raise InputError(f"offload: expected one of {', '.join(OFFLOAD_MODES)}, got {offload!r}")
     if dtype is None:
         dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
     local = Path(name_or_path)
@@ -223,11 +285,43 @@ def load_wan_animate(
         )
     else:
         pipeline.factorportrait_tiny_random = False
-    if cpu_offload and target.type == "cuda":
+    if lora:
+        _load_lora(pipeline, lora, lora_weight_name, lora_scale)
+    pipeline.factorportrait_lora = lora
+    if offload == "model" and target.type == "cuda":
         pipeline.enable_model_cpu_offload(device=target)
+    elif offload == "group" and target.type == "cuda":
+        # Block by block through CUDA streams (prefetching the next group while one runs);
+        # the small components ride along the same way.
+        pipeline.enable_group_offload(
+            onload_device=target,
+            offload_type="block_level",
+            num_blocks_per_group=1,
+            use_stream=True,
+        )
     else:
         pipeline.to(target)
     return pipeline
+
+
+def _load_lora(pipeline, lora: str, weight_name: str | None, scale: float) -> None:
+    """diffusers' Wan LoRA loader (it also converts the common non-diffusers Wan LoRA layouts);
+    safetensors only. A missing file or a LoRA that fits no layer is a clear error."""
+    local = Path(lora)
+    if local.is_file():
+        source, weight_name = str(local.parent), local.name
+    elif local.exists() or _looks_like_hub_id(lora):
+        source = lora
+    else:
+        raise InputError(f"lora {lora}: no such file or folder (and not a Hub id)")
+    try:
+        pipeline.load_lora_weights(
+            source, weight_name=weight_name, adapter_name=LORA_ADAPTER, use_safetensors=True
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"lora {lora}: cannot load it ({reason})") from None
+    pipeline.set_adapters([LORA_ADAPTER], [scale])
 
 
 def _looks_like_hub_id(name: str) -> bool:
@@ -276,9 +370,9 @@ def driving_videos(cond, face_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
 
 def prompt_embeddings(pipeline, *, guidance: float, prompt: str = DEFAULT_PROMPT):
     """(prompt_embeds, negative_prompt_embeds or None), encoded once per pipeline and prompt and
-    kept on the pipeline: the text encoder (UMT5-XXL, ~11 GB in bf16) is needed only for the
-    first request, so a deployment can move it off the GPU afterwards (model CPU offload does
-    so by itself)."""
+    kept on the pipeline. The text encoder (UMT5-XXL, ~11 GB in bf16) is needed for the first
+    request only: once it has run, a resident copy on the GPU goes back to the CPU
+    (``release_text_encoder``), and a later new prompt is encoded there."""
     cache = pipeline.__dict__.setdefault("factorportrait_prompt_cache", {})
     use_negative = guidance > 1
     key = (prompt, DEFAULT_NEGATIVE_PROMPT if use_negative else None)
@@ -287,42 +381,36 @@ def prompt_embeddings(pipeline, *, guidance: float, prompt: str = DEFAULT_PROMPT
             positive = _encode(pipeline, prompt)
             negative = _encode(pipeline, DEFAULT_NEGATIVE_PROMPT) if use_negative else None
         cache[key] = (positive, negative)
+        release_text_encoder(pipeline)
     return cache[key]
 
 
 def _encode(pipeline, text: str) -> torch.Tensor:
-    """The pipeline's own T5 encoding (``_get_t5_prompt_embeds``) without its ``ftfy`` clean-up,
-    which only repairs mojibake (our prompts are plain text) and is an optional dependency
-    diffusers needs for a text prompt."""
-    try:
-        import ftfy  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        embeds, _ = pipeline.encode_prompt(
-            prompt=text,
-            do_classifier_free_guidance=False,
-            max_sequence_length=PROMPT_MAX_TOKENS,
-            device=pipeline._execution_device,
-        )
-        return embeds
-    text = re.sub(r"\s+", " ", html.unescape(html.unescape(text))).strip()
-    tokens = pipeline.tokenizer(
-        [text],
-        padding="max_length",
-        max_length=PROMPT_MAX_TOKENS,
-        truncation=True,
-        add_special_tokens=True,
-        return_attention_mask=True,
-        return_tensors="pt",
+    """The pipeline's own prompt encoding (T5 with its ftfy clean-up, padding zeroed), run where
+    the text encoder sits, the result moved to where the transformer runs."""
+    encoder = pipeline.text_encoder
+    offloaded = getattr(encoder, "_hf_hook", None) is not None  # accelerate moves it itself
+    device = pipeline._execution_device if offloaded else next(encoder.parameters()).device
+    embeds, _ = pipeline.encode_prompt(
+        prompt=text,
+        do_classifier_free_guidance=False,
+        max_sequence_length=PROMPT_MAX_TOKENS,
+        device=device,
     )
-    encoder_device = next(pipeline.text_encoder.parameters()).device
-    mask = tokens.attention_mask.to(encoder_device)
-    hidden = pipeline.text_encoder(tokens.input_ids.to(encoder_device), mask).last_hidden_state
-    length = int(mask.gt(0).sum())
-    hidden = hidden.clone()
-    hidden[:, length:] = 0  # as the pipeline does: the padding positions are zero
-    return hidden.to(device=pipeline._execution_device, dtype=pipeline.text_encoder.dtype)
+    return embeds.to(pipeline._execution_device)
+
+
+def release_text_encoder(pipeline) -> bool:
+    """Move a text encoder resident on a GPU to the CPU (with offloading, accelerate's hooks
+    already do). True when it moved."""
+    encoder = pipeline.text_encoder
+    if getattr(encoder, "_hf_hook", None) is not None:
+        return False
+    if next(encoder.parameters()).device.type != "cuda":
+        return False
+    encoder.to("cpu")
+    torch.cuda.empty_cache()
+    return True
 
 
 def generate_wan_animate(
@@ -360,6 +448,35 @@ def generate_wan_animate(
     )
     frames = (np.clip(output.frames[0], 0, 1) * 255 + 0.5).astype(np.uint8)
     return label_wan_animate(frames, tiny_random=is_tiny_random(pipeline))
+
+
+def what_it_cannot_honour(mode) -> list[str]:
+    """What the public model cannot do of ``mode`` (README: Engines): it was trained without
+    camera control, so a camera away from the portrait's own or moving is conveyed only through
+    the projected skeleton. Shown with every wan-animate preview and result of that mode,
+    instead of FactorPortrait's trained-range warnings (they describe a FactorPortrait
+    checkpoint, not this model)."""
+    from ..modes import Mode
+
+    mode = Mode(mode)
+    notes = []
+    if mode.moving_camera:
+        notes.append(
+            "wan-animate was not trained for camera control: the camera's motion reaches it "
+            "only through the projected skeleton (the background and the face's own view do "
+            "not follow)."
+        )
+    elif mode.novel_view:
+        notes.append(
+            "wan-animate was not trained for camera control: the novel view reaches it only "
+            "through the skeleton seen from that view; the portrait's own view may persist."
+        )
+    if not mode.drives_head:
+        notes.append(
+            "camera-only with wan-animate: every face crop is the portrait's own face, so the "
+            "expression stays as in the photo."
+        )
+    return notes
 
 
 def banner_text(width: int, *, tiny_random: bool) -> str:
