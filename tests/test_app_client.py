@@ -8,6 +8,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from factorportrait.io.media import read_video
+from factorportrait.modes import MODES, Mode
 
 PORTRAIT = "assets/example_portrait.jpg"
 DRIVING = "assets/example_driving.mp4"
@@ -73,14 +74,16 @@ def test_generate_returns_the_video_labelled_untrained(client):
     assert video.frames[:, :8].mean() < video.frames[:, 40:].mean()
 
 
-def test_generate_with_the_wan_animate_engine_is_labelled_as_the_public_model(client):
+@pytest.mark.parametrize("mode", MODES)
+def test_generate_with_the_wan_animate_engine_is_labelled_as_the_public_model(client, mode):
     """The engine is the generate endpoint's last input (calls without it keep working): the
-    app's tiny wan-animate engine makes the requested frames, labelled as the public model."""
+    app's tiny wan-animate engine makes the requested frames in every mode, labelled as the
+    public model."""
     video_path, side_path, note = client.predict(
         handle_file(PORTRAIT),
         handle_file(DRIVING),
-        "frontal-dynamic",
-        "",
+        str(mode),
+        open("camera_presets/orbit.json").read() if Mode(mode).moving_camera else "",
         30,
         0,
         1.0,
