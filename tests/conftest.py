@@ -156,14 +156,48 @@ FILE_MARKERS = {
     "test_training.py": ("training",),
     "test_training_cameras.py": ("training",),
     "test_training_cost.py": ("training",),
+    "test_ablate.py": ("training",),
 }
 # Shared fixtures that take many seconds to build (the running app, a tiny checkpoint written by
 # a subprocess, prepared training data): every test using one is slow.
-SLOW_FIXTURES = {"app_server", "tiny_checkpoint", "workspace", "c1_run", "prepared"}
+SLOW_FIXTURES = {
+    "app_server",
+    "tiny_checkpoint",
+    "workspace",
+    "c1_run",
+    "prepared",
+    "held_out",
+    "ablation",
+    "views",
+    "people",
+    "identity_report",
+}
 # Tests measured at 1 CPU-second or more (setup + call + teardown, this process and the
 # subprocesses it waited for), by file and test function (every parametrisation of it). A new
 # test that takes longer belongs here.
 SLOW_TESTS = {
+    "test_tracking_cache.py": {
+        "test_a_second_preview_of_the_same_uploads_does_not_track_again",
+    },
+    "test_gpu_bench.py": {
+        "test_tiny_run_on_cpu_writes_every_section",
+        "test_the_real_size_path_imports_nothing_the_gpu_machine_lacks",
+        "test_real_size_models_and_inputs_fit_together_on_the_meta_device",
+        "test_a_failing_section_is_recorded_and_the_others_still_run",
+    },
+    "test_evaluation_networks.py": {
+        "test_lpips_network_from_a_weights_file",
+        "test_fvd_through_the_harness_with_a_tiny_i3d",
+    },
+    "test_evaluation_identity_views.py": {
+        "test_dlib_descriptors_tell_one_person_from_another",
+        "test_identity_similarity_to_the_reference_in_the_report",
+        "test_identity_is_marked_skipped_without_a_model_or_a_reference",
+        "test_a_face_filmed_as_the_cameras_ask_is_view_consistent",
+        "test_a_still_face_under_a_sliding_camera_is_off_by_the_slide",
+        "test_a_leftover_roll_displaces_the_face_by_the_chord_of_its_angle",
+        "test_a_stretched_face_is_no_rigid_shape",
+    },
     "test_wan_animate_engine.py": {
         "test_loading_a_missing_folder_or_a_non_pipeline_folder_is_a_clear_error",
         "test_preview_writes_the_pose_and_face_videos",

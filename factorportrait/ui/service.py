@@ -29,6 +29,7 @@ from ..head_pose.rasterizer import normals_to_rgb
 from ..io import write_video
 from ..io.video import mux_audio
 from ..preview import draw_face_mesh, side_by_side, tracking_frames
+from ..tracking.cache import TrackingCache
 from ..viewpoint import Trajectory, rays_to_rgb
 from ..wan_animate.engine import ENGINE_NAME as WAN_ANIMATE
 from ..wan_animate.engine import (
@@ -101,6 +102,8 @@ class Service:
     output_root: Path = field(
         default_factory=lambda: Path(tempfile.mkdtemp(prefix="factorportrait-"))
     )
+    # Tracking by content, shared by every session: uploads are tracked once (README: Speed).
+    tracking_cache: TrackingCache = field(default_factory=TrackingCache)
     _cancel: dict[str, threading.Event] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -163,10 +166,9 @@ class Service:
         if not path:
             return None, ""
         from ..io.media import read_image
-        from ..tracking import FaceTracker
 
         image = read_image(path)
-        with FaceTracker(self.landmarker) as tracker:
+        with self.tracking_cache.tracker(self.landmarker) as tracker:
             faces = tracker.track_faces(image)
         if not faces:
             raise InputError(texts.NO_FACE_IN_PHOTO)
@@ -180,11 +182,10 @@ class Service:
         if not path:
             return None, ""
         from ..io.media import read_video
-        from ..tracking import FaceTracker
 
         video = read_video(path, until_s=10.0)
         step = max(1, len(video.frames) // 12)
-        with FaceTracker(self.landmarker) as tracker:
+        with self.tracking_cache.tracker(self.landmarker) as tracker:
             for frame in video.frames[::step]:
                 face = tracker.track_image(frame)
                 if face is not None:
@@ -203,13 +204,14 @@ class Service:
         and says when the mode needs a driving video."""
         if not portrait:
             raise InputError(texts.NO_PORTRAIT)
-        return build_conditioning(
-            portrait,
-            driving or None,
-            settings=settings,
-            trajectory=trajectory,
-            landmarker_path=self.landmarker,
-        )
+        with self.tracking_cache.tracker(self.landmarker) as tracker:
+            return build_conditioning(
+                portrait,
+                driving or None,
+                settings=settings,
+                trajectory=trajectory,
+                tracker=tracker,
+            )
 
     def warnings(
         self, cond: Conditioning, trajectory: Trajectory | None, engine: str = "factorportrait"

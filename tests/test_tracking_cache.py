@@ -1,0 +1,83 @@
+"""Tracking done once per upload: the web service's previews of uploads already tracked do not
+run MediaPipe again, whatever the mode, path or size; new content is tracked; the cache is
+bounded and hands out private copies."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from factorportrait.conditioning import ConditioningSettings
+from factorportrait.tracking.cache import TrackingCache, content_key
+from factorportrait.tracking.landmarker import FaceTracker
+from factorportrait.ui.service import Service
+from factorportrait.viewpoint import load_preset
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+PORTRAIT = str(ASSETS / "example_portrait.jpg")
+DRIVING = str(ASSETS / "example_driving.mp4")
+
+
+@pytest.fixture
+def mediapipe_calls(monkeypatch):
+    """Every call into MediaPipe tracking, by method name."""
+    calls = []
+    for name in ("track_faces", "track_frames"):
+        original = getattr(FaceTracker, name)
+
+        def counted(self, *args, _original=original, _name=name):
+            calls.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(FaceTracker, name, counted)
+    return calls
+
+
+def test_a_second_preview_of_the_same_uploads_does_not_track_again(
+    mediapipe_calls, landmarker_path, tmp_path
+):
+    service = Service(landmarker=str(landmarker_path), output_root=tmp_path)
+    service.track_photo(PORTRAIT)  # the upload handler tracks the photo
+    assert mediapipe_calls == ["track_faces"]
+    settings = ConditioningSettings(mode="all-dynamic", frames=9, height=64, width=64)
+    first = service.preview(PORTRAIT, DRIVING, settings, load_preset("orbit"))
+    # The portrait was tracked on upload: the first preview tracks only the clip.
+    assert mediapipe_calls == ["track_faces", "track_frames"]
+    mediapipe_calls.clear()
+    again = service.preview(PORTRAIT, DRIVING, settings, load_preset("orbit"))
+    assert mediapipe_calls == []
+    np.testing.assert_array_equal(again.conditioning.normals, first.conditioning.normals)
+    assert again.conditioning.blendshape_names == first.conditioning.blendshape_names
+    # Another mode, path and size re-render without tracking.
+    other = ConditioningSettings(mode="frontal-dynamic", frames=9, height=96, width=64)
+    service.preview(PORTRAIT, DRIVING, other, None)
+    service.preview(PORTRAIT, DRIVING, settings, load_preset("sweep"))
+    assert mediapipe_calls == []
+    # Other content is tracked: the clip at another frame rate picks other frames.
+    service.preview(PORTRAIT, DRIVING, ConditioningSettings(**{**vars(settings), "fps": 12}))
+    assert mediapipe_calls == ["track_frames"]
+
+
+def test_the_cache_is_bounded_and_hands_out_private_copies(landmarker_path):
+    cache = TrackingCache(max_entries=2)
+    tracker = cache.tracker(landmarker_path)
+    faces = {}
+    for seed in range(3):
+        image = np.random.default_rng(seed).integers(0, 256, (32, 32, 3), np.uint8)
+        faces[seed] = content_key(image)
+        cache.put(faces[seed], [seed], ["name"])
+    assert len(cache) == 2 and cache.get(faces[0]) is None  # the oldest went out
+    result, names = cache.get(faces[2])
+    result.append("changed by a caller")
+    assert cache.get(faces[2])[0] == [2]
+    tracker.close()
+
+
+def test_the_content_key_follows_the_pixels_not_the_name():
+    image = np.zeros((8, 8, 3), np.uint8)
+    same = image.copy()
+    assert content_key(image) == content_key(same)
+    same[3, 4, 1] = 1
+    assert content_key(image) != content_key(same)
+    # Same bytes in another shape are other content.
+    assert content_key(image) != content_key(image.reshape(8, 24, 1))
