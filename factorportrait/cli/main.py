@@ -9,7 +9,7 @@ import sys
 
 from .. import __version__
 from ..errors import InputError
-from . import bench, cameras, checkpoints, evaluate, generate, preview, training
+from . import bench, cameras, checkpoints, evaluate, generate, gpu_bench, preview, training
 
 EXIT_INPUT_ERROR = 2
 
@@ -21,11 +21,13 @@ COMMANDS = (
     checkpoints.register_make_tiny,
     checkpoints.register_init_from_wan,
     evaluate.register,
+    evaluate.register_ablate,
     training.register_prepare,
     training.register_train,
     cameras.register_presets,
     bench.register,
     training.register_bench_training,
+    gpu_bench.register,
 )
 
 
