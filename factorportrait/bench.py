@@ -1,9 +1,10 @@
 """Stage timings, printed (never asserted in tests: this machine is noisy).
 
 ``python -m factorportrait bench`` times every CPU stage (cameras and rays, tracking, the whole
-preview, the rasteriser at 256/512/1024, the tiny pipeline's VAE and denoising step) and, with
-``--model``, a transformer step against plain Wan; prints medians and best of several repeats,
-and with ``--json`` / ``--markdown`` writes them to files.
+preview through the API and through the web service, the rasteriser at 256/512/1024 and inside
+the preview, the tiny pipeline's VAE and denoising step) and, with ``--model``, a transformer
+step against plain Wan; prints medians and best of several repeats, and with ``--json`` /
+``--markdown`` writes them to files. diffusers loads only for the stages that need it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import TINY_WAN_CONFIG, WAN_13B_CONFIG, WAN_KEYS
 from .config import LATENT
 from .io import write_video
 from .modes import Mode
@@ -25,6 +25,11 @@ from .viewpoint import load_preset, plucker_rays, rays_to_rgb, trajectory_figure
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 EXAMPLE_PORTRAIT = ASSETS / "example_portrait.jpg"
 EXAMPLE_DRIVING = ASSETS / "example_driving.mp4"
+
+PREVIEW_API = "= conditioning (API call)"
+PREVIEW_WITH_FILES = "= preview incl. writing files"
+PREVIEW_UI = "= preview in the web service"
+NORMALS_IN_PREVIEW = "normals"  # the conditioning report's stage: the rasteriser's share
 
 
 def _time(fn: Callable[[], object], repeats: int) -> list[float]:
@@ -96,8 +101,8 @@ def preview_benchmark(
             total = time.perf_counter() - start
             for name, seconds in cond.report.seconds.items():
                 stages.setdefault(name, []).append(seconds)
-            stages.setdefault("= conditioning (API call)", []).append(built)
-            stages.setdefault("= preview incl. writing files", []).append(total)
+            stages.setdefault(PREVIEW_API, []).append(built)
+            stages.setdefault(PREVIEW_WITH_FILES, []).append(total)
         video = read_video(driving, until_s=frames / 16.0 + 1.0)
         clip = video.frames[:frames]
         stages["tracking, per frame"] = _time(
@@ -105,6 +110,38 @@ def preview_benchmark(
         )
         stages["tracking, per frame"] = [t / len(clip) for t in stages["tracking, per frame"]]
     return list(stages.items())
+
+
+def preview_ui_benchmark(
+    portrait: Path,
+    driving: Path,
+    frames: int,
+    height: int,
+    width: int,
+    repeats: int,
+    landmarker: Path | None = None,
+) -> list[tuple[str, list[float]]]:
+    """A preview request through the web service (``ui.service.Service``, what the Preview
+    button runs): the same uploads once untimed, so whatever the service keeps per upload is
+    in place, then ``repeats`` timed requests."""
+    import shutil
+
+    from .conditioning import ConditioningSettings
+    from .ui.service import Service
+
+    settings = ConditioningSettings(
+        mode=Mode.ALL_DYNAMIC, frames=frames, height=height, width=width
+    )
+    service = Service(landmarker=str(landmarker) if landmarker else None)
+    try:
+
+        def request():
+            service.preview(str(portrait), str(driving), settings, engine="factorportrait")
+
+        request()
+        return [(PREVIEW_UI, _time(request, repeats))]
+    finally:
+        shutil.rmtree(service.output_root, ignore_errors=True)
 
 
 def print_report(
@@ -125,9 +162,6 @@ def print_report(
         print(f"{name:32s} {median:10.4f} {min(times):10.4f} {rate}")
 
 
-WAN_SIZES = {"1.3b": WAN_13B_CONFIG, "tiny": TINY_WAN_CONFIG}
-
-
 def model_benchmark(
     size: str, frames: int, height: int, width: int, repeats: int, device: str = "auto"
 ) -> list[tuple[str, list[float], float | None]]:
@@ -137,11 +171,13 @@ def model_benchmark(
     the reference's latent frame (T+1 frames in), which is part of what it costs."""
     from diffusers import WanTransformer3DModel
 
+    from .checkpoints import TINY_WAN_CONFIG, WAN_13B_CONFIG, WAN_KEYS
     from .generation import resolve_device
     from .models import FactorPortraitTransformer3DModel
 
-    if size in WAN_SIZES:
-        wan_config = WAN_SIZES[size]
+    wan_sizes = {"1.3b": WAN_13B_CONFIG, "tiny": TINY_WAN_CONFIG}
+    if size in wan_sizes:
+        wan_config = wan_sizes[size]
     else:  # a checkpoint folder: its transformer's size
         config = FactorPortraitTransformer3DModel.load_config(str(size), subfolder="transformer")
         wan_config = {key: config[key] for key in WAN_KEYS}
@@ -303,9 +339,12 @@ def summary_json(
             out[f"render_fps_{name.rsplit(' ', 1)[1]}"] = frames / median(name)
     if "plucker rays" in rows:
         out["rays_ms_per_frame"] = 1000 * median("plucker rays") / frames
-    if "= conditioning (API call)" in rows:
-        out[f"preview_{frames}f_{size}_s"] = median("= conditioning (API call)")
-        out[f"preview_with_files_{frames}f_{size}_s"] = median("= preview incl. writing files")
+    if PREVIEW_API in rows:
+        out[f"preview_{frames}f_{size}_s"] = median(PREVIEW_API)
+        out[f"preview_with_files_{frames}f_{size}_s"] = median(PREVIEW_WITH_FILES)
+        out[f"render_fps_{size}_in_preview"] = frames / median(NORMALS_IN_PREVIEW)
+    if PREVIEW_UI in rows:
+        out[f"preview_ui_{frames}f_{size}_s"] = median(PREVIEW_UI)
     for name, key in (
         ("tiny VAE encode (normals video)", "tiny_vae_encode_s"),
         ("tiny VAE decode", "tiny_vae_decode_s"),

@@ -5,8 +5,12 @@ rays.mp4           Plücker ray maps (direction | moment)
 tracking.mp4       the driving frames with the tracked face mesh drawn on
 source.png         the portrait, framed as the output, with its tracked mesh
 trajectory.json    K and c2w per frame (as the cameras command writes it)
-conditioning.npz   the arrays themselves (plain arrays and strings; allow_pickle=False loads it)
 summary.json       frames, fps, size, mode, faces found/filled, jitter, stage times
+conditioning.npz   only when asked (``arrays=True``, ``preview --npz``): the arrays themselves
+                   (plain arrays and strings; allow_pickle=False loads it), hundreds of MB
+
+The files are written concurrently (each video's ffmpeg is a process of its own) and only as
+large as a browser needs: the tracking video at most the output's height, H.264 at CRF 23.
 
 For the wan-animate engine (README: Engines) also, through ``extra_videos``:
 pose.mp4           the skeleton video Wan2.2-Animate is driven by
@@ -17,7 +21,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,9 +41,10 @@ PREVIEW_FILES = (
     "tracking.mp4",
     "source.png",
     "trajectory.json",
-    "conditioning.npz",
     "summary.json",
 )
+ARRAYS_FILE = "conditioning.npz"  # with arrays=True
+PREVIEW_CRF = 23  # x264's default: plenty for flat-shaded normals and smooth ray maps
 
 
 @lru_cache(maxsize=1)
@@ -57,17 +63,26 @@ def draw_face_mesh(image: np.ndarray, landmarks: np.ndarray, colour=(80, 255, 12
     return out
 
 
-def tracking_frames(cond: Conditioning) -> Iterator[np.ndarray]:
+def tracking_frames(cond: Conditioning, height: int | None = None) -> Iterator[np.ndarray]:
     """The tracking video, frame by frame: the driving frames with their tracked mesh drawn
     on or, when the head does not follow a driving video (camera-only), the portrait's own
-    tracking held for every output frame."""
+    tracking held for every output frame. With ``height``, frames taller than it are scaled
+    down to it first (the mesh drawn at the size shown)."""
     if cond.driving_frames is not None:
         for frame, landmarks in zip(cond.driving_frames, cond.driving_landmarks, strict=True):
-            yield draw_face_mesh(frame, landmarks)
+            yield _draw_at_height(frame, landmarks, height)
     else:
-        still = draw_face_mesh(cond.reference, cond.source_landmarks)
+        still = _draw_at_height(cond.reference, cond.source_landmarks, height)
         for _ in range(cond.frames):
             yield still
+
+
+def _draw_at_height(frame: np.ndarray, landmarks: np.ndarray, height: int | None) -> np.ndarray:
+    if height is None or frame.shape[0] <= height:
+        return draw_face_mesh(frame, landmarks)
+    scaled = fit_height(frame, height)
+    factors = np.array([scaled.shape[1] / frame.shape[1], scaled.shape[0] / frame.shape[0]])
+    return draw_face_mesh(scaled, landmarks[:, :2] * factors)
 
 
 def fit_height(frame: np.ndarray, height: int) -> np.ndarray:
@@ -109,43 +124,79 @@ def write_preview(
     out: str | Path,
     trajectory: Trajectory | None = None,
     extra_videos: dict[str, np.ndarray] | None = None,
+    *,
+    arrays: bool = False,
 ) -> dict[str, Path]:
-    """Write the preview files into ``out`` (all or nothing). Returns their paths.
+    """Write the preview files into ``out`` (all or nothing), concurrently. Returns their
+    paths.
 
     ``extra_videos`` ({"pose.mp4": frames, ...}, (F,H,W,3) uint8 each) are written beside the
-    others at the conditioning's frame rate: what another engine is driven by."""
+    others at the conditioning's frame rate: what another engine is driven by. ``arrays``: also
+    conditioning.npz (the arrays themselves; large, so only on request)."""
     out = Path(out)
     extra_videos = extra_videos or {}
-    names = [*PREVIEW_FILES, *extra_videos]
-    seconds: dict[str, float] = {}
+    names = [*PREVIEW_FILES, *([ARRAYS_FILE] if arrays else []), *extra_videos]
     with staged_output_dir(out) as stage:
+
+        def video(name: str, frames) -> Callable[[], object]:
+            return lambda: write_video(stage / name, frames(), cond.fps, crf=PREVIEW_CRF)
+
+        # Longest first: the rays are the widest video.
+        jobs = {
+            "rays.mp4": video("rays.mp4", lambda: rays_to_rgb(cond.rays)),
+            "normals.mp4": video("normals.mp4", lambda: normals_to_rgb(cond.normals, cond.mask)),
+            "tracking.mp4": video(
+                "tracking.mp4", lambda: (_even(f) for f in tracking_frames(cond, cond.height))
+            ),
+            **{
+                name: video(name, lambda frames=frames: (_even(f) for f in frames))
+                for name, frames in extra_videos.items()
+            },
+            "source.png": lambda: cv2.imwrite(
+                str(stage / "source.png"),
+                cv2.cvtColor(
+                    draw_face_mesh(cond.reference, cond.source_landmarks), cv2.COLOR_RGB2BGR
+                ),
+            ),
+        }
+        if arrays:
+            jobs[ARRAYS_FILE] = lambda: np.savez(stage / ARRAYS_FILE, **cond.arrays())
         start = time.perf_counter()
-        write_video(stage / "normals.mp4", normals_to_rgb(cond.normals, cond.mask), cond.fps)
-        seconds["write normals.mp4"] = time.perf_counter() - start
-        start = time.perf_counter()
-        write_video(stage / "rays.mp4", rays_to_rgb(cond.rays), cond.fps)
-        seconds["write rays.mp4"] = time.perf_counter() - start
-        start = time.perf_counter()
-        tracking = (_even(frame) for frame in tracking_frames(cond))
-        write_video(stage / "tracking.mp4", tracking, cond.fps)
-        seconds["write tracking.mp4"] = time.perf_counter() - start
-        for name, frames in extra_videos.items():
-            start = time.perf_counter()
-            write_video(stage / name, (_even(frame) for frame in frames), cond.fps)
-            seconds[f"write {name}"] = time.perf_counter() - start
-        cv2.imwrite(
-            str(stage / "source.png"),
-            cv2.cvtColor(draw_face_mesh(cond.reference, cond.source_landmarks), cv2.COLOR_RGB2BGR),
-        )
+        seconds = {f"write {name}": spent for name, spent in _run_concurrently(jobs).items()}
         write_json(stage / "trajectory.json", trajectory_record(cond, trajectory))
-        start = time.perf_counter()
-        np.savez(stage / "conditioning.npz", **cond.arrays())
-        seconds["write conditioning.npz"] = time.perf_counter() - start
+        seconds["write files"] = time.perf_counter() - start
         summary = cond.report.to_dict()
         summary["seconds"] = {**cond.report.seconds, **seconds}
         summary["files"] = names
         (stage / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
     return {name: out / name for name in names}
+
+
+def write_videos(videos: dict[Path, object], fps: float, *, crf: int = PREVIEW_CRF) -> None:
+    """Encode several videos at once ({path: (F,H,W,3) uint8 frames or an iterable of them}),
+    one thread and one ffmpeg process each: what a caller writing a preview's videos without
+    ``write_preview`` (the web service) uses to overlap them."""
+    _run_concurrently(
+        {
+            str(path): lambda path=path, frames=frames: write_video(path, frames, fps, crf=crf)
+            for path, frames in videos.items()
+        }
+    )
+
+
+def _run_concurrently(jobs: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """Run every job on a thread of its own (encoding happens in ffmpeg processes and the
+    compiled encoders release the GIL, so they overlap); seconds each took. Every job has
+    ended before this returns or raises the first failure."""
+
+    def timed(job):
+        start = time.perf_counter()
+        job()
+        return time.perf_counter() - start
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        futures = {name: pool.submit(timed, job) for name, job in jobs.items()}
+    return {name: future.result() for name, future in futures.items()}
 
 
 def _plain(value):

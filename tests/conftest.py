@@ -176,6 +176,14 @@ SLOW_FIXTURES = {
 # subprocesses it waited for), by file and test function (every parametrisation of it). A new
 # test that takes longer belongs here.
 SLOW_TESTS = {
+    "test_lazy_imports.py": {
+        "test_the_preview_command_loads_no_model_stack",
+        "test_the_cameras_command_loads_no_model_stack",
+    },
+    "test_toy_world.py": {
+        "test_toy_world_learns_each_factor",
+        "test_world_samples_are_prepared_samples",
+    },
     "test_tracking_cache.py": {
         "test_a_second_preview_of_the_same_uploads_does_not_track_again",
     },
@@ -228,6 +236,7 @@ SLOW_TESTS = {
         "test_tiny_checkpoint_says_it_is_untrained",
     },
     "test_cli_preview.py": {
+        "test_preview_writes_no_arrays_unless_asked_and_videos_at_the_output_height",
         "test_bad_input_exits_2_with_one_line",
         "test_preview_writes_every_file",
     },

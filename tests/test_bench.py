@@ -35,11 +35,25 @@ def test_bench_writes_the_required_keys(tmp_path, landmarker_path, capsys):
         "render_fps_1024",
         "rays_ms_per_frame",
         "preview_5f_64_s",
+        "preview_with_files_5f_64_s",
+        "preview_ui_5f_64_s",
+        "render_fps_64_in_preview",
         "tiny_vae_encode_s",
         "tiny_vae_decode_s",
         "tiny_denoise_step_s",
     ):
         assert isinstance(figures[key], float) and figures[key] > 0, key
     assert figures["settings"] == {"frames": 5, "size": 64, "repeats": 1}
-    assert "| `render_fps_512` |" in table.read_text()
+    stages = figures["stages"]
+    # The rasteriser inside the preview is the conditioning report's normals stage, per frame.
+    assert figures["render_fps_64_in_preview"] == 5 / stages["normals"]["median_s"]
+    # Writing the files comes on top of building the conditioning.
+    assert (
+        stages["= preview incl. writing files"]["median_s"]
+        > stages["= conditioning (API call)"]["median_s"]
+    )
+    assert figures["preview_ui_5f_64_s"] == stages["= preview in the web service"]["median_s"]
+    markdown = table.read_text()
+    for key in ("render_fps_512", "render_fps_64_in_preview", "preview_ui_5f_64_s"):
+        assert f"| `{key}` |" in markdown
     assert "tiny denoising step" in capsys.readouterr().out

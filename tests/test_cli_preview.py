@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from factorportrait.cli import main
-from factorportrait.preview import PREVIEW_FILES
+from factorportrait.io.media import read_video
+from factorportrait.preview import ARRAYS_FILE, PREVIEW_FILES
 
 
 def _portrait_blendshapes(tracker, pyfeat):
@@ -21,10 +22,10 @@ def test_preview_writes_every_file(pyfeat, landmarker_path, tracker, tmp_path, c
     out = tmp_path / "preview out"
     code = main(["preview", "--portrait", str(pyfeat / "single_face.jpg"),
                  "--driving", str(pyfeat / "single_face.mp4"), "--mode", "all-dynamic",
-                 "--camera", "zoom-orbit", "--size", "96", "--frames", "9",
+                 "--camera", "zoom-orbit", "--size", "96", "--frames", "9", "--npz",
                  "--landmarker", str(landmarker_path), "--out", str(out)])  # fmt: skip
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(PREVIEW_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*PREVIEW_FILES, ARRAYS_FILE])
     with np.load(out / "conditioning.npz", allow_pickle=False) as data:  # plain arrays only
         assert data["normals"].shape == (9, 96, 96, 3) and data["normals"].dtype == np.float32
         assert data["normals"].min() >= -1 and data["normals"].max() <= 1
@@ -53,7 +54,7 @@ def test_preview_camera_only_ignores_the_driving_clip(pyfeat, landmarker_path, t
     out = tmp_path / "camera-only"
     code = main(["preview", "--portrait", str(pyfeat / "single_face.jpg"),
                  "--driving", str(pyfeat / "single_face.mp4"), "--mode", "camera-only",
-                 "--camera", "orbit", "--size", "64", "--frames", "5",
+                 "--camera", "orbit", "--size", "64", "--frames", "5", "--npz",
                  "--landmarker", str(landmarker_path), "--out", str(out)])  # fmt: skip
     assert code == 0
     with np.load(out / "conditioning.npz", allow_pickle=False) as data:
@@ -65,6 +66,24 @@ def test_preview_camera_only_ignores_the_driving_clip(pyfeat, landmarker_path, t
             atol=1e-6,
         )
         assert (data["crops"] == data["crops"][0]).all()
+
+
+def test_preview_writes_no_arrays_unless_asked_and_videos_at_the_output_height(
+    pyfeat, landmarker_path, tracker, tmp_path
+):
+    out = tmp_path / "small"
+    code = main(["preview", "--portrait", str(pyfeat / "single_face.jpg"),
+                 "--driving", str(pyfeat / "single_face.mp4"), "--mode", "frontal-dynamic",
+                 "--size", "96", "--frames", "5",
+                 "--landmarker", str(landmarker_path), "--out", str(out)])  # fmt: skip
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(PREVIEW_FILES)  # no conditioning.npz
+    assert ARRAYS_FILE not in json.loads((out / "summary.json").read_text())["files"]
+    # The 640x360 driving clip is shown at the output's height, its aspect kept (width even):
+    # 640 * 96 / 360 = 170.7 -> 170.
+    assert read_video(out / "tracking.mp4").frames.shape == (5, 96, 170, 3)
+    assert read_video(out / "normals.mp4").frames.shape == (5, 96, 96, 3)
+    assert read_video(out / "rays.mp4").frames.shape == (5, 96, 192, 3)
 
 
 def _run(*args):

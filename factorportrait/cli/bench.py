@@ -20,7 +20,8 @@ def register(commands) -> None:
     parser = commands.add_parser(
         "bench",
         help="time the CPU stages and print the figures",
-        description="Times each CPU stage (median and best of --repeats) and prints a table.",
+        description="Times each CPU stage (median and best of --repeats) and prints a table; "
+        "--json adds the key figures (render_fps_512, preview_with_files_*, preview_ui_*, ...).",
     )
     add_frames(parser)
     add_size(parser)
@@ -61,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     bench.print_report(rows, frames, height, width)
     preview_rows = bench.preview_benchmark(
         portrait, driving, frames, height, width, args.repeats, args.landmarker
+    ) + bench.preview_ui_benchmark(
+        portrait, driving, frames, height, width, args.repeats, args.landmarker
     )
     render_rows = bench.render_benchmark(frames, (256, 512, 1024), args.repeats, args.landmarker)
     pipeline_rows = bench.tiny_pipeline_benchmark(frames, height, args.repeats)
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         frames,
         height,
         width,
-        title="preview (all-dynamic, warm tracker), rasteriser, tiny pipeline",
+        title="preview (all-dynamic, warm tracker; API and web service), rasteriser, tiny pipeline",
     )
     model_rows = None
     if args.model is None and args.device != "cpu" and torch_cuda_available():

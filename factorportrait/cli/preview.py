@@ -17,12 +17,13 @@ from .arguments import (
 def register(commands) -> None:
     parser = commands.add_parser(
         "preview",
-        help="build every condition on the CPU and write them as videos, PNG and arrays",
+        help="build every condition on the CPU and write them as videos and a PNG",
         description="Tracks the portrait and the driving video, builds the camera path, head "
         "poses, normal renders, ray maps and expression features for a mode, and writes "
-        "normals.mp4, rays.mp4, tracking.mp4, source.png, trajectory.json, conditioning.npz "
-        "and summary.json into OUT. No GPU, no model. With --engine wan-animate also pose.mp4 "
-        "and face.mp4: the skeleton and face-crop videos Wan2.2-Animate is driven by.",
+        "normals.mp4, rays.mp4, tracking.mp4, source.png, trajectory.json and summary.json "
+        "into OUT (with --npz also conditioning.npz, the arrays themselves). No GPU, no model. "
+        "With --engine wan-animate also pose.mp4 and face.mp4: the skeleton and face-crop "
+        "videos Wan2.2-Animate is driven by.",
     )
     add_conditioning_arguments(parser)
     parser.add_argument(
@@ -31,6 +32,11 @@ def register(commands) -> None:
         default=None,
         help="which engine's conditions to preview (default $FACTORPORTRAIT_ENGINE or "
         "factorportrait); wan-animate adds pose.mp4 and face.mp4",
+    )
+    parser.add_argument(
+        "--npz",
+        action="store_true",
+        help="also write conditioning.npz: every conditioning array (hundreds of MB at 512)",
     )
     add_out(parser, help="output folder")
     parser.set_defaults(handler=run)
@@ -50,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         from ..wan_animate import face_video, pose_video
 
         extra_videos = {"pose.mp4": pose_video(cond), "face.mp4": face_video(cond)}
-    paths = write_preview(cond, args.out, trajectory, extra_videos)
+    paths = write_preview(cond, args.out, trajectory, extra_videos, arrays=args.npz)
     print(
         f"{cond.mode}: {cond.frames} frames at {cond.width}x{cond.height}, "
         f"{cond.fps:g} fps, in {time.perf_counter() - start:.2f}s"

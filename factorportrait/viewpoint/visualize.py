@@ -1,35 +1,77 @@
 """Pictures of the viewpoint factor for previews: ray maps as video frames and a 3D figure of a
-camera path. Plotly figures are plain data, so the web UI reuses them as they are."""
+camera path. Plotly figures are plain data, so the web UI reuses them as they are; plotly loads
+on the first figure (a preview needs none)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import numba
 import numpy as np
-import plotly.graph_objects as go
 import torch
 
 from .geometry import orbit_c2w
 from .trajectory import DEFAULT_VIEW
 
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
 _HEAD_SEMI_AXES = (8.0, 11.0, 10.0)  # cm, x y z: a rough adult head around the head centre
 
 
-def rays_to_rgb(rays) -> np.ndarray:
+def rays_to_rgb(rays, moment_scale: float | None = None) -> np.ndarray:
     """Ray maps (F,6,H,W) -> uint8 frames (F,H,2W,3): direction | moment, side by side.
 
     Directions are unit vectors, shown as (d+1)/2. Moments are scaled by their largest norm over
-    the whole clip, so brightness is comparable from frame to frame (frame 0, at the origin of
-    the relative frame, is a flat grey).
+    the whole clip (``moment_scale``; computed here unless given), so brightness is comparable
+    from frame to frame (frame 0, at the origin of the relative frame, is a flat grey).
     """
-    rays = torch.as_tensor(rays, dtype=torch.float32, device="cpu")
+    rays = np.ascontiguousarray(torch.as_tensor(rays, device="cpu").numpy(), dtype=np.float32)
     frames, _, height, width = rays.shape
-    moments, directions = rays[:, :3], rays[:, 3:]
-    scale = max(float((moments * moments).sum(dim=1).max().sqrt()), 1e-6)
-    out = torch.empty(frames, height, 2 * width, 3, dtype=torch.uint8)
-    for panel, values, gain in ((0, directions, 127.5), (1, moments, 127.5 / scale)):
-        # value -> (value + 1) * 127.5, rounded, written straight into the uint8 frame.
-        encoded = values.permute(0, 2, 3, 1).mul(gain).add_(127.5 + 0.5).clamp_(0, 255)
-        out[:, :, panel * width : (panel + 1) * width] = encoded.to(torch.uint8)
-    return out.numpy()
+    scale = moment_scale if moment_scale is not None else ray_moment_scale(rays)
+    out = np.empty((frames, height, 2 * width, 3), np.uint8)
+    _encode_rays(rays, np.float32(127.5), np.float32(127.5 / scale), out)
+    return out
+
+
+def ray_moment_scale(rays) -> float:
+    """The largest moment norm of a clip's ray maps (F,6,H,W): what ``rays_to_rgb`` divides
+    moments by (at least 1e-6: frame 0 alone is all zeros)."""
+    rays = np.ascontiguousarray(torch.as_tensor(rays, device="cpu").numpy(), dtype=np.float32)
+    return max(float(np.sqrt(_largest_moment_squared(rays))), 1e-6)
+
+
+# Compiled loops (cached on disk, see head_pose/rasterizer.py): one pass over the maps, no
+# whole-clip float temporaries (those cost more in page faults than the arithmetic does).
+@numba.njit(cache=True, nogil=True)
+def _encode_rays(rays, direction_gain, moment_gain, out):
+    """value -> (value * gain + 127.5), rounded, clamped to 0..255; float32 throughout."""
+    frames, _, height, width = rays.shape
+    offset = np.float32(127.5 + 0.5)
+    for frame in range(frames):
+        for channel in range(3):
+            for row in range(height):
+                for col in range(width):
+                    direction = rays[frame, 3 + channel, row, col] * direction_gain + offset
+                    moment = rays[frame, channel, row, col] * moment_gain + offset
+                    out[frame, row, col, channel] = np.uint8(min(max(direction, 0.0), 255.0))
+                    out[frame, row, width + col, channel] = np.uint8(min(max(moment, 0.0), 255.0))
+
+
+@numba.njit(cache=True, nogil=True)
+def _largest_moment_squared(rays):
+    frames, _, height, width = rays.shape
+    largest = np.float32(0.0)
+    for frame in range(frames):
+        for row in range(height):
+            for col in range(width):
+                squared = (
+                    rays[frame, 0, row, col] * rays[frame, 0, row, col]
+                    + rays[frame, 1, row, col] * rays[frame, 1, row, col]
+                    + rays[frame, 2, row, col] * rays[frame, 2, row, col]
+                )
+                largest = max(largest, squared)
+    return largest
 
 
 def trajectory_figure(
@@ -47,6 +89,8 @@ def trajectory_figure(
     way the face looks), the path coloured by time, camera frustums along it, and the camera of
     the reference image (the portrait's; by default the default view's) that the rays are
     relative to."""
+    import plotly.graph_objects as go
+
     K = np.asarray(K, dtype=np.float64)
     c2w = np.asarray(c2w, dtype=np.float64)
     if reference_c2w is None:
@@ -121,6 +165,8 @@ def trajectory_figure(
 
 
 def _head_surface() -> go.Surface:
+    import plotly.graph_objects as go
+
     u, v = np.meshgrid(np.linspace(0, 2 * np.pi, 32), np.linspace(0, np.pi, 16))
     a, b, c = _HEAD_SEMI_AXES
     return go.Surface(

@@ -1,0 +1,51 @@
+"""The CPU commands start without the model stack: `cameras` and `preview` never import
+diffusers or transformers (seconds of start-up each), and `cameras` loads no face tracker."""
+
+import json
+import subprocess
+import sys
+
+MODEL_STACK = ("diffusers", "transformers")
+
+
+def _loaded_after(code: str) -> set[str]:
+    """The top-level packages in sys.modules after running ``code`` in a fresh interpreter."""
+    report = "import json, sys\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    script = f"{code}\n{report}"
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_importing_the_cli_and_parsing_loads_no_model_stack():
+    loaded = _loaded_after(
+        "from factorportrait.cli import build_parser\n"
+        "build_parser().parse_args(['preview', '--portrait', 'p.jpg', '--mode', 'camera-only',"
+        " '--out', 'o'])"
+    )
+    assert "factorportrait" in loaded
+    assert not loaded & {*MODEL_STACK, "torch", "mediapipe"}
+
+
+def test_the_cameras_command_loads_no_model_stack(tmp_path):
+    out = tmp_path / "cameras"
+    loaded = _loaded_after(
+        "from factorportrait.cli import main\n"
+        f"assert main(['cameras', '--preset', 'orbit', '--frames', '5', '--size', '32',"
+        f" '--out', {str(out)!r}]) == 0"
+    )
+    assert (out / "rays.mp4").is_file()  # it did run
+    assert "torch" in loaded  # the ray maps are computed with it
+    assert not loaded & {*MODEL_STACK, "mediapipe"}
+
+
+def test_the_preview_command_loads_no_model_stack(pyfeat, landmarker_path, tmp_path):
+    out = tmp_path / "preview"
+    args = ["preview", "--portrait", str(pyfeat / "single_face.jpg"), "--mode", "camera-only",
+            "--frames", "5", "--size", "32", "--landmarker", str(landmarker_path),
+            "--out", str(out)]  # fmt: skip
+    loaded = _loaded_after(f"from factorportrait.cli import main\nassert main({args!r}) == 0")
+    assert (out / "normals.mp4").is_file()  # it did run
+    assert not loaded & set(MODEL_STACK)
