@@ -9,7 +9,17 @@ import sys
 
 from .. import __version__
 from ..errors import InputError
-from . import bench, cameras, checkpoints, evaluate, generate, gpu_bench, preview, training
+from . import (
+    bench,
+    cameras,
+    checkpoints,
+    evaluate,
+    generate,
+    gpu_bench,
+    preview,
+    toy_world,
+    training,
+)
 
 EXIT_INPUT_ERROR = 2
 
@@ -28,6 +38,7 @@ COMMANDS = (
     bench.register,
     training.register_bench_training,
     gpu_bench.register,
+    toy_world.register,
 )
 
 
