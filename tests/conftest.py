@@ -157,6 +157,7 @@ FILE_MARKERS = {
     "test_training_cameras.py": ("training",),
     "test_training_cost.py": ("training",),
     "test_ablate.py": ("training",),
+    "test_app_page.py": ("app",),
 }
 # Shared fixtures that take many seconds to build (the running app, a tiny checkpoint written by
 # a subprocess, prepared training data): every test using one is slow.
@@ -183,6 +184,27 @@ SLOW_TESTS = {
     "test_toy_world.py": {
         "test_toy_world_learns_each_factor",
         "test_world_samples_are_prepared_samples",
+    },
+    "test_app_page.py": {
+        "test_generation_names_its_stages_and_old_progress_callers_still_work",
+        "test_the_3d_view_shows_the_template_head_and_the_selected_keyframes_camera",
+    },
+    "test_example_clips.py": {
+        "test_the_clip_is_small_and_drives_a_default_request",
+        "test_tracking_reads_back_each_expression_when_the_generator_plays_it",
+    },
+    "test_late_face.py": {
+        "test_a_clip_with_an_intro_starts_where_the_face_appears",
+        "test_a_clip_cut_to_4k_plus_1_frames_says_so",
+    },
+    "test_guardrails.py": {
+        "test_every_shipped_preset_on_the_example_is_inside_the_default_ranges",
+        "test_the_example_clips_drive_the_head_inside_the_default_ranges",
+        "test_the_novel_view_sliders_limits_are_inside_and_a_step_past_is_not",
+        "test_in_camera_only_the_warning_names_the_camera_not_the_head",
+    },
+    "test_banner.py": {
+        "test_every_word_fits_inside_the_band_at_every_allowed_size",
     },
     "test_tracking_cache.py": {
         "test_a_second_preview_of_the_same_uploads_does_not_track_again",
@@ -212,6 +234,7 @@ SLOW_TESTS = {
         "test_several_segments_give_exactly_the_requested_frames_and_encode_the_prompt_once",
     },
     "test_app_service.py": {
+        "test_an_invalid_table_blocks_preview_and_generate_with_its_reason",
         "test_generate_with_the_wan_animate_engine_is_labelled_and_an_unknown_engine_refused",
         "test_wan_animate_progress_counts_every_segments_steps",
         "test_the_wan_animate_preview_adds_the_pose_and_face_videos",

@@ -29,6 +29,7 @@ from factorportrait.ui import editor
 from factorportrait.ui.handlers import (
     Handlers,
     engine_changed,
+    keyframe_added,
     path_loaded,
     path_saved,
     preset_chosen,
@@ -49,12 +50,32 @@ def test_editor_table_round_trip_and_errors():
     rows[3][5] = "wide"
     with pytest.raises(TrajectoryError, match="keyframe 4: every cell must be a number"):
         editor.trajectory_from_table(rows)
-    grown = editor.add_keyframe(editor.table_from_trajectory(orbit))
-    assert len(grown) == 10 and [r[0] for r in grown] == pytest.approx(
-        np.linspace(0, 1, 10).round(4)
-    )
-    assert len(editor.remove_keyframe(grown)) == 9
     assert len(editor.remove_keyframe([[0, 0, 0, 1, 0, 30]])) == 1  # the last one stays
+
+
+def test_add_and_remove_keep_the_other_keyframes_timing():
+    """Custom timing (0, 0.1, 0.7, 1) survives both: Add after keyframe 2 puts the new one
+    halfway between 0.1 and 0.7 in time (0.4) and in every value; Remove of it gives the table
+    back; removing the last moves its neighbour to t = 1 only."""
+    rows = [
+        [0.0, 0.0, 0.0, 1.0, 0.0, 30.0],
+        [0.1, 20.0, 10.0, 1.2, 0.0, 30.0],
+        [0.7, -20.0, 0.0, 0.8, 10.0, 40.0],
+        [1.0, 0.0, 0.0, 1.0, 0.0, 30.0],
+    ]
+    grown = editor.add_keyframe(rows, after=1)
+    assert [row[0] for row in grown] == [0.0, 0.1, 0.4, 0.7, 1.0]
+    assert grown[2] == [0.4, 0.0, 5.0, 1.0, 5.0, 35.0]
+    assert editor.remove_keyframe(grown, 2) == rows
+    assert [row[0] for row in editor.remove_keyframe(rows, 3)] == [0.0, 0.1, 1.0]
+    assert [row[0] for row in editor.remove_keyframe(rows, 0)] == [0.0, 0.7, 1.0]
+    # Add never copies a bad row: an invalid table is refused with the reason.
+    bad = [list(row) for row in rows]
+    bad[2][1] = "left"
+    with pytest.raises(TrajectoryError, match="keyframe 3: every cell must be a number"):
+        editor.add_keyframe(bad, after=2)
+    table, selected, figure, trajectory_json, message, _, _ = keyframe_added(bad, "linear", 3)
+    assert table == gr.update() and trajectory_json.startswith("invalid keyframe table: ")
 
 
 def test_estimates_grow_with_work_and_zerogpu_is_clamped():
@@ -99,7 +120,7 @@ def test_generate_can_be_cancelled_and_needs_a_checkpoint(service, pyfeat):
         calls.append(done)
         service.cancel_event("session-a").set()  # the user presses Cancel during step 1
 
-    with pytest.raises(InputError, match="Generation cancelled"):
+    with pytest.raises(InputError, match=r"Cancelled after step 2 of 5\."):
         service.generate(
             portrait,
             None,
@@ -307,7 +328,7 @@ def _path_centres(figure) -> np.ndarray:
 
 def test_choosing_a_preset_fills_the_table_with_its_keyframes():
     presets = load_presets()
-    table, easing, figure, trajectory_json, message = preset_chosen(presets, "sweep")
+    table, easing, figure, trajectory_json, message, thumbnail = preset_chosen(presets, "sweep")
     on_disk = json.loads((ROOT / "camera_presets/sweep.json").read_text())
     assert table == [[key[c] for c in editor.COLUMNS] for key in on_disk["keyframes"]]
     assert easing == on_disk["easing"] == "ease-in-out" and message == ""
@@ -323,9 +344,9 @@ def test_choosing_a_preset_fills_the_table_with_its_keyframes():
 
 def test_editing_the_table_rebuilds_the_path_and_a_bad_cell_is_reported():
     rows = [[0.0, 0.0, 0.0, 1.0, 0.0, 30.0], [1.0, 50.0, 0.0, 1.0, 0.0, 30.0]]
-    figure, trajectory_json, message = table_edited(rows, "linear")
+    figure, trajectory_json, message, _, preset = table_edited(rows, "linear")
     trajectory = Trajectory.from_json(trajectory_json)
-    assert message == "" and trajectory.easing == "linear"
+    assert message == "" and trajectory.easing == "linear" and preset == "custom keyframes"
     assert [(k.t, k.azimuth) for k in trajectory.keyframes] == [(0.0, 0.0), (1.0, 50.0)]
     centres = _path_centres(figure)
     assert _horizontal_angle(centres[-1], centres[0]) == pytest.approx(50, abs=0.1)
@@ -334,9 +355,26 @@ def test_editing_the_table_rebuilds_the_path_and_a_bad_cell_is_reported():
     assert radii == pytest.approx(np.full(len(radii), radii[0]), rel=1e-6)
 
     rows[1][1] = "far left"
-    figure, trajectory_json, message = table_edited(rows, "linear")
-    assert message == "⚠️ keyframe 2: every cell must be a number"
-    assert figure == gr.update() and trajectory_json == gr.update()  # both left as they were
+    figure, trajectory_json, message, thumbnail, _ = table_edited(rows, "linear")
+    assert "keyframe 2: every cell must be a number" in message
+    assert figure is None and thumbnail is None  # the old path's view is not kept
+
+
+def test_an_invalid_table_blocks_preview_and_generate_with_its_reason(pyfeat):
+    """With a bad cell on screen, Preview and Generate refuse with the table's problem (they
+    never fly the last valid path, which no longer matches the table)."""
+    rows = [[0.0, 0.0, 0.0, 1.0, 0.0, 30.0], [1.0, "far left", 0.0, 1.0, 0.0, 30.0]]
+    trajectory_json = table_edited(rows, "linear")[1]
+    events = Handlers(Service(pipeline=tiny_pipeline(seed=0)), load_presets())
+    portrait = str(pyfeat / "single_face.jpg")
+    with pytest.raises(gr.Error, match="keyframe 2: every cell must be a number") as caught:
+        events.preview(portrait, None, "camera-only", trajectory_json, 0, 0, 1, 5, 8, 64)
+    assert "fix it before Preview or Generate" in caught.value.message
+    run = events.generate(
+        portrait, None, "camera-only", trajectory_json, 0, 0, 1, 5, 8, 64, 2, 1.0, 0
+    )
+    with pytest.raises(gr.Error, match="keyframe 2: every cell must be a number"):
+        list(run)
 
 
 def test_save_then_load_round_trips_and_a_bad_file_is_a_clear_error(tmp_path):
@@ -348,7 +386,8 @@ def test_save_then_load_round_trips_and_a_bad_file_is_a_clear_error(tmp_path):
     assert saved["visible"] is True
     path = Path(saved["value"])
     assert path.parent.parent == service.output_root and path.name == "custom.json"
-    table, easing, _, loaded_json = path_loaded(str(path))
+    table, easing, _, loaded_json, _, _, preset = path_loaded(str(path))
+    assert preset == "custom keyframes"
     assert table == [[0, 0, 0, 1, 0, 30], [0.5, -20, 10, 1.2, 5, 35], [1, 20, 0, 1, 0, 30]]
     assert easing == "ease-in-out"
     assert json.loads(loaded_json) == json.loads(custom)
@@ -405,11 +444,11 @@ def test_a_request_is_validated_once_by_the_layers_that_own_the_checks(
     orbit = load_preset("orbit").to_json()
     portrait = str(pyfeat / "single_face.jpg")
     inputs = [portrait, None, "camera-only", orbit, 30, 0, 1.0, 5, 16, 32]
-    video, side, note = events.generate(*inputs, 1, 1.0, 0, progress=lambda *a, **k: None)
+    video, side, note = list(events.generate(*inputs, 1, 1.0, 0))[-1]
     assert len(read_video(video).frames) == 5 and "UNTRAINED" in note
     assert calls == {"conditioning": 1, "sampling": 1}
     with pytest.raises(gr.Error, match="steps: 0 is outside"):
-        events.generate(*inputs, 0, 1.0, 0, progress=lambda *a, **k: None)
+        list(events.generate(*inputs, 0, 1.0, 0))
     inputs[2] = "frontal-dynamic"
     with pytest.raises(gr.Error) as caught:
         events.preview(*inputs)

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / ".cache" / "test-artifacts"
@@ -81,11 +80,83 @@ def _results(outputs: Path) -> set[Path]:
     return set(outputs.glob("req-*/result*.mp4"))
 
 
-def test_cancel_on_the_page_stops_the_running_generation(page, app_server):
+def _in_first_viewport(page, selector: str) -> bool:
+    """The element's box lies inside the visible 1440x1000 window (as scrolled now)."""
+    box = page.locator(selector).bounding_box()
+    return box is not None and 0 <= box["y"] and box["y"] + min(box["height"], 80) <= 1000
+
+
+@pytest.fixture
+def small_page(browser, app_url):
+    """A tab the size of a laptop screen (1440x1000): what a presenter sees at once."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(app_url, wait_until="networkidle")
+    page.errors = errors
+    yield page
+    page.close()
+
+
+def test_each_modes_example_shows_its_preview(page):
+    """One click per mode: the preview appears, its summary naming the mode and its path or
+    view (so a preview of the previous example cannot pass for it)."""
+    for mode, camera in (
+        ("frontal-dynamic", None),
+        ("novel-dynamic", "view: azimuth 30°"),
+        ("camera-only", "path: sweep"),
+        ("all-dynamic", "path: orbit"),
+    ):
+        page.locator(f"#example-{mode}").click()
+        summary = page.locator("#preview-summary")
+        summary.get_by_text(f"Mode: {mode}").wait_for(timeout=180_000)
+        if camera:
+            assert camera in summary.inner_text()
+        page.locator("#normals-video video").first.wait_for(state="attached", timeout=30_000)
+        assert page.locator("#mode input:checked").get_attribute("value") == mode
+    _no_error_shown(page)
+
+
+def _small_run(page, mode: str, frames: int, size: int, steps: int) -> None:
+    """The example photo uploaded, the mode chosen and a short run set up."""
+    page.set_input_files("#portrait input[type=file]", str(ROOT / "assets/example_portrait.jpg"))
+    page.get_by_text("Face found.").first.wait_for(timeout=60_000)
+    page.locator("#mode").get_by_text(mode, exact=True).click()
+    for slider, value in (("#frames", frames), ("#steps", steps)):
+        field = page.locator(f"{slider} input[type=number]")
+        field.fill(str(value))
+        field.press("Enter")
+    page.locator("#size input").click()
+    page.get_by_role("option", name=str(size), exact=True).click()
+
+
+def test_generate_shows_its_progress_in_view_and_a_note_of_what_made_it(small_page):
+    """Generate on the tiny model: the run's status appears within the 1440x1000 window, and
+    the result note names the mode, the path, the seed and the time taken."""
+    page = small_page
+    _small_run(page, "camera-only", frames=5, size=256, steps=2)
+    page.locator("#generate-button").click()
+    status = page.locator("#run-status")
+    status.get_by_text(re.compile("Starting|Loading|Encoding|Denoising|Done")).first.wait_for(
+        timeout=60_000
+    )
+    assert _in_first_viewport(page, "#run-status")
+    assert page.locator("#generate-button").is_disabled() or status.get_by_text("Done").count()
+    status.get_by_text("Done in").wait_for(timeout=300_000)
+    note = status.inner_text()
+    assert "mode: camera-only" in note and "path: orbit" in note
+    assert re.search(r"seed \d+", note) and re.search(r"Done in \d+ s", note)
+    page.locator("#result-video video").first.wait_for(state="attached", timeout=30_000)
+    assert page.locator("#generate-button").is_enabled()
+    _no_error_shown(page)
+
+
+def test_cancel_on_the_page_stops_the_running_generation(small_page, app_server):
     """Generate with the tiny model (the "Fast" settings: 20 steps), press Cancel once the
-    page shows denoising progress: the page says it is cancelling, the service stops at its
-    next step (its log says so) and no result video is ever written. Were Cancel not wired
-    to the service, the run would go on and write its result."""
+    page shows denoising progress: the page ends with "Cancelled after step n", the service
+    stopped at that step (its log says so) and no result video is ever written. Were Cancel
+    not wired to the service, the run would go on and write its result."""
+    page = small_page
     before = _results(app_server.outputs)
     page.set_input_files("#portrait input[type=file]", str(ROOT / "assets/example_portrait.jpg"))
     page.get_by_text("Face found.").first.wait_for(timeout=60_000)
@@ -93,20 +164,32 @@ def test_cancel_on_the_page_stops_the_running_generation(page, app_server):
     page.get_by_text("Camera path", exact=True).first.wait_for(state="visible", timeout=10_000)
     page.get_by_role("button", name="Fast (fits a free ZeroGPU call)").click()
     page.locator("#generate-button").click()
-    page.get_by_text("denoising").first.wait_for(timeout=180_000)
-    page.get_by_role("button", name="Cancel", exact=True).click()
-    page.get_by_text("Cancelling at the next step…").wait_for(timeout=30_000)
-    stopped = re.compile(r"generation cancelled after step (\d+) of 20")
-    wait_for(
-        lambda: stopped.search(app_server.log.read_text()) or _results(app_server.outputs) - before,
-        timeout=600,
-        what="the generation to stop or to finish",
-        poll=0.2,
-    )
+    page.locator("#run-status").get_by_text("Denoising").wait_for(timeout=180_000)
+    page.locator("#cancel-button").click()
+    cancelled = page.locator("#run-status").get_by_text(re.compile(r"Cancelled after step \d+"))
+    cancelled.wait_for(timeout=120_000)
+    step = int(re.search(r"Cancelled after step (\d+) of 20", cancelled.inner_text())[1])
+    assert step < 20
+    stopped = re.search(r"generation cancelled after step (\d+) of 20", app_server.log.read_text())
+    assert stopped and int(stopped[1]) == step
     assert not _results(app_server.outputs) - before, "the cancelled run wrote its result"
-    assert int(stopped.search(app_server.log.read_text())[1]) < 20
     assert page.locator("#result-video video").count() == 0  # no result shown
     assert not page.errors, page.errors
+
+
+def test_a_text_file_named_jpg_gets_one_clear_sentence(small_page, tmp_path):
+    """No Gradio dump (component index, data model, PIL's error, server paths): one sentence
+    naming the file as the user named it."""
+    page = small_page
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("this is a text file, not a photo\n" * 50)
+    page.set_input_files("#portrait input[type=file]", str(fake))
+    toast = page.locator(".toast-body").first
+    toast.wait_for(timeout=60_000)
+    text = toast.inner_text()
+    assert "“holiday.jpg” is not a photo this app can read" in text, text
+    for leak in ("UnidentifiedImageError", "ImageData", "/tmp", str(tmp_path), "index"):
+        assert leak not in text, text
 
 
 def test_choosing_wan_animate_shows_what_drives_it(page):

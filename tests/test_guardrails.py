@@ -169,8 +169,8 @@ def test_ranges_from_samples_span_every_row_that_carries_them():
 # ---------------------------------------------------------------- the bundled example, built
 @pytest.fixture(scope="module")
 def example(tracker):
-    def build(mode, trajectory=None, driving=None, **novel):
-        settings = ConditioningSettings(mode=mode, frames=9, height=SIZE, width=SIZE, **novel)
+    def build(mode, trajectory=None, driving=None, frames=9, **novel):
+        settings = ConditioningSettings(mode=mode, frames=frames, height=SIZE, width=SIZE, **novel)
         return build_conditioning(
             ROOT / "assets/example_portrait.jpg",
             driving,
@@ -196,6 +196,69 @@ def test_the_novel_views_slider_limit_on_the_example_is_inside_the_range(example
         "The camera goes to azimuth -60 to -60 degrees from the portrait's view; "
         "the model was trained on -45 to 45."
     ) in request_warnings(cond, None, narrower)
+
+
+SHIPPED_PRESETS = sorted(path.stem for path in (ROOT / "camera_presets").glob("*.json"))
+EXAMPLE_CLIPS = ["assets/example_driving.mp4", "assets/example_expressive.mp4"]
+
+
+@pytest.mark.parametrize("name", SHIPPED_PRESETS)
+def test_every_shipped_preset_on_the_example_is_inside_the_default_ranges(example, name):
+    # 17 frames land on every keyframe of the eight-keyframe presets (orbit, figure-eight).
+    preset = load_preset(name)
+    said = request_warnings(example("camera-only", preset, frames=17), preset, None)
+    if name == "dolly-zoom":  # a wider lens is what it is for: training has one field of view
+        assert said == [
+            "The field of view goes to 30 to 48 degrees; the model was trained on 30 to 30."
+        ]
+    else:
+        assert said == []
+
+
+@pytest.mark.parametrize("clip", EXAMPLE_CLIPS)
+def test_the_example_clips_drive_the_head_inside_the_default_ranges(example, clip):
+    orbit = load_preset("orbit")
+    for mode, trajectory in (("frontal-dynamic", None), ("all-dynamic", orbit)):
+        cond = example(mode, trajectory, driving=ROOT / clip, frames=17)
+        assert request_warnings(cond, trajectory, None) == [], mode
+
+
+def test_the_novel_view_sliders_limits_are_inside_and_a_step_past_is_not(example):
+    # The sliders stop where the default ranges do: every corner of the box is inside ...
+    clip = ROOT / EXAMPLE_CLIPS[1]
+    for azimuth, elevation, distance in ((-60, -30, 0.6), (60, 30, 1.6)):
+        view = {"novel_azimuth": azimuth, "novel_elevation": elevation}
+        cond = example("novel-dynamic", driving=clip, novel_distance=distance, **view)
+        assert request_warnings(cond, None, None) == [], (azimuth, elevation, distance)
+    # ... and one slider step beyond an edge is out, and named as the camera's.
+    for view, expected in (
+        ({"novel_azimuth": 61.0}, "The camera goes to azimuth 61 to 61 degrees"),
+        ({"novel_elevation": -31.0}, "The camera goes to elevation -31 to -31 degrees"),
+        ({"novel_distance": 1.65}, "The camera goes to 1.65 to 1.65 times the portrait's"),
+    ):
+        said = request_warnings(example("novel-dynamic", driving=clip, **view), None, None)
+        assert len(said) == 1 and said[0].startswith(expected), said
+
+
+def test_in_camera_only_the_warning_names_the_camera_not_the_head(example):
+    # A head range that leaves out 0 (the first frame's own turn, by definition) and a camera
+    # range narrower than the sweep's -35 to 35 degrees round the head.
+    narrow = TrainedRanges(camera_azimuth_deg=(-20, 20), head_yaw_deg=(5, 10))
+    sweep = load_preset("sweep")
+    driving = ROOT / EXAMPLE_CLIPS[0]
+    camera = (
+        "The camera goes to azimuth -35 to 35 degrees from the portrait's view; "
+        "the model was trained on -20 to 20."
+    )
+    # camera-only: the head holds the photo's pose whatever the clip does; only the camera.
+    cond = example("camera-only", sweep, driving=driving, frames=17)  # t = 0.25, 0.75 sampled
+    assert request_warnings(cond, sweep, narrow) == [camera]
+    # all-dynamic: the clip drives the head too, and that warning names the head.
+    said = request_warnings(
+        example("all-dynamic", sweep, driving=driving, frames=17), sweep, narrow
+    )
+    assert said[0] == camera and len(said) == 2
+    assert said[1].startswith("The driven head turns ") and said[1].endswith("trained on 5 to 10.")
 
 
 # ------------------------------------------------- the CLI and the Python API say it too

@@ -1,14 +1,18 @@
 """MediaPipe tracking on real media: faces found, lost, several; the landmarker bundle."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from factorportrait.config import FACE_LANDMARKER
 from factorportrait.errors import InputError
+from factorportrait.io import sha256_file
 from factorportrait.io.media import read_image, read_video
 from factorportrait.tracking import (
     NUM_BLENDSHAPES,
     NUM_LANDMARKS,
+    FaceTracker,
     ModelFileError,
     assemble_clip,
     model_file,
@@ -121,10 +125,12 @@ def test_landmarker_resolution_order(landmarker_path, tmp_path, monkeypatch):
     with pytest.raises(ModelFileError, match=r"\$FACTORPORTRAIT_FACE_LANDMARKER.*not the official"):
         resolve_face_landmarker()
     monkeypatch.delenv(model_file.ENV_VAR)
-    # 3. nothing cached and no download allowed: a clear error
+    # 3. the copy shipped in assets/ (the next test); from here on a tree without it
+    monkeypatch.setattr(model_file, "SHIPPED", tmp_path / "no-assets" / model_file.FILE_NAME)
+    # 4. nothing cached and no download allowed: a clear error
     with pytest.raises(ModelFileError, match="not found"):
         resolve_face_landmarker(download=False)
-    # 4. the download (from a local URL here) lands in the cache, verified
+    # 5. the download (from a local URL here) lands in the cache, verified
     monkeypatch.setattr(
         model_file,
         "FACE_LANDMARKER",
@@ -133,12 +139,39 @@ def test_landmarker_resolution_order(landmarker_path, tmp_path, monkeypatch):
     cached = resolve_face_landmarker()
     assert cached == tmp_path / "cache" / "factorportrait" / "face_landmarker.task"
     assert cached.read_bytes() == landmarker_path.read_bytes()
-    # 5. and is then used from the cache
+    # 6. and is then used from the cache
     assert resolve_face_landmarker(download=False) == cached
+
+
+def test_a_clone_works_offline_on_the_shipped_model(tmp_path, monkeypatch):
+    # No variable, an empty cache and no network: the tracker runs on assets/' copy, which is
+    # byte for byte MediaPipe's official file.
+    monkeypatch.delenv(model_file.ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(model_file.urllib.request, "urlopen", no_network)
+    shipped = Path(__file__).resolve().parents[1] / "assets" / "face_landmarker.task"
+    assert sha256_file(shipped) == FACE_LANDMARKER.sha256
+    assert resolve_face_landmarker() == shipped
+    with FaceTracker() as tracker:
+        assert tracker.model_path == shipped
+        face = tracker.track_image(read_image(shipped.parent / "example_portrait.jpg"))
+    assert face is not None and face.faces_found == 1
+    assert not (tmp_path / "cache" / "factorportrait").exists()  # nothing fetched or cached
+    # A corrupted shipped copy is an error, not a silent download.
+    broken = tmp_path / "face_landmarker.task"
+    broken.write_bytes(shipped.read_bytes()[:-1] + b"x")
+    monkeypatch.setattr(model_file, "SHIPPED", broken)
+    with pytest.raises(ModelFileError, match="shipped in assets/.*not the official"):
+        resolve_face_landmarker()
 
 
 def test_download_with_wrong_content_is_refused_and_not_cached(tmp_path, monkeypatch):
     monkeypatch.delenv(model_file.ENV_VAR, raising=False)
+    monkeypatch.setattr(model_file, "SHIPPED", tmp_path / "no-assets" / model_file.FILE_NAME)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     fake = tmp_path / "fake.task"
     fake.write_bytes(b"x" * 100)

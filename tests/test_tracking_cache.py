@@ -41,8 +41,9 @@ def test_a_second_preview_of_the_same_uploads_does_not_track_again(
     assert mediapipe_calls == ["track_faces"]
     settings = ConditioningSettings(mode="all-dynamic", frames=9, height=64, width=64)
     first = service.preview(PORTRAIT, DRIVING, settings, load_preset("orbit"))
-    # The portrait was tracked on upload: the first preview tracks only the clip.
-    assert mediapipe_calls == ["track_faces", "track_frames"]
+    # The portrait was tracked on upload: the first preview tracks only the clip (its first
+    # frame where the face search looks, then the clip).
+    assert mediapipe_calls == ["track_faces", "track_faces", "track_frames"]
     mediapipe_calls.clear()
     again = service.preview(PORTRAIT, DRIVING, settings, load_preset("orbit"))
     assert mediapipe_calls == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,10 @@ def build_conditioning(
                     if isinstance(driving, VideoFrames)
                     else read_video(driving, until_s=needed)
                 )
+            if mode.drives_head:  # an intro or a title card before the face: start at the face
+                with timer("find face"):
+                    video = _from_first_face(video, driving, needed, tracker, report)
+            with timer("read driving"):
                 frames_out, picks = _output_frames(video, settings, report)
             if mode.drives_head:  # camera-only never looks at the clip's faces
                 with timer("track driving"):
@@ -150,6 +155,62 @@ def build_conditioning(
     )
 
 
+# How densely the start of a clip is searched for its first face (frames per second).
+FACE_SEARCH_RATE = 4.0
+
+
+def _first_face_time(video: VideoFrames, tracker: FaceTracker) -> float | None:
+    """When a face first shows (seconds from the clip's first frame kept), or None: a few frames
+    a second, then frame by frame back from the first hit."""
+    times = video.times
+    stride = max(1, int(round(len(times) / max(video.duration, 1e-6) / FACE_SEARCH_RATE)))
+    for index in range(0, len(times), stride):
+        if tracker.track_image(video.frames[index]) is not None:
+            first = index
+            for earlier in range(index - 1, max(index - stride, -1), -1):
+                if tracker.track_image(video.frames[earlier]) is None:
+                    break
+                first = earlier
+            return float(times[first] - times[0])
+    return None
+
+
+def _from_first_face(
+    video: VideoFrames,
+    driving: str | Path | VideoFrames,
+    needed_s: float,
+    tracker: FaceTracker,
+    report: ConditioningReport,
+) -> VideoFrames:
+    """The driving clip from the first frame with a face, and a warning saying from when; the
+    clip unchanged when the face is there from the start (or nowhere: the tracking stage says
+    so). Past the part read so far, a file is searched a few frames a second, small."""
+    start = _first_face_time(video, tracker)
+    if start is None and not isinstance(driving, VideoFrames):
+        step = 1 / FACE_SEARCH_RATE
+        windows = [(k * step, k * step + 0.05) for k in range(int(LIMITS.max_video_seconds / step))]
+        sparse = read_video(driving, max_side=256, ranges_s=windows)
+        if len(sparse.times) and (found := _first_face_time(sparse, tracker)) is not None:
+            # Found between two probes: read from the one before, at full size, and pin it.
+            around = max(0.0, float(sparse.times[0]) + found - step)
+            video = read_video(driving, ranges_s=[(around, around + step + needed_s)])
+            if (within := _first_face_time(video, tracker)) is not None:
+                start = float(video.times[0]) + within
+    if not start:
+        return video
+    if isinstance(driving, VideoFrames) or video.times[0] > start:
+        keep = video.times >= start - 1e-6
+        frames, times = video.frames[keep], video.times[keep]
+    else:  # read again from the face on, as much as the output can use
+        video = read_video(driving, ranges_s=[(start, start + needed_s)])
+        frames, times = video.frames, video.times
+    report.warnings.append(
+        f"driving video: no face before {start:.1f} s (an intro or a title card?); "
+        f"the driving starts there"
+    )
+    return replace(video, frames=frames, times=times - times[0], frame_indices=None)
+
+
 def _output_frames(
     video: VideoFrames, settings: ConditioningSettings, report: ConditioningReport
 ) -> tuple[int, np.ndarray]:
@@ -160,6 +221,12 @@ def _output_frames(
     else:
         frames = min(available, LIMITS.max_frames)
         frames = LATENT.trimmed(frames)
+    if frames < available and settings.frames is None:
+        why = "4k+1 frames, as the video model needs" if frames < LIMITS.max_frames else "the limit"
+        report.warnings.append(
+            f"driving video gives {available} frames at {settings.fps:g} fps: the output uses "
+            f"the first {frames} ({why})"
+        )
     if frames > available:
         report.warnings.append(
             f"driving video gives {available} frames at {settings.fps:g} "

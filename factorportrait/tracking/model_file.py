@@ -1,8 +1,10 @@
 """Where the MediaPipe Face Landmarker bundle comes from (README: Command line).
 
-Order: an explicit path, then $FACTORPORTRAIT_FACE_LANDMARKER, then the user cache
+Order: an explicit path, then $FACTORPORTRAIT_FACE_LANDMARKER, then the copy shipped in the
+repository (assets/face_landmarker.task, Apache-2.0: assets/README.md), then the user cache
 (~/.cache/factorportrait/face_landmarker.task, honouring $XDG_CACHE_HOME), then a download from
-MediaPipe's official URL into that cache. Whatever is found is checked against the official
+MediaPipe's official URL into that cache. So a clone works offline; the cache and the download
+only serve a tree without the shipped file. Whatever is found is checked against the official
 sha256 first: a mismatch is an error, never a silent fallback to the next place.
 """
 
@@ -20,6 +22,7 @@ from ..io import sha256_file
 
 ENV_VAR = "FACTORPORTRAIT_FACE_LANDMARKER"
 FILE_NAME = "face_landmarker.task"
+SHIPPED = Path(__file__).resolve().parents[2] / "assets" / FILE_NAME
 
 
 class ModelFileError(InputError):
@@ -37,6 +40,8 @@ def resolve_face_landmarker(path: str | Path | None = None, *, download: bool = 
         return _verified(Path(path), "the given path")
     if os.environ.get(ENV_VAR):
         return _verified(Path(os.environ[ENV_VAR]), f"${ENV_VAR}")
+    if SHIPPED.exists():
+        return _verified(SHIPPED, "the copy shipped in assets/")
     cached = cache_dir() / FILE_NAME
     if cached.exists():
         return _verified(cached, "the user cache")

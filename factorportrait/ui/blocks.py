@@ -3,6 +3,7 @@ handlers.py, the words in texts.py, the work in service.py and the package."""
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 import gradio as gr
@@ -14,10 +15,15 @@ from ..viewpoint import Trajectory, load_presets
 from ..wan_animate.engine import ENGINES
 from . import editor, handlers, texts
 from .service import Service, estimate_markdown
+from .uploads import checked_image, checked_video
 
 SIZES = [256, 384, 512, 768]
 PRIVATE = {"api_visibility": "private"}  # UI plumbing: not part of the public API
-DEFAULT_PRESET = "orbit"
+DEFAULT_PRESET = handlers.DEFAULT_PRESET
+# Generate and Preview bring the buttons, the run's status and the result into view.
+SCROLL_TO_RUN = (
+    "() => { document.getElementById('run-panel')?.scrollIntoView({block: 'start'}); return []; }"
+)
 
 
 def build_demo(service: Service) -> gr.Blocks:
@@ -27,22 +33,34 @@ def build_demo(service: Service) -> gr.Blocks:
         gr.Markdown(texts.INTRO)
         gr.Markdown(service.status_markdown(), elem_id="status")
         gr.Markdown(service.wan_animate_status_markdown(), elem_id="engine-status")
+        examples = _examples_section()
         media = _media_section()
         mode = _mode_section()
         camera = _camera_path_section(presets)
         novel = _novel_view_section()
         settings = _settings_section(service.engine)
-        outputs = _outputs_section(service.engine)
-        _wire(events, media, mode, camera, novel, settings, outputs)
+        outputs = _outputs_section(service.engine, events.engine_loaded(service.engine))
+        four = _four_modes_section()
+        _wire(events, examples, media, mode, camera, novel, settings, outputs, four)
     return demo
 
 
 # ------------------------------------------------------------------------------- layout
+def _examples_section() -> dict[Mode, gr.Button]:
+    """One button per mode: the bundled inputs, the mode and its camera, and the preview."""
+    gr.Markdown(texts.EXAMPLES_HEADING)
+    with gr.Row():
+        return {
+            mode: gr.Button(f"Example: {mode}", size="sm", elem_id=f"example-{mode}")
+            for mode in Mode
+        }
+
+
 def _media_section() -> SimpleNamespace:
     """The portrait and driving uploads, each with its tracking check, and the example."""
     with gr.Row():
         with gr.Column():
-            portrait = gr.Image(
+            portrait = checked_image(
                 label="Portrait photo",
                 type="filepath",
                 sources=["upload", "webcam"],
@@ -51,7 +69,7 @@ def _media_section() -> SimpleNamespace:
             portrait_note = gr.Markdown(elem_id="portrait-note")
             portrait_overlay = gr.Image(label="Tracked face", interactive=False, height=220)
         with gr.Column():
-            driving = gr.Video(
+            driving = checked_video(
                 label="Driving video", sources=["upload", "webcam"], elem_id="driving"
             )
             driving_note = gr.Markdown(elem_id="driving-note")
@@ -59,12 +77,6 @@ def _media_section() -> SimpleNamespace:
                 label="Tracked face (first frame)", interactive=False, height=220
             )
     gr.Markdown(texts.MEDIA_LIMITS)
-    gr.Examples(
-        examples=[["assets/example_portrait.jpg", "assets/example_driving.mp4"]],
-        inputs=[portrait, driving],
-        cache_examples=False,
-        label=texts.EXAMPLE_LABEL,
-    )
     return SimpleNamespace(
         portrait=portrait,
         portrait_note=portrait_note,
@@ -92,7 +104,9 @@ def _camera_path_section(presets: dict[str, Trajectory]) -> SimpleNamespace:
     with gr.Group(visible=False) as group:
         gr.Markdown(texts.CAMERA_PATH_HEADING)
         with gr.Row():
-            preset = gr.Dropdown(list(presets), value=first, label="Preset")
+            preset = gr.Dropdown(
+                [*presets, texts.CUSTOM_PATH], value=first, label="Preset", elem_id="preset"
+            )
             easing = gr.Radio(
                 ["linear", "ease-in-out"], value=presets[first].easing, label="Easing"
             )
@@ -102,15 +116,32 @@ def _camera_path_section(presets: dict[str, Trajectory]) -> SimpleNamespace:
             datatype="number",
             interactive=True,
             label=texts.KEYFRAMES_LABEL,
+            elem_id="keyframes",
         )
         with gr.Row():
-            add = gr.Button("Add keyframe", size="sm")
-            remove = gr.Button("Remove last keyframe", size="sm")
+            selected = gr.Number(
+                value=1, precision=0, minimum=1, label="Selected keyframe", elem_id="selected"
+            )
+            add = gr.Button("Add keyframe after it", size="sm", elem_id="add-keyframe")
+            remove = gr.Button("Remove it", size="sm", elem_id="remove-keyframe")
             load = gr.UploadButton("Load path (.json)", file_types=[".json"], size="sm")
             save = gr.Button("Save path", size="sm")
         saved = gr.File(label="Saved path", visible=False, interactive=False)
-        error = gr.Markdown()
-        plot = gr.Plot(value=handlers.path_figure(presets[first]), label="Path around the head")
+        error = gr.Markdown(elem_id="editor-message")
+        with gr.Row():
+            plot = gr.Plot(
+                value=handlers.path_figure(presets[first]),
+                label="Path around the template head",
+                scale=3,
+                elem_id="path-view",
+            )
+            thumbnail = gr.Image(
+                value=handlers.path_thumbnail(presets[first]),
+                label=texts.THUMBNAIL_LABEL,
+                interactive=False,
+                scale=1,
+                elem_id="keyframe-thumbnail",
+            )
     trajectory_json = gr.Textbox(
         value=presets[first].to_json(), visible=False, label="Trajectory JSON"
     )
@@ -126,6 +157,8 @@ def _camera_path_section(presets: dict[str, Trajectory]) -> SimpleNamespace:
         saved=saved,
         error=error,
         plot=plot,
+        selected=selected,
+        thumbnail=thumbnail,
         trajectory_json=trajectory_json,
     )
 
@@ -144,12 +177,19 @@ def _settings_section(engine: str) -> SimpleNamespace:
     with gr.Accordion("Video and diffusion settings", open=True):
         with gr.Row():
             frames = gr.Slider(
-                5, LIMITS.max_frames, value=VIDEO.frames, step=4, label="Frames (4k+1)"
+                5,
+                LIMITS.max_frames,
+                value=VIDEO.frames,
+                step=4,
+                label="Frames (4k+1)",
+                elem_id="frames",
             )
             fps = gr.Slider(8, 30, value=VIDEO.fps, step=1, label="Frames per second")
-            size = gr.Dropdown(SIZES, value=VIDEO.height, label="Size (px)")
+            size = gr.Dropdown(SIZES, value=VIDEO.height, label="Size (px)", elem_id="size")
         with gr.Row():
-            steps = gr.Slider(LIMITS.min_steps, 60, value=GENERATION.steps, step=1, label="Steps")
+            steps = gr.Slider(
+                LIMITS.min_steps, 60, value=GENERATION.steps, step=1, label="Steps", elem_id="steps"
+            )
             guidance = gr.Slider(
                 LIMITS.min_guidance_scale,
                 8.0,
@@ -176,26 +216,38 @@ def _settings_section(engine: str) -> SimpleNamespace:
     )
 
 
-def _outputs_section(engine: str) -> SimpleNamespace:
-    """The engine choice, the preview, generate and cancel buttons and what they show."""
+def _outputs_section(engine: str, loaded: bool) -> SimpleNamespace:
+    """The engine choice, the preview, generate and cancel buttons with the run's status
+    beside them, the result, then the preview's videos."""
     wan_animate = engine == ENGINES[1]
-    with gr.Row():
-        engine_radio = gr.Radio(
-            choices=[(name, name) for name in ENGINES],
-            value=engine,
-            label=texts.ENGINE_LABEL,
-            elem_id="engine",
-        )
-        engine_text = gr.Markdown(texts.engine_markdown(engine), elem_id="engine-text")
-    with gr.Row():
-        preview_button = gr.Button("Preview conditions (CPU)", elem_id="preview-button")
-        generate_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
-        cancel_button = gr.Button("Cancel", variant="stop")
-    preview_text = gr.Markdown(elem_id="preview-summary")
+    with gr.Column(elem_id="run-panel"):
+        with gr.Row():
+            engine_radio = gr.Radio(
+                choices=[(name, name) for name in ENGINES],
+                value=engine,
+                label=texts.ENGINE_LABEL,
+                elem_id="engine",
+            )
+            engine_text = gr.Markdown(texts.engine_markdown(engine), elem_id="engine-text")
+        with gr.Row():
+            preview_button = gr.Button("Preview conditions (CPU)", elem_id="preview-button")
+            generate_button = gr.Button(
+                "Generate" if loaded else texts.GENERATE_NO_MODEL,
+                variant="primary",
+                interactive=loaded,
+                elem_id="generate-button",
+            )
+            cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel-button")
+        result_note = gr.Markdown(elem_id="run-status")
+        preview_text = gr.Markdown(elem_id="preview-summary")
+        with gr.Row():
+            result_video = gr.Video(label="Result", elem_id="result-video")
+            side_video = gr.Video(label="Driving | normals | result")
     with gr.Row():
         normals_video = gr.Video(label="Normal maps (head pose)", elem_id="normals-video")
-        rays_video = gr.Video(label="Ray maps (camera)")
+        rays_video = gr.Video(label="Ray maps (camera)", elem_id="rays-video")
         tracking_video = gr.Video(label="Tracking")
+    gr.Markdown(texts.RAYS_EXPLAINED, elem_id="rays-explained")
     # What drives wan-animate: shown only when that engine is chosen.
     with gr.Row():
         pose_video = gr.Video(
@@ -205,10 +257,6 @@ def _outputs_section(engine: str) -> SimpleNamespace:
             label="Face crops (wan-animate's face video)", visible=wan_animate, elem_id="face-video"
         )
     strip_video = gr.Video(label="Side by side: tracking | normals | rays")
-    result_note = gr.Markdown()
-    with gr.Row():
-        result_video = gr.Video(label="Result", elem_id="result-video")
-        side_video = gr.Video(label="Driving | normals | result")
     return SimpleNamespace(
         engine=engine_radio,
         engine_text=engine_text,
@@ -228,8 +276,23 @@ def _outputs_section(engine: str) -> SimpleNamespace:
     )
 
 
+def _four_modes_section() -> SimpleNamespace:
+    """The four modes side by side (a 2x2 grid) for the current inputs."""
+    with gr.Accordion(texts.FOUR_MODES_BUTTON, open=False, elem_id="four-modes"):
+        button = gr.Button(texts.FOUR_MODES_BUTTON, elem_id="four-modes-button")
+        note = gr.Markdown(elem_id="four-modes-note")
+        videos = []
+        modes = list(Mode)
+        for row in (modes[:2], modes[2:]):
+            with gr.Row():
+                videos += [gr.Video(label=str(mode), elem_id=f"four-{mode}") for mode in row]
+    return SimpleNamespace(button=button, note=note, videos=videos)
+
+
 # ------------------------------------------------------------------------------- wiring
-def _wire(events: handlers.Handlers, media, mode, camera, novel, settings, outputs) -> None:
+def _wire(
+    events: handlers.Handlers, examples, media, mode, camera, novel, settings, outputs, four
+) -> None:
     """Every event of the page. Only preview and generate are public API endpoints."""
     media.portrait.change(
         events.portrait_uploaded,
@@ -247,27 +310,55 @@ def _wire(events: handlers.Handlers, media, mode, camera, novel, settings, outpu
         handlers.mode_changed, mode.mode, [camera.group, novel.group, mode.text], **PRIVATE
     )
 
-    # The camera-path editor: every change rebuilds the 3D view and the trajectory JSON.
-    table = [camera.keyframes, camera.easing]
-    table_outputs = [camera.plot, camera.trajectory_json, camera.error]
-    camera.preset.change(
+    # The camera-path editor: every change rebuilds the 3D view, its thumbnail and the
+    # trajectory JSON (marked invalid, with the reason, while the table is not valid).
+    table = [camera.keyframes, camera.easing, camera.selected]
+    table_outputs = [
+        camera.plot,
+        camera.trajectory_json,
+        camera.error,
+        camera.thumbnail,
+        camera.preset,
+    ]
+    camera.preset.input(
         events.preset_chosen,
         camera.preset,
-        [camera.keyframes, camera.easing, *table_outputs],
+        [
+            camera.keyframes,
+            camera.easing,
+            camera.plot,
+            camera.trajectory_json,
+            camera.error,
+            camera.thumbnail,
+        ],
         **PRIVATE,
     )
-    camera.keyframes.input(handlers.table_edited, table, table_outputs, **PRIVATE)
-    camera.easing.input(handlers.table_edited, table, table_outputs, **PRIVATE)
-    camera.add.click(editor.add_keyframe, camera.keyframes, camera.keyframes, **PRIVATE).then(
-        handlers.table_edited, table, table_outputs, **PRIVATE
+    camera.keyframes.input(events.table_edited, table, table_outputs, **PRIVATE)
+    camera.easing.input(events.table_edited, table, table_outputs, **PRIVATE)
+    camera.selected.input(
+        handlers.keyframe_selected, table, [camera.plot, camera.thumbnail], **PRIVATE
     )
-    camera.remove.click(editor.remove_keyframe, camera.keyframes, camera.keyframes, **PRIVATE).then(
-        handlers.table_edited, table, table_outputs, **PRIVATE
-    )
+    camera.keyframes.select(
+        handlers.keyframe_clicked,
+        None,
+        camera.selected,
+        **PRIVATE,
+    ).then(handlers.keyframe_selected, table, [camera.plot, camera.thumbnail], **PRIVATE)
+    edited = [camera.keyframes, camera.selected, *table_outputs]
+    camera.add.click(events.keyframe_added, table, edited, **PRIVATE)
+    camera.remove.click(events.keyframe_removed, table, edited, **PRIVATE)
     camera.load.upload(
-        handlers.path_loaded,
+        events.path_loaded,
         camera.load,
-        [camera.keyframes, camera.easing, camera.plot, camera.trajectory_json],
+        [
+            camera.keyframes,
+            camera.easing,
+            camera.plot,
+            camera.trajectory_json,
+            camera.error,
+            camera.thumbnail,
+            camera.preset,
+        ],
         **PRIVATE,
     )
     camera.save.click(events.path_saved, camera.trajectory_json, camera.saved, **PRIVATE)
@@ -280,6 +371,44 @@ def _wire(events: handlers.Handlers, media, mode, camera, novel, settings, outpu
         )
     settings.randomize.click(handlers.random_seed, None, settings.seed, **PRIVATE)
     settings.fast.click(handlers.fast_settings, None, work, **PRIVATE)
+
+    # Honest state: a change to anything a preview or result depends on marks them.
+    stale_outputs = [
+        outputs.normals_video,
+        outputs.rays_video,
+        outputs.tracking_video,
+        outputs.strip_video,
+        outputs.preview_text,
+        outputs.result_note,
+        outputs.pose_video,
+        outputs.face_video,
+    ]
+    watched = {
+        "portrait": [media.portrait.upload, media.portrait.clear, media.portrait.input],
+        "driving clip": [media.driving.upload, media.driving.clear],
+        "mode": [mode.mode.input],
+        "camera path": [
+            camera.preset.input,
+            camera.keyframes.input,
+            camera.easing.input,
+            camera.add.click,
+            camera.remove.click,
+            camera.load.upload,
+        ],
+        "view": [novel.azimuth.input, novel.elevation.input, novel.distance.input],
+        "video settings": [settings.frames.input, settings.fps.input, settings.size.input],
+        "engine": [outputs.engine.input],
+    }
+    for what, triggers in watched.items():
+        gr.on(
+            triggers,
+            functools.partial(events.inputs_changed, what),
+            None,
+            stale_outputs,
+            queue=False,
+            show_progress="hidden",
+            **PRIVATE,
+        )
 
     # Preview (public), refreshed when a view or length slider is released.
     preview_inputs = [
@@ -303,7 +432,8 @@ def _wire(events: handlers.Handlers, media, mode, camera, novel, settings, outpu
         outputs.strip_video,
         outputs.preview_text,
     ]
-    engine_videos = [outputs.pose_video, outputs.face_video]
+    # After a preview: wan-animate's videos, or the error in place of the summary.
+    settled = [outputs.pose_video, outputs.face_video, *preview_outputs[:4], outputs.preview_text]
     outputs.preview_button.click(
         events.preview,
         preview_call_inputs,
@@ -311,7 +441,7 @@ def _wire(events: handlers.Handlers, media, mode, camera, novel, settings, outpu
         api_name="preview",
         concurrency_limit=2,
         concurrency_id="preview",
-    ).then(events.engine_videos, None, engine_videos, **PRIVATE)
+    ).then(events.preview_settled, None, settled, **PRIVATE)
     for slider in (novel.azimuth, novel.elevation, novel.distance, settings.frames):
         slider.release(
             events.preview,
@@ -321,21 +451,97 @@ def _wire(events: handlers.Handlers, media, mode, camera, novel, settings, outpu
             **PRIVATE,
             concurrency_id="preview",
             trigger_mode="always_last",
-        ).then(events.engine_videos, None, engine_videos, **PRIVATE)
+        ).then(events.preview_settled, None, settled, **PRIVATE)
     outputs.engine.change(
-        handlers.engine_changed, outputs.engine, [outputs.engine_text, *engine_videos], **PRIVATE
+        handlers.engine_changed,
+        outputs.engine,
+        [outputs.engine_text, outputs.pose_video, outputs.face_video],
+        **PRIVATE,
+    ).then(events.generate_button, outputs.engine, outputs.generate_button, **PRIVATE)
+
+    # Examples: the inputs, mode and camera set, then the (cached) preview.
+    example_outputs = [
+        media.portrait,
+        media.driving,
+        mode.mode,
+        camera.preset,
+        camera.keyframes,
+        camera.easing,
+        camera.plot,
+        camera.trajectory_json,
+        camera.error,
+        camera.thumbnail,
+        novel.azimuth,
+        novel.elevation,
+        novel.distance,
+        camera.group,
+        novel.group,
+        mode.text,
+    ]
+    example_inputs = [
+        mode.mode,
+        camera.trajectory_json,
+        novel.azimuth,
+        novel.elevation,
+        novel.distance,
+        settings.frames,
+        settings.fps,
+        settings.size,
+        outputs.engine,
+    ]
+    for example_mode, button in examples.items():
+        button.click(
+            functools.partial(events.example_chosen, example_mode),
+            None,
+            example_outputs,
+            js=SCROLL_TO_RUN,
+            **PRIVATE,
+        ).then(
+            events.example_preview,
+            example_inputs,
+            preview_outputs,
+            concurrency_limit=2,
+            concurrency_id="preview",
+            **PRIVATE,
+        ).then(events.preview_settled, None, settled, **PRIVATE)
+
+    four.button.click(
+        events.four_modes,
+        [
+            media.portrait,
+            media.driving,
+            camera.trajectory_json,
+            novel.azimuth,
+            novel.elevation,
+            novel.distance,
+            settings.frames,
+            settings.fps,
+            settings.size,
+            outputs.engine,
+        ],
+        [*four.videos, four.note],
+        concurrency_limit=1,
+        concurrency_id="preview",
+        **PRIVATE,
     )
 
-    # Generate (public) and its cancel.
+    # Generate (public): the button is disabled and the page shows the run's status beside
+    # it (stage, step, time) until the result, an error or "Cancelled after step n".
     generate = spaces.GPU(duration=events.gpu_seconds)(events.generate)
-    generate_event = outputs.generate_button.click(
+    outputs.generate_button.click(
+        events.run_started,
+        outputs.engine,
+        [outputs.generate_button, outputs.result_note],
+        js=SCROLL_TO_RUN,
+        queue=False,
+        **PRIVATE,
+    ).then(
         generate,
         [*preview_inputs, settings.steps, settings.guidance, settings.seed, outputs.engine],
         [outputs.result_video, outputs.side_video, outputs.result_note],
         api_name="generate",
         concurrency_limit=1,
         concurrency_id="generate",
-    )
-    outputs.cancel_button.click(
-        events.cancel, None, outputs.result_note, cancels=[generate_event], queue=False, **PRIVATE
-    )
+        show_progress="hidden",
+    ).then(events.run_finished, outputs.engine, outputs.generate_button, **PRIVATE)
+    outputs.cancel_button.click(events.cancel, None, outputs.result_note, **PRIVATE)

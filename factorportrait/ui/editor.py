@@ -46,22 +46,45 @@ def trajectory_from_table(
     )
 
 
-def add_keyframe(rows) -> list[list[float]]:
-    """A new last keyframe (a copy of the last one) with the times spread evenly again."""
-    rows = rows.values.tolist() if hasattr(rows, "values") else [list(r) for r in rows or []]
+def add_keyframe(rows, after: int | None = None) -> list[list[float]]:
+    """A new keyframe after keyframe ``after`` (0-based; default the last but one), halfway in
+    time and in every value to the next one: the other keyframes keep their timing. An invalid
+    table raises TrajectoryError (nothing is copied from a bad row)."""
+    rows = _rows(rows)
     if not rows:
         return [[0.0, 0.0, 0.0, 1.0, 0.0, 30.0]]
-    rows.append(list(rows[-1]))
-    return _spread_times(rows)
+    trajectory_from_table(rows)  # the reason, when the table is not valid
+    rows = [[float(cell) for cell in row] for row in rows if not _blank(row)]
+    if len(rows) == 1:  # the path gets its end: the same view at t = 1
+        return [rows[0], [1.0, *rows[0][1:]]]
+    index = len(rows) - 2 if after is None else min(max(int(after), 0), len(rows) - 2)
+    middle = [round((a + b) / 2, 4) for a, b in zip(rows[index], rows[index + 1], strict=True)]
+    return [*rows[: index + 1], middle, *rows[index + 1 :]]
 
 
-def remove_keyframe(rows) -> list[list[float]]:
-    rows = rows.values.tolist() if hasattr(rows, "values") else [list(r) for r in rows or []]
-    return _spread_times(rows[:-1]) if len(rows) > 1 else rows
-
-
-def _spread_times(rows: list[list[float]]) -> list[list[float]]:
-    count = len(rows)
-    for i, row in enumerate(rows):
-        row[0] = round(i / (count - 1), 4) if count > 1 else 0.0
+def remove_keyframe(rows, index: int | None = None) -> list[list[float]]:
+    """Without keyframe ``index`` (0-based; default the last). The others keep their timing,
+    except that a removed end is replaced by its neighbour moved to t = 0 or t = 1 (a path
+    starts at 0 and ends at 1). The last keyframe left stays."""
+    rows = [row for row in _rows(rows) if not _blank(row)]
+    if len(rows) <= 1:
+        return rows
+    index = len(rows) - 1 if index is None else min(max(int(index), 0), len(rows) - 1)
+    del rows[index]
+    if len(rows) == 1:
+        rows[0][0] = 0.0
+    elif index == 0:
+        rows[0][0] = 0.0
+    elif index == len(rows):
+        rows[-1][0] = 1.0
     return rows
+
+
+def _rows(rows) -> list[list]:
+    if hasattr(rows, "values"):  # a pandas DataFrame from gr.Dataframe
+        return rows.values.tolist()
+    return [list(row) for row in rows or []]
+
+
+def _blank(row) -> bool:
+    return all(cell in (None, "") for cell in row)

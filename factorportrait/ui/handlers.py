@@ -6,21 +6,49 @@ functions. blocks.py lays out the page and wires these to its components."""
 
 from __future__ import annotations
 
+import hashlib
 import random
+import shutil
 import threading
+import time
 from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import gradio as gr
 
 from ..conditioning import ConditioningSettings
-from ..config import VIDEO
 from ..errors import InputError
 from ..generation import GenerationSettings
 from ..modes import Mode
-from ..viewpoint import Trajectory, TrajectoryError, trajectory_figure
+from ..viewpoint import Trajectory, TrajectoryError
 from ..wan_animate.engine import ENGINES
-from . import editor, texts
-from .service import FAST, WAN_ANIMATE, Service, estimate, estimate_markdown
+from . import camera_view, editor, texts
+from .service import (
+    FAST,
+    WAN_ANIMATE,
+    GenerationStopped,
+    Service,
+    estimate,
+    estimate_markdown,
+)
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+EXAMPLE_PORTRAIT = ASSETS / "example_portrait.jpg"
+# The clip every example uses (one constant: the expressive clip can replace it here).
+# The expressive clip the project made from the portrait (assets/README.md): expression transfer
+# shows in every example.
+EXAMPLE_DRIVING = ASSETS / "example_expressive.mp4"
+# What each mode's example sets besides the inputs: a preset path or a novel view.
+EXAMPLES = {
+    Mode.FRONTAL_DYNAMIC: {},
+    Mode.NOVEL_DYNAMIC: {"azimuth": 30.0, "elevation": 0.0, "distance": 1.0},
+    Mode.CAMERA_ONLY: {"preset": "sweep"},
+    Mode.ALL_DYNAMIC: {"preset": "orbit"},
+}
+
+
+DEFAULT_PRESET = "orbit"
 
 
 def user_error(exc: Exception) -> gr.Error:
@@ -44,55 +72,157 @@ def request_settings(
 
 
 def request_trajectory(mode: Mode, trajectory_json: str | None) -> Trajectory | None:
-    """The camera path a moving-camera mode flies (None for the others)."""
+    """The camera path a moving-camera mode flies (None for the others); an invalid keyframe
+    table (the editor marks the field so) blocks the request with its reason."""
     if not mode.moving_camera:
         return None
     if not trajectory_json:
         raise InputError(texts.NO_CAMERA_PATH)
+    if trajectory_json.startswith(texts.INVALID_TABLE_MARK):
+        reason = trajectory_json.removeprefix(texts.INVALID_TABLE_MARK)
+        raise InputError(texts.INVALID_TABLE.format(reason=reason))
     return Trajectory.from_json(trajectory_json)
 
 
+def path_name(trajectory: Trajectory, presets: dict[str, Trajectory]) -> str:
+    """The preset a path is (same keyframes and easing), else "custom keyframes"."""
+    for name, preset in presets.items():
+        if preset.keyframes == trajectory.keyframes and preset.easing == trajectory.easing:
+            return name
+    return texts.CUSTOM_PATH
+
+
+def view_name(azimuth, elevation, distance) -> str:
+    return f"azimuth {float(azimuth):g}°, elevation {float(elevation):g}°, {float(distance):g}×"
+
+
+def request_heading(
+    mode: Mode, trajectory: Trajectory | None, presets, azimuth, elevation, distance
+) -> str:
+    """The summary's first words: the mode and its path (moving camera) or view (novel)."""
+    path = path_name(trajectory, presets) if trajectory is not None else None
+    view = view_name(azimuth, elevation, distance) if mode.novel_view else None
+    return texts.summary_heading(mode, path, view)
+
+
 # ------------------------------------------------------------ camera-path editor handlers
-def path_figure(trajectory: Trajectory):
-    """The 3D view of a path, sampled at the default frame count and size."""
-    K, c2w = trajectory.sample(VIDEO.frames).cameras(VIDEO.height, VIDEO.width)
-    return trajectory_figure(K, c2w, VIDEO.height, VIDEO.width)
+def path_figure(trajectory: Trajectory, selected: int = 0):
+    """The 3D view of a path: the template head, the path, the keyframe cameras (``selected``,
+    0-based, highlighted) and the reference camera."""
+    return camera_view.camera_figure(trajectory, camera_view.template_head(), selected)
 
 
-def preset_chosen(presets: dict[str, Trajectory], name: str):
-    """A preset picked: (keyframe table, easing, 3D view, trajectory JSON, editor message)."""
-    trajectory = presets[name]
+def path_thumbnail(trajectory: Trajectory, selected: int = 0):
+    """What keyframe ``selected``'s camera sees: the template head's normal map."""
+    return camera_view.keyframe_thumbnail(trajectory, camera_view.template_head(), selected)
+
+
+def _selected(number, rows) -> int:
+    """The selected keyframe (the page counts from 1) as a 0-based row index."""
+    count = max(1, len(rows or []) if not hasattr(rows, "values") else len(rows.values))
+    try:
+        return min(max(int(number) - 1, 0), count - 1)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _path_outputs(trajectory: Trajectory, presets, selected: int = 0) -> tuple:
+    """(3D view, trajectory JSON, editor message, thumbnail, preset menu) of a valid path."""
     return (
-        editor.table_from_trajectory(trajectory),
-        trajectory.easing,
-        path_figure(trajectory),
+        path_figure(trajectory, selected),
         trajectory.to_json(),
         "",
+        path_thumbnail(trajectory, selected),
+        path_name(trajectory, presets),
     )
 
 
-def table_edited(rows, easing):
-    """The table or easing edited: (3D view, trajectory JSON, editor message); on a bad table
-    the view and JSON stay as they were and the message says what is wrong."""
+def _invalid_outputs(reason: str) -> tuple:
+    """The same outputs for an invalid table: the view and thumbnail cleared (they would show
+    a path that no longer matches), the JSON marked so Preview and Generate refuse."""
+    message = texts.warning(texts.INVALID_TABLE.format(reason=reason))
+    return None, texts.INVALID_TABLE_MARK + reason, message, None, gr.update()
+
+
+def preset_chosen(presets: dict[str, Trajectory], name: str):
+    """A preset picked: (keyframe table, easing, 3D view, trajectory JSON, editor message,
+    thumbnail); "custom keyframes" keeps the table as it is."""
+    if name not in presets:
+        return (gr.update(),) * 6
+    trajectory = presets[name]
+    figure, trajectory_json, message, thumbnail, _ = _path_outputs(trajectory, presets)
+    return (
+        editor.table_from_trajectory(trajectory),
+        trajectory.easing,
+        figure,
+        trajectory_json,
+        message,
+        thumbnail,
+    )
+
+
+def table_edited(rows, easing, selected=1, presets=None):
+    """The table or easing edited: (3D view, trajectory JSON, editor message, thumbnail, preset
+    menu). An invalid table clears the view and marks the JSON with the reason, so Preview and
+    Generate say it instead of using the last valid path."""
     try:
         trajectory = editor.trajectory_from_table(rows, easing=easing)
     except TrajectoryError as exc:
-        return gr.update(), gr.update(), texts.warning(str(exc))
-    return path_figure(trajectory), trajectory.to_json(), ""
+        return _invalid_outputs(str(exc))
+    return _path_outputs(trajectory, presets or {}, _selected(selected, rows))
 
 
-def path_loaded(file):
-    """A path file uploaded: (keyframe table, easing, 3D view, trajectory JSON); a bad file is
-    a user error with the file's problem in words."""
+def keyframe_added(rows, easing, selected=1, presets=None):
+    """Add keyframe (after the selected one, halfway to the next): (table, selected, then
+    ``table_edited``'s outputs); an invalid table is left as it is, with the reason."""
+    try:
+        grown = editor.add_keyframe(rows, _selected(selected, rows))
+    except TrajectoryError as exc:
+        return (gr.update(), gr.update(), *_invalid_outputs(str(exc)))
+    chosen = min(_selected(selected, rows) + 2, len(grown))
+    return (grown, chosen, *table_edited(grown, easing, chosen, presets))
+
+
+def keyframe_removed(rows, easing, selected=1, presets=None):
+    """Remove keyframe (the selected one): (table, selected, then ``table_edited``'s outputs)."""
+    shrunk = editor.remove_keyframe(rows, _selected(selected, rows))
+    chosen = min(_selected(selected, rows) + 1, len(shrunk))
+    return (shrunk, chosen, *table_edited(shrunk, easing, chosen, presets))
+
+
+def keyframe_selected(rows, easing, selected=1):
+    """Another keyframe selected: (3D view, thumbnail) with it highlighted."""
+    try:
+        trajectory = editor.trajectory_from_table(rows, easing=easing)
+    except TrajectoryError:
+        return gr.update(), gr.update()
+    index = _selected(selected, rows)
+    return path_figure(trajectory, index), path_thumbnail(trajectory, index)
+
+
+def keyframe_clicked(event: gr.SelectData) -> int:
+    """A click in the table selects that cell's keyframe (counted from 1)."""
+    index = event.index
+    return int(index[0]) + 1 if isinstance(index, list | tuple) else 1
+
+
+def path_loaded(file, presets=None):
+    """A path file uploaded: (keyframe table, easing, 3D view, trajectory JSON, editor
+    message, thumbnail, preset menu: the preset the file is, else "custom keyframes"); a bad
+    file is a user error with the file's problem in words."""
     try:
         trajectory = Trajectory.from_file(file)
     except TrajectoryError as exc:
         raise user_error(exc) from None
+    figure, trajectory_json, message, thumbnail, preset = _path_outputs(trajectory, presets or {})
     return (
         editor.table_from_trajectory(trajectory),
         trajectory.easing,
-        path_figure(trajectory),
-        trajectory.to_json(),
+        figure,
+        trajectory_json,
+        message,
+        thumbnail,
+        preset,
     )
 
 
@@ -145,6 +275,39 @@ def fast_settings() -> tuple[int, int, int, float]:
 
 # ------------------------------------------------------------------- request handlers
 MAX_SESSIONS_KEPT = 256
+# What each watched input is called in an "out of date" note.
+WATCHED_INPUTS = (
+    "portrait",
+    "driving clip",
+    "mode",
+    "camera path",
+    "view",
+    "video settings",
+    "engine",
+)
+
+
+@dataclass
+class SessionState:
+    """What one browser session's page shows, kept here rather than in a gr.State (a State
+    makes every page hold a heartbeat connection open)."""
+
+    engine_videos: tuple[str | None, str | None] = (None, None)
+    preview_error: str | None = None  # the last preview's error (it replaces the summary)
+    result_note: str | None = None  # the last result's note, while it is up to date
+    run: RunState | None = None  # the generation running now
+
+
+@dataclass
+class RunState:
+    """A running generation's stage and step, written by the service's progress callback."""
+
+    stage: str = "loading"
+    done: int = 0
+    total: int = 0
+    started: float = field(default_factory=time.monotonic)
+    cancelling: bool = False
+    changed: threading.Event = field(default_factory=threading.Event)
 
 
 class Handlers:
@@ -153,12 +316,26 @@ class Handlers:
     def __init__(self, service: Service, presets: dict[str, Trajectory]):
         self.service = service
         self.presets = presets
-        # The pose and face videos of each browser session's last preview (wan-animate), for
-        # the event that shows them. Not a gr.State: a State makes every page hold a heartbeat
-        # connection open. Bounded: the oldest sessions are forgotten.
-        self._engine_videos: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
-        self._engine_videos_lock = threading.Lock()
+        # Per browser session, bounded: the oldest sessions are forgotten.
+        self._sessions: OrderedDict[str, SessionState] = OrderedDict()
+        self._sessions_lock = threading.Lock()
+        # Example previews, computed once per example and settings, in a folder the request
+        # sweep leaves alone.
+        self._example_previews: dict[str, tuple] = {}
+        self._example_lock = threading.Lock()
 
+    def session(self, request: gr.Request | None) -> SessionState:
+        key = request.session_hash if request is not None else ""
+        with self._sessions_lock:
+            state = self._sessions.get(key)
+            if state is None:
+                state = self._sessions[key] = SessionState()
+            self._sessions.move_to_end(key)
+            while len(self._sessions) > MAX_SESSIONS_KEPT:
+                self._sessions.popitem(last=False)
+            return state
+
+    # ---------------------------------------------------------------------- uploads
     def portrait_uploaded(self, path):
         """(overlay, note) for the uploaded portrait; no face is a note, not an error."""
         try:
@@ -172,12 +349,39 @@ class Handlers:
         except InputError as exc:
             return None, texts.warning(str(exc))
 
+    # ----------------------------------------------------------------------- editor
     def preset_chosen(self, name):
         return preset_chosen(self.presets, name)
+
+    def table_edited(self, rows, easing, selected=1):
+        return table_edited(rows, easing, selected, self.presets)
+
+    def keyframe_added(self, rows, easing, selected=1):
+        return keyframe_added(rows, easing, selected, self.presets)
+
+    def keyframe_removed(self, rows, easing, selected=1):
+        return keyframe_removed(rows, easing, selected, self.presets)
+
+    def path_loaded(self, file):
+        return path_loaded(file, self.presets)
 
     def path_saved(self, trajectory_json):
         return path_saved(self.service, trajectory_json)
 
+    # ------------------------------------------------------------------ honest state
+    def inputs_changed(self, what: str, request: gr.Request = None):
+        """An input a preview or result depends on changed: (normals, rays, tracking, strip,
+        summary, result note, pose, face). The preview videos are cleared and the summary says
+        they are out of date; a result stays, its note marked out of date."""
+        state = self.session(request)
+        note = gr.update()
+        if state.result_note is not None and state.run is None:
+            note = texts.stale_result(what, state.result_note)
+            state.result_note = None  # marked once; a later change keeps the mark
+        state.preview_error = None
+        return (None, None, None, None, texts.stale_preview(what), note, None, None)
+
+    # ---------------------------------------------------------------------- preview
     def preview(
         self,
         portrait,
@@ -193,8 +397,12 @@ class Handlers:
         engine=None,
         request: gr.Request = None,
     ):
-        """Everything the model is conditioned on, as videos (CPU, seconds); for wan-animate
-        the pose and face videos are kept for ``engine_videos`` (not part of the HTTP API)."""
+        """Everything the model is conditioned on, as videos (CPU, seconds), with a summary
+        that names the mode and its path or view; for wan-animate the pose and face videos
+        are kept for ``preview_settled`` (not part of the HTTP API). An error is raised (API
+        callers see it) and kept for ``preview_settled`` to put in place of the summary."""
+        state = self.session(request)
+        state.preview_error = None
         try:
             settings = request_settings(mode, frames, fps, size, azimuth, elevation, distance)
             trajectory = request_trajectory(settings.mode, trajectory_json)
@@ -202,30 +410,126 @@ class Handlers:
                 portrait, driving, settings, trajectory, engine=engine or None
             )
         except InputError as exc:
+            state.preview_error = str(exc)
+            state.engine_videos = (None, None)
             raise user_error(exc) from None
-        videos = (None, None)
-        if result.pose is not None:
-            videos = (str(result.pose), str(result.face))
-        session = request.session_hash if request is not None else ""
-        with self._engine_videos_lock:
-            self._engine_videos[session] = videos
-            self._engine_videos.move_to_end(session)
-            while len(self._engine_videos) > MAX_SESSIONS_KEPT:
-                self._engine_videos.popitem(last=False)
+        state.engine_videos = (
+            (str(result.pose), str(result.face)) if result.pose is not None else (None, None)
+        )
+        heading = request_heading(
+            settings.mode, trajectory, self.presets, azimuth, elevation, distance
+        )
         return (
             str(result.normals),
             str(result.rays),
             str(result.tracking),
             str(result.strip),
-            texts.with_warnings(result.summary, result.warnings),
+            texts.with_warnings(f"{heading} {result.summary}", result.warnings),
         )
+
+    def preview_settled(self, request: gr.Request = None):
+        """After a preview: (pose, face, normals, rays, tracking, strip, summary). On success
+        the wan-animate videos (or None) and the rest unchanged; after an error everything
+        cleared and the error in place of the summary (never before the old text)."""
+        state = self.session(request)
+        if state.preview_error is None:
+            return (*state.engine_videos, *(gr.update(),) * 5)
+        return (None, None, None, None, None, None, texts.error_note(state.preview_error))
 
     def engine_videos(self, request: gr.Request = None):
         """The pose and face videos of this session's last preview (None: nothing to show)."""
-        session = request.session_hash if request is not None else ""
-        with self._engine_videos_lock:
-            return self._engine_videos.get(session, (None, None))
+        return self.session(request).engine_videos
 
+    # --------------------------------------------------------------------- examples
+    def example_chosen(self, mode: str):
+        """One mode's example: (portrait, driving, mode, preset menu, table, easing, 3D view,
+        trajectory JSON, editor message, thumbnail, azimuth, elevation, distance, camera-path
+        group, novel-view group, mode list)."""
+        mode = Mode.parse(mode)
+        example = EXAMPLES[mode]
+        preset = example.get("preset", DEFAULT_PRESET if DEFAULT_PRESET in self.presets else None)
+        trajectory = self.presets[preset] if preset else next(iter(self.presets.values()))
+        table, easing, figure, trajectory_json, message, thumbnail = preset_chosen(
+            self.presets, path_name(trajectory, self.presets)
+        )
+        return (
+            str(EXAMPLE_PORTRAIT),
+            str(EXAMPLE_DRIVING),
+            mode.value,
+            path_name(trajectory, self.presets),
+            table,
+            easing,
+            figure,
+            trajectory_json,
+            message,
+            thumbnail,
+            example.get("azimuth", 30.0),
+            example.get("elevation", 0.0),
+            example.get("distance", 1.0),
+            *mode_changed(mode.value),
+        )
+
+    def example_preview(
+        self, mode, trajectory_json, azimuth, elevation, distance, frames, fps, size, engine=None,
+        request: gr.Request = None,
+    ):  # fmt: skip
+        """The example's preview, computed once per example and settings in this process and
+        reused after: the preview outputs (normals, rays, tracking, strip, summary)."""
+        key = hashlib.sha256(
+            repr((mode, trajectory_json, azimuth, elevation, distance, frames, fps, size, engine))
+            .encode()
+        ).hexdigest()[:16]  # fmt: skip
+        with self._example_lock:
+            cached = self._example_previews.get(key)
+            if cached is None:
+                outputs = self.preview(
+                    str(EXAMPLE_PORTRAIT), str(EXAMPLE_DRIVING), mode, trajectory_json,
+                    azimuth, elevation, distance, frames, fps, size, engine, request,
+                )  # fmt: skip
+                folder = self.service.output_root / "examples" / key
+                folder.mkdir(parents=True, exist_ok=True)
+                kept = [shutil.copy(path, folder / Path(path).name) for path in outputs[:4]]
+                videos = self.session(request).engine_videos
+                kept_videos = tuple(
+                    shutil.copy(path, folder / Path(path).name) if path else None for path in videos
+                )
+                cached = self._example_previews[key] = (*kept, outputs[4], kept_videos)
+        self.session(request).preview_error = None
+        self.session(request).engine_videos = cached[5]
+        return cached[:5]
+
+    def four_modes(
+        self, portrait, driving, trajectory_json, azimuth, elevation, distance, frames, fps,
+        size, engine=None,
+    ):  # fmt: skip
+        """The four modes previewed for the current inputs: (four strips, in ``Mode`` order,
+        and a note). A mode the inputs cannot make (no clip for a driven mode) is left empty
+        and the note says why."""
+        strips, notes = [], []
+        for mode in Mode:
+            path = trajectory_json
+            if mode.moving_camera and (not path or path.startswith(texts.INVALID_TABLE_MARK)):
+                path = self.presets[DEFAULT_PRESET].to_json()
+            try:
+                settings = request_settings(
+                    mode.value, frames, fps, size, azimuth, elevation, distance
+                )
+                result = self.service.preview(
+                    portrait,
+                    driving,
+                    settings,
+                    request_trajectory(mode, path),
+                    engine=engine or None,
+                )
+            except InputError as exc:
+                strips.append(None)
+                notes.append(f"{mode}: {exc}")
+                continue
+            strips.append(str(result.strip))
+        note = texts.FOUR_MODES_NOTE + "".join(f"\n\n{texts.warning(n)}" for n in notes)
+        return (*strips, note)
+
+    # --------------------------------------------------------------------- generate
     def gpu_seconds(
         self,
         portrait,
@@ -243,7 +547,6 @@ class Handlers:
         seed,
         engine=None,
         request=None,
-        progress=None,
     ):
         """What ZeroGPU is asked for, for a generate call with these inputs (the engine's own
         estimate: Wan2.2-Animate-14B asks for more)."""
@@ -251,6 +554,28 @@ class Handlers:
         return int(
             estimate(int(frames), int(size), int(steps), float(guidance), engine)["zerogpu_s"]
         )
+
+    def engine_loaded(self, engine: str | None) -> bool:
+        try:
+            self.service.pipeline_for(engine if engine in ENGINES else self.service.engine)
+        except InputError:
+            return False
+        return True
+
+    def generate_button(self, engine=None):
+        """Generate enabled only when the chosen engine has a model loaded (and no run of this
+        session is going)."""
+        loaded = self.engine_loaded(engine)
+        return gr.update(
+            interactive=loaded, value="Generate" if loaded else texts.GENERATE_NO_MODEL
+        )
+
+    def run_started(self, engine=None, request: gr.Request = None):
+        """Generate clicked: (Generate button disabled, the run status)."""
+        return gr.update(interactive=False), texts.STARTING
+
+    def run_finished(self, engine=None, request: gr.Request = None):
+        return self.generate_button(engine)
 
     def generate(
         self,
@@ -269,38 +594,100 @@ class Handlers:
         seed,
         engine=None,
         request: gr.Request = None,
-        progress=gr.Progress(),  # noqa: B008 (gradio injects progress this way)
     ):
         """Conditioning, then diffusion with ``engine`` (factorportrait or wan-animate; None:
-        the service's default); returns the mp4 (with the driving audio when it has one), a
-        side-by-side (driving | normals | result) and the status with any warnings."""
+        the service's default). Yields (result video, side-by-side, note): while it runs the
+        note is the stage and step (loading, encoding, denoising n of N, decoding, writing);
+        at the end the mp4 (with the driving audio when it has one), a side-by-side (driving |
+        normals | result) and what made it. A Cancel ends it with "Cancelled after step n"."""
+        state = self.session(request)
+        session = request.session_hash if request is not None else ""
+        run = state.run = RunState()
+        outcome: dict = {}
+
+        def on_progress(done, total, stage="denoising"):
+            run.stage, run.done, run.total = stage, done, total
+            run.changed.set()
+
+        def work():
+            try:
+                settings = request_settings(mode, frames, fps, size, azimuth, elevation, distance)
+                trajectory = request_trajectory(settings.mode, trajectory_json)
+                sampling = GenerationSettings(
+                    steps=int(steps), guidance_scale=float(guidance), seed=int(seed)
+                )
+                outcome["trajectory"] = trajectory
+                outcome["result"] = self.service.generate(
+                    portrait,
+                    driving,
+                    settings,
+                    trajectory,
+                    sampling,
+                    session=session,
+                    progress=on_progress,
+                    engine=engine or None,
+                )
+            except Exception as exc:  # handed to the page below
+                outcome["error"] = exc
+            finally:
+                run.changed.set()
+
+        worker = threading.Thread(target=work, name="generate", daemon=True)
         try:
-            settings = request_settings(mode, frames, fps, size, azimuth, elevation, distance)
-            trajectory = request_trajectory(settings.mode, trajectory_json)
-            sampling = GenerationSettings(
-                steps=int(steps), guidance_scale=float(guidance), seed=int(seed)
-            )
-            result = self.service.generate(
-                portrait,
-                driving,
-                settings,
-                trajectory,
-                sampling,
-                session=request.session_hash if request is not None else "",
-                progress=lambda done, total: progress((done, total), desc="denoising"),
-                engine=engine or None,
-            )
-        except InputError as exc:
-            raise user_error(exc) from None
-        # The note names the engine that made the video.
+            worker.start()
+            shown = None
+            while worker.is_alive():
+                status = texts.run_status(
+                    run.stage, run.done, run.total, time.monotonic() - run.started, run.cancelling
+                )
+                if status != shown:
+                    shown = status
+                    yield None, None, status
+                run.changed.wait(timeout=1.0)
+                run.changed.clear()
+            worker.join()
+        finally:
+            state.run = None
+        error = outcome.get("error")
+        if isinstance(error, GenerationStopped):
+            yield None, None, texts.stopped_note(str(error))
+            return
+        if isinstance(error, InputError):
+            yield None, None, texts.error_note(str(error))
+            raise user_error(error)
+        if error is not None:
+            raise error
+        result = outcome["result"]
+        cond = result.conditioning
         status = (
             self.service.wan_animate_status_markdown()
             if result.engine == WAN_ANIMATE
             else self.service.status_markdown()
         )
-        note = texts.with_warnings(status, result.warnings)
-        return str(result.video), str(result.side_by_side), note
+        trajectory = outcome["trajectory"]
+        note = texts.result_note(
+            status,
+            engine=result.engine,
+            mode=cond.mode,
+            path=path_name(trajectory, self.presets) if trajectory is not None else None,
+            frames=cond.frames,
+            width=cond.width,
+            height=cond.height,
+            steps=int(steps),
+            guidance=float(guidance),
+            seed=int(seed),
+            seconds=result.seconds,
+            warnings=result.warnings,
+        )
+        state.result_note = note
+        yield str(result.video), str(result.side_by_side), note
 
-    def cancel(self, request: gr.Request):
-        self.service.cancel_event(request.session_hash).set()
-        return texts.CANCELLING
+    def cancel(self, request: gr.Request = None):
+        """Cancel: the run stops at its next step (its note then says after which)."""
+        state = self.session(request)
+        if state.run is None:
+            return texts.NOTHING_TO_CANCEL
+        state.run.cancelling = True
+        state.run.changed.set()
+        self.service.cancel_event(request.session_hash if request is not None else "").set()
+        return gr.update()

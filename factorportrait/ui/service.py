@@ -8,6 +8,7 @@ Wan2.2-Animate model driven by our conditioning); a pipeline is held for each th
 
 from __future__ import annotations
 
+import inspect
 import logging
 import shutil
 import tempfile
@@ -28,7 +29,7 @@ from ..guardrails import TrainedRanges, ranges_of_checkpoint, request_warnings
 from ..head_pose.rasterizer import normals_to_rgb
 from ..io import write_video
 from ..io.video import mux_audio
-from ..preview import draw_face_mesh, side_by_side, tracking_frames
+from ..preview import draw_face_mesh, side_by_side, tracking_frames, write_videos
 from ..tracking.cache import TrackingCache
 from ..viewpoint import Trajectory, rays_to_rgb
 from ..wan_animate.engine import ENGINE_NAME as WAN_ANIMATE
@@ -53,8 +54,17 @@ OUTPUT_TTL_S = 120.0
 FAST = {"frames": 33, "size": 384, "steps": 20, "guidance": 1.0}
 
 
-class GenerationCancelled(Exception):
-    """Raised from the denoising callback when the user pressed Cancel."""
+class GenerationStopped(InputError):
+    """A run stopped on the user's Cancel (``cancelled``) or its time budget, after ``step`` of
+    ``total`` denoising steps; the message says which, in words."""
+
+    def __init__(self, message: str, *, step: int, total: int, cancelled: bool):
+        super().__init__(message)
+        self.step, self.total, self.cancelled = step, total, cancelled
+
+
+# The long stages of a generation, in order, as ``progress`` reports them (README: Web demo).
+STAGES = ("loading", "encoding", "denoising", "decoding", "writing")
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,7 @@ class GenerationResult:
     conditioning: Conditioning
     warnings: list[str]
     engine: str = "factorportrait"
+    seconds: float = 0.0  # wall time of the whole request
 
 
 @dataclass
@@ -102,7 +113,7 @@ class Service:
     output_root: Path = field(
         default_factory=lambda: Path(tempfile.mkdtemp(prefix="factorportrait-"))
     )
-    # Tracking by content, shared by every session: uploads are tracked once (README: Speed).
+    # Tracking by content, shared by every session: uploads are tracked once (BENCHMARKS.md).
     tracking_cache: TrackingCache = field(default_factory=TrackingCache)
     _cancel: dict[str, threading.Event] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -239,28 +250,23 @@ class Service:
         out = self.request_dir()
         normals = normals_to_rgb(cond.normals, cond.mask)
         rays = rays_to_rgb(cond.rays)
-        tracking = side_by_side([tracking_frames(cond)], cond.height)
+        tracking = side_by_side([tracking_frames(cond, cond.height)], cond.height)
         strip = side_by_side([tracking, normals, rays[:, :, : cond.width]], cond.height)
-        extra = {}
+        videos = {"normals": normals, "rays": rays, "tracking": tracking, "strip": strip}
         if engine == WAN_ANIMATE:
             from ..wan_animate.engine import driving_videos
 
             # The face crops at the side the loaded model reads (512 for the real weights).
             size = 512 if self.wan_animate is None else self.wan_animate_face_size
-            pose, face = driving_videos(cond, size)
-            extra = {
-                "pose": write_video(out / "pose.mp4", pose, cond.fps),
-                "face": write_video(out / "face.mp4", face, cond.fps),
-            }
+            videos["pose"], videos["face"] = driving_videos(cond, size)
+        paths = {name: out / f"{name}.mp4" for name in videos}
+        # Encoded at once, one ffmpeg process each (BENCHMARKS.md).
+        write_videos({paths[name]: frames for name, frames in videos.items()}, cond.fps)
         return PreviewResult(
-            normals=write_video(out / "normals.mp4", normals, cond.fps),
-            rays=write_video(out / "rays.mp4", rays, cond.fps),
-            tracking=write_video(out / "tracking.mp4", tracking, cond.fps),
-            strip=write_video(out / "strip.mp4", strip, cond.fps),
+            **paths,
             conditioning=cond,
             summary=texts.summary_markdown(cond),
             warnings=self.warnings(cond, trajectory, engine),
-            **extra,
         )
 
     @property
@@ -276,36 +282,53 @@ class Service:
         sampling: GenerationSettings = GenerationSettings(),  # noqa: B008 (frozen: shared safely)
         *,
         session: str = "",
-        progress: Callable[[int, int], None] | None = None,
+        progress: Callable[..., None] | None = None,
         engine: str | None = None,
     ) -> GenerationResult:
         """Conditioning, then diffusion with ``engine``'s pipeline (default: the Service's
         engine); ``generate_frames`` / ``generate_wan_animate`` check ``sampling``.
         ``progress(done, total)`` counts denoising steps over the whole run: a wan-animate
-        clip of N segments runs ``steps`` per segment, so total is N x steps."""
+        clip of N segments runs ``steps`` per segment, so total is N x steps. A ``progress``
+        that takes a ``stage`` keyword is also told each long stage as it starts (``STAGES``:
+        loading, encoding, denoising, decoding, writing). A Cancel or the time budget stops
+        the run at its next step with GenerationStopped."""
         from ..generation import generate_frames, write_generation
 
+        started = time.monotonic()
+        report = _stage_reporter(progress)
         engine = checked_engine(engine or self.engine)
         pipeline = self.pipeline_for(engine)
         cancel = self.cancel_event(session)
         cancel.clear()
+        report(0, sampling.steps, "loading")
         cond = self.conditioning(portrait, driving, settings, trajectory)
         segments = segment_plan(cond.frames)["segments"] if engine == WAN_ANIMATE else 1
         total = sampling.steps * segments
         done = 0  # steps finished over all segments (the callback's own index restarts)
-        started = time.monotonic()
+        report(0, total, "encoding")
 
         def on_step(pipe, step, timestep, tensors):
             nonlocal done
             if cancel.is_set():
                 log.info("generation cancelled after step %d of %d", done + 1, total)
-                raise GenerationCancelled(texts.CANCELLED)
+                raise GenerationStopped(
+                    texts.cancelled_after(done + 1, total),
+                    step=done + 1,
+                    total=total,
+                    cancelled=True,
+                )
             if time.monotonic() - started > self.max_generation_s:
                 log.warning("generation stopped after step %d of %d: time budget", done + 1, total)
-                raise GenerationCancelled(texts.over_time_budget(self.max_generation_s))
+                raise GenerationStopped(
+                    texts.over_time_budget(self.max_generation_s),
+                    step=done + 1,
+                    total=total,
+                    cancelled=False,
+                )
             done += 1
-            if progress is not None:
-                progress(done, total)
+            report(done, total, "denoising")
+            if done % sampling.steps == 0:  # the segment's last step: its frames are decoded
+                report(done, total, "decoding")
             return tensors
 
         import torch
@@ -320,12 +343,11 @@ class Service:
                 seed=sampling.seed,
                 callback=on_step,
             )
-        except GenerationCancelled as stop:
-            raise InputError(str(stop)) from None
         except torch.OutOfMemoryError:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             raise InputError(texts.OUT_OF_MEMORY) from None
+        report(total, total, "writing")
         out = self.request_dir()
         video = write_generation(out / "result.mp4", frames, cond)["video"]
         file = cond.report.driving_file
@@ -345,7 +367,28 @@ class Service:
             conditioning=cond,
             warnings=self.warnings(cond, trajectory, engine),
             engine=engine,
+            seconds=time.monotonic() - started,
         )
+
+
+def _stage_reporter(progress: Callable[..., None] | None) -> Callable[[int, int, str], None]:
+    """``report(done, total, stage)`` for any ``progress``: one that takes a ``stage`` keyword
+    hears every stage; an old ``progress(done, total)`` only the denoising steps, as before."""
+    if progress is None:
+        return lambda done, total, stage: None
+    try:
+        parameters = inspect.signature(progress).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: no signature to read
+        parameters = []
+    takes_stage = any(p.name == "stage" or p.kind is p.VAR_KEYWORD for p in parameters)
+
+    def report(done: int, total: int, stage: str) -> None:
+        if takes_stage:
+            progress(done, total, stage=stage)
+        elif stage == "denoising":
+            progress(done, total)
+
+    return report
 
 
 def last_change(folder: Path) -> float:
@@ -397,7 +440,9 @@ __all__ = [
     "FAST",
     "WAN_ANIMATE",
     "GenerationResult",
+    "GenerationStopped",
     "PreviewResult",
+    "STAGES",
     "Service",
     "estimate",
     "estimate_markdown",

@@ -49,12 +49,48 @@ NO_WAN_ANIMATE = (
     "FACTORPORTRAIT_WAN_ANIMATE_CHECKPOINT (Wan-AI/Wan2.2-Animate-14B-Diffusers or a pipeline "
     "folder; it wants a large GPU) and restart; previews work without it."
 )
-CANCELLED = "Generation cancelled."
 OUT_OF_MEMORY = (
     "The GPU ran out of memory for these settings. Try fewer frames, "
     "a smaller size, or the fast setting."
 )
 CANCELLING = "Cancelling at the next step…"
+NOTHING_TO_CANCEL = "Nothing is running."
+STARTING = "Starting…"
+BAD_IMAGE = (
+    "{name} is not a photo this app can read: use a JPEG, PNG, WebP or AVIF image "
+    "(up to {megabytes} MB)."
+)
+BAD_VIDEO = "{name} is not a video this app can read: use an MP4, MOV or WebM clip with a face."
+INVALID_TABLE = "The keyframe table is not valid ({reason}): fix it before Preview or Generate."
+# The trajectory field holds this instead of a path while the table is invalid: Preview and
+# Generate then refuse with the reason (never the last valid path, which no longer matches).
+INVALID_TABLE_MARK = "invalid keyframe table: "
+CUSTOM_PATH = "custom keyframes"
+RAYS_EXPLAINED = (
+    "**Ray maps (camera):** for every pixel, the ray the camera sees it along, in the frame of "
+    "the portrait's camera. Left half: the ray's direction as colour (x right as red, y down "
+    "as green, z forward as blue: straight ahead is lavender). Right half: its moment "
+    "(position x direction): flat grey while the camera is where the portrait's was, "
+    "coloured as it moves away."
+)
+THUMBNAIL_LABEL = "What the selected keyframe's camera sees (normal map)"
+EXAMPLES_HEADING = (
+    "### Examples: one click per mode\nEach sets the bundled photo and clip, the mode and its "
+    "camera, and shows the preview."
+)
+FOUR_MODES_BUTTON = "Preview all four modes"
+FOUR_MODES_NOTE = (
+    "The four modes for the current photo, clip, path and view: tracking | normal maps | "
+    "ray maps each."
+)
+GENERATE_NO_MODEL = "Generate (no model loaded for this engine)"
+STAGE_TEXTS = {
+    "loading": "Loading: reading and tracking the inputs",
+    "encoding": "Encoding the portrait",
+    "denoising": "Denoising",
+    "decoding": "Decoding the frames",
+    "writing": "Writing the video",
+}
 WARNING = "⚠️"
 
 TRAINING_STATUS = {
@@ -181,3 +217,63 @@ def summary_markdown(cond) -> str:
 def with_warnings(text: str, warnings: list[str]) -> str:
     """A result's text followed by each out-of-range warning as its own paragraph."""
     return text + "".join(f"\n\n{warning(w)}" for w in warnings)
+
+
+def cancelled_after(step: int, total: int) -> str:
+    return f"Cancelled after step {step} of {total}."
+
+
+def run_status(stage: str, done: int, total: int, seconds: float, cancelling: bool) -> str:
+    """The line beside the buttons while a generation runs: its stage, step and time."""
+    text = STAGE_TEXTS.get(stage, stage)
+    if stage == "denoising":
+        text = f"{text}: step {done} of {total}"
+    line = f"⏳ **{text}** · {seconds:.0f} s"
+    return f"{line}\n\n{CANCELLING}" if cancelling else line
+
+
+def result_note(
+    status: str,
+    *,
+    engine: str,
+    mode,
+    path: str | None,
+    frames: int,
+    width: int,
+    height: int,
+    steps: int,
+    guidance: float,
+    seed: int,
+    seconds: float,
+    warnings: list[str],
+) -> str:
+    """What made a result: engine, mode, path, frames x size, steps, guidance, seed, time and
+    warnings, then the engine's status line."""
+    camera = f", path: {path}" if path else ""
+    line = (
+        f"✅ **Done in {seconds:.0f} s.** Engine: {engine}, mode: {mode}{camera}; {frames} frames "
+        f"x {width}x{height}, {steps} steps, guidance {guidance:g}, seed {seed}."
+    )
+    return with_warnings(f"{line}\n\n{status}", warnings)
+
+
+def stopped_note(message: str) -> str:
+    return f"⏹ **{message}**"
+
+
+def error_note(message: str) -> str:
+    return f"{WARNING} **Error:** {message}"
+
+
+def stale_preview(what: str) -> str:
+    return f"{WARNING} Out of date: the {what} changed. Press Preview to see the new conditions."
+
+
+def stale_result(what: str, note: str) -> str:
+    return f"{WARNING} **Out of date:** the {what} changed since this result was made.\n\n{note}"
+
+
+def summary_heading(mode, path: str | None, view: str | None = None) -> str:
+    """The first words of a preview summary: the mode and its path or view."""
+    camera = f", path: {path}" if path else (f", view: {view}" if view else "")
+    return f"**Mode: {mode}{camera}.**"

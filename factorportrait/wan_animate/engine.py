@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -488,18 +487,11 @@ def banner_text(width: int, *, tiny_random: bool) -> str:
 
 def label_wan_animate(frames: np.ndarray, *, tiny_random: bool) -> np.ndarray:
     """Burn the engine's banner into every frame: the top band darkened, the notice written on
-    it, scaled to fit the width (the same band as ``generation.label_untrained``)."""
-    frames = frames.copy()
-    height, width = frames.shape[1:3]
-    band = max(12, height // 14)
-    text = banner_text(width, tiny_random=tiny_random)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    (text_width, _), _ = cv2.getTextSize(text, font, 1.0, 1)
-    scale = min(band / 30, (width - 8) / text_width)
-    for frame in frames:
-        frame[:band] = (frame[:band] * 0.25).astype(np.uint8)
-        cv2.putText(frame, text, (4, int(band * 0.72)), font, scale, (255, 200, 60), 1, cv2.LINE_AA)
-    return frames
+    it on one line or two, scaled to fit (the same band as ``generation.label_untrained``)."""
+    from ..generation import burn_banner
+
+    text = banner_text(frames.shape[2], tiny_random=tiny_random)
+    return burn_banner(frames, text, (255, 200, 60))
 
 
 def engine_description(pipeline) -> str:

@@ -1,0 +1,119 @@
+"""The web demo's page logic without a browser: out-of-date marking, the preset menu following
+a loaded file, the generation's named stages, upload checks and the 3D view's contents."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import numpy as np
+import pytest
+
+from factorportrait.checkpoints import tiny_pipeline
+from factorportrait.conditioning import ConditioningSettings
+from factorportrait.generation import GenerationSettings
+from factorportrait.head_pose.template import HeadTemplate
+from factorportrait.ui import camera_view, texts
+from factorportrait.ui.handlers import Handlers, path_loaded
+from factorportrait.ui.service import Service
+from factorportrait.ui.uploads import checked_image_file
+from factorportrait.viewpoint import load_preset, load_presets
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _request(session: str):
+    return SimpleNamespace(session_hash=session)
+
+
+def test_a_changed_input_marks_the_preview_and_the_result_out_of_date():
+    """After a result, a change of mode clears the preview videos, says the preview is out
+    of date (naming what changed) and marks the result's note once; another session's page is
+    not touched."""
+    events = Handlers(Service(pipeline=None), load_presets())
+    events.session(_request("a")).result_note = "Done: seed 5."
+    normals, rays, tracking, strip, summary, note, pose, face = events.inputs_changed(
+        "mode", _request("a")
+    )
+    assert (normals, rays, tracking, strip, pose, face) == (None,) * 6
+    assert summary.startswith("⚠️ Out of date: the mode changed")
+    assert "Out of date" in note and note.endswith("Done: seed 5.")
+    # Marked once: a second change does not stack marks on the note.
+    assert events.inputs_changed("view", _request("a"))[5] == gr.update()
+    assert events.inputs_changed("view", _request("b"))[5] == gr.update()
+
+
+def test_loading_a_preset_file_sets_the_menu_to_that_preset(tmp_path):
+    """zoom-orbit.json loaded: the menu says zoom-orbit (not the preset shown before)."""
+    presets = load_presets()
+    outputs = path_loaded(str(ROOT / "camera_presets/zoom-orbit.json"), presets)
+    assert outputs[-1] == "zoom-orbit"
+    renamed = tmp_path / "mine.json"
+    renamed.write_text(load_preset("dolly").to_json().replace('"dolly"', '"mine"'))
+    assert path_loaded(str(renamed), presets)[-1] == "dolly"  # same keyframes: that preset
+
+
+def test_generation_names_its_stages_and_old_progress_callers_still_work(landmarker_path, pyfeat):
+    """A progress that takes ``stage`` hears loading, encoding, each denoising step, decoding
+    and writing, in that order; a two-argument progress only the steps (as before)."""
+    service = Service(pipeline=tiny_pipeline(seed=0), landmarker=str(landmarker_path))
+    settings = ConditioningSettings(mode="camera-only", frames=5, height=32, width=32)
+    heard, steps = [], []
+
+    def staged(done, total, stage):
+        heard.append((stage, done, total))
+
+    args = (str(pyfeat / "single_face.jpg"), None, settings, load_preset("orbit"))
+    service.generate(*args, GenerationSettings(steps=2, guidance_scale=1.0), progress=staged)
+    assert heard == [
+        ("loading", 0, 2),
+        ("encoding", 0, 2),
+        ("denoising", 1, 2),
+        ("denoising", 2, 2),
+        ("decoding", 2, 2),
+        ("writing", 2, 2),
+    ]
+    service.generate(
+        *args,
+        GenerationSettings(steps=2, guidance_scale=1.0),
+        progress=lambda done, total: steps.append(done),
+    )
+    assert steps == [1, 2]
+
+
+def test_a_text_file_named_jpg_is_one_sentence_without_server_paths(tmp_path):
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("not an image at all\n" * 20)
+    with pytest.raises(gr.Error) as caught:
+        checked_image_file(fake, "“holiday.jpg”")
+    message = caught.value.message
+    assert message.startswith("“holiday.jpg” is not a photo this app can read")
+    assert str(tmp_path) not in message and "Error" not in message and message.count(".") <= 2
+    checked_image_file(ROOT / "assets/example_portrait.jpg")  # a real photo passes
+
+
+def test_the_3d_view_shows_the_template_head_and_the_selected_keyframes_camera(landmarker_path):
+    """The head in the view is the mesh the normal maps come from, the selected keyframe's
+    frustum starts at that keyframe's camera, and the thumbnail is that camera's normal map:
+    from the static front view the face looks into the camera: its normals point back along
+    the camera's z (OpenCV, z forward), so blue, (n_z + 1) / 2, is near 0 and red (n_x)
+    near the middle, 127, across the symmetric face's centre."""
+    template = camera_view.template_head(str(landmarker_path))
+    assert isinstance(template, HeadTemplate)
+    sweep = load_preset("sweep")
+    figure = camera_view.camera_figure(sweep, template, selected=1)
+    head = next(trace for trace in figure.data if trace.type == "mesh3d")
+    assert len(head.x) == len(template.head_vertices) + len(template.body_vertices)
+    selected = next(trace for trace in figure.data if "selected" in trace.name)
+    K, c2w = sweep.sample(49).cameras(512, 512)
+    frame = camera_view.keyframe_frames(sweep, 49)[1]
+    assert np.allclose([selected.x[0], selected.y[0], selected.z[0]], c2w[frame, :3, 3])
+    path = next(trace for trace in figure.data if trace.name == "path")
+    assert isinstance(path.line.color, str)  # one colour, as the legend shows it
+    front = camera_view.keyframe_thumbnail(load_preset("static"), template, 0, size=64)
+    assert front.shape == (64, 64, 3)
+    face = front[24:40, 24:40].reshape(-1, 3).astype(float)
+    assert face[:, 2].mean() < 60 and abs(face[:, 0].mean() - 127.5) < 30
+
+
+def test_the_ray_panel_says_what_it_shows():
+    assert "direction" in texts.RAYS_EXPLAINED and "moment" in texts.RAYS_EXPLAINED
