@@ -82,7 +82,9 @@ def estimate_generation(
 # Wan2.2-Animate-14B (the wan-animate engine): Wan 14B's transformer sizes, and the weights of
 # the components that load beside it (UMT5-XXL text encoder, CLIP ViT-H image encoder, VAE),
 # all in bf16. Its token layout matches ours (the reference image's latent frame first).
-WAN_ANIMATE_PARAMETERS = 14.3e9  # the 14B transformer with its face adapter and motion encoder
+# The "14B" transformer with its face adapter and motion encoder: 17.27e9 weights at the real
+# config (counted on the meta device by bench-gpu), 32 GiB in bf16.
+WAN_ANIMATE_PARAMETERS = 17.27e9
 WAN_ANIMATE_LAYERS = 40
 WAN_ANIMATE_DIM = 5120
 WAN_ANIMATE_OTHER_WEIGHTS_GIB = 11.4 + 1.2 + 0.5  # text encoder, image encoder, VAE (fp32)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -29,10 +30,10 @@ from safetensors.torch import save_file
 
 from ..checkpoints import component_digests
 from ..config import CAMERA, LATENT
-from ..guardrails import camera_offsets, head_turns
 from ..head_pose.rasterizer import rasterize
 from ..models import pack_plucker
 from ..modes import Mode
+from ..training.samples import sample_ranges
 from ..viewpoint import intrinsics_from_fov, invert_rigid, orbit_c2w, plucker_rays
 
 SIZE = 64
@@ -374,19 +375,17 @@ def sample_metadata(sample: WorldSample, blendshapes: torch.Tensor) -> dict[str,
         sample.kind, Mode.ALL_DYNAMIC
     )
     change = float(np.ptp(blendshapes.numpy(), axis=0).max())
-    yaw, pitch = head_turns(sample.head_pose, sample.reference_c2w)
-    offsets = camera_offsets(sample.c2w, sample.K, sample.reference_c2w, SIZE)
-    measured = {
-        "head_yaw_deg": yaw,
-        "head_pitch_deg": pitch,
-        "camera_azimuth_deg": offsets["azimuth"],
-        "camera_elevation_deg": offsets["elevation"],
-        "camera_distance_ratio": offsets["distance"],
-    }
-    ranges = {"fov_deg": f"{float(offsets['fov'].mean()):.3f}"}
-    for name, values in measured.items():
-        ranges[f"{name}_min"] = f"{float(values.min()):.3f}"
-        ranges[f"{name}_max"] = f"{float(values.max()):.3f}"
+    # Measured by training's own function, as prepare measures a real sample.
+    covered = sample_ranges(
+        SimpleNamespace(
+            head_pose=sample.head_pose,
+            c2w=sample.c2w,
+            K=sample.K,
+            reference_c2w=sample.reference_c2w,
+            height=SIZE,
+        )
+    )
+    ranges = {key: f"{value:.3f}" for key, value in covered.items()}
     return {
         "mode": str(mode),
         "frames": str(FRAMES),

@@ -17,6 +17,7 @@ from ..head_pose.template import HeadTemplate
 from ..viewpoint import Trajectory
 from ..viewpoint.geometry import orbit_c2w
 from ..viewpoint.trajectory import DEFAULT_VIEW
+from ..viewpoint.visualize import frustum_lines
 
 log = logging.getLogger(__name__)
 
@@ -151,36 +152,6 @@ def camera_figure(
         },
     )
     return fig
-
-
-def frustum_lines(K, c2w, height: int, width: int, depth: float):
-    """Polyline coordinates (None-separated) of pyramids from each camera centre to its image
-    corners at ``depth`` cm, with a tick on the top edge so roll is visible."""
-    corners_px = np.array(
-        [
-            [0, 0, 1],
-            [width, 0, 1],
-            [width, height, 1],
-            [0, height, 1],
-            [width / 2, -0.25 * height, 1],
-        ],
-        dtype=np.float64,
-    )
-    xs, ys, zs = [], [], []
-    for k, pose in zip(K, c2w, strict=True):
-        points = (corners_px @ np.linalg.inv(k).T * depth) @ pose[:3, :3].T + pose[:3, 3]
-        centre = pose[:3, 3]
-        tl, tr, br, bl, up = points
-        for segment in ([centre, tl], [centre, tr], [centre, br], [centre, bl],
-                        [tl, tr, br, bl, tl], [tl, up, tr]):  # fmt: skip
-            for point in segment:
-                xs.append(point[0])
-                ys.append(point[1])
-                zs.append(point[2])
-            xs.append(None)
-            ys.append(None)
-            zs.append(None)
-    return xs, ys, zs
 
 
 def keyframe_thumbnail(

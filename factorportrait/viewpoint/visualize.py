@@ -133,7 +133,7 @@ def trajectory_figure(
         ("cameras", K[shown], c2w[shown], "#4c72b0"),
         ("reference camera (the portrait's)", K[:1], reference_c2w[None], "#dd3333"),
     ):
-        xs, ys, zs = _frustum_lines(intrinsics, cameras, height, width, depth)
+        xs, ys, zs = frustum_lines(intrinsics, cameras, height, width, depth)
         fig.add_trace(
             go.Scatter3d(
                 x=xs,
@@ -182,7 +182,7 @@ def _head_surface() -> go.Surface:
     )
 
 
-def _frustum_lines(K, c2w, height, width, depth):
+def frustum_lines(K, c2w, height, width, depth):
     """Polyline coordinates (None-separated) of pyramids from each camera centre to its image
     corners at ``depth`` cm, with a tick on the top edge so roll is visible."""
     corners_px = np.array(

@@ -104,12 +104,14 @@ def checked_engine(engine: str) -> str:
 
 
 def auto_offload(gpu_gib: float | None) -> str:
-    """The offloading a card of ``gpu_gib`` GiB needs for the 14B model in bf16 (None: no CUDA
-    GPU, nothing to offload). Everything resident is about 41 GiB of weights plus activations;
-    model offload needs the 28 GiB transformer to fit alone; below that, group offloading."""
-    if gpu_gib is None or gpu_gib >= 80:
+    """The offloading a card of ``gpu_gib`` GiB (as CUDA reports it) needs for the model in
+    bf16 (None: no CUDA GPU, nothing to offload). From the demo's estimate (``cost``) at
+    77x512x512: everything resident about 57 GiB (an 80 GB card reports 79 GiB); with model
+    offload the 32 GiB transformer and its activations, about 44 GiB (too tight for a 48 GB
+    card); below that, group offloading."""
+    if gpu_gib is None or gpu_gib >= 72:
         return "none"
-    return "model" if gpu_gib >= 40 else "group"
+    return "model" if gpu_gib >= 50 else "group"
 
 
 @dataclass(frozen=True)
