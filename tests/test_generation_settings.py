@@ -75,6 +75,8 @@ def _conditioning(frames: int):
         "blendshape_names": np.array([f"shape{i}" for i in range(52)]),
         "fps": np.float32(8),
         "mode": np.array("camera-only"),
+        "reference": np.zeros((16, 16, 3), np.uint8),
+        "source_landmarks": np.zeros((478, 3), np.float32),
         "normals": np.zeros((frames, 16, 16, 3), np.float32),  # bulky: not saved
     }
     return SimpleNamespace(fps=8.0, arrays=lambda: arrays)

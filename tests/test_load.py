@@ -102,7 +102,9 @@ def test_eight_queued_previews_two_at_a_time_each_get_their_own_answer(app_serve
         zip(requests, results, strict=True)
     ):
         normals, rays, tracking, strip, summary = result
-        assert summary.startswith(f"{FRAMES} frames at {SIZE}x{SIZE}"), summary
+        # The page's summary names the mode first, then what the build made.
+        assert summary.startswith(f"**Mode: {mode}"), summary
+        assert f"{FRAMES} frames at {SIZE}x{SIZE}" in summary, summary
         if mode == "camera-only":
             assert "driving frames" not in summary, (mode, azimuth, summary)
         else:
