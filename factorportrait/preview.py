@@ -45,6 +45,10 @@ PREVIEW_FILES = (
 )
 ARRAYS_FILE = "conditioning.npz"  # with arrays=True
 PREVIEW_CRF = 23  # x264's default: plenty for flat-shaded normals and smooth ray maps
+# Previews are watched once, right away: x264's fastest preset encodes the four preview videos
+# in half the time of "veryfast" (1.2 s against 2.4 s at 49x512x512 on 2 cores) for files about
+# three times larger (2.4 MB against 0.8 MB in all).
+PREVIEW_PRESET = "ultrafast"
 
 
 @lru_cache(maxsize=1)
@@ -139,7 +143,9 @@ def write_preview(
     with staged_output_dir(out) as stage:
 
         def video(name: str, frames) -> Callable[[], object]:
-            return lambda: write_video(stage / name, frames(), cond.fps, crf=PREVIEW_CRF)
+            return lambda: write_video(
+                stage / name, frames(), cond.fps, crf=PREVIEW_CRF, preset=PREVIEW_PRESET
+            )
 
         # Longest first: the rays are the widest video.
         jobs = {
@@ -172,13 +178,17 @@ def write_preview(
     return {name: out / name for name in names}
 
 
-def write_videos(videos: dict[Path, object], fps: float, *, crf: int = PREVIEW_CRF) -> None:
+def write_videos(
+    videos: dict[Path, object], fps: float, *, crf: int = PREVIEW_CRF, preset: str = PREVIEW_PRESET
+) -> None:
     """Encode several videos at once ({path: (F,H,W,3) uint8 frames or an iterable of them}),
     one thread and one ffmpeg process each: what a caller writing a preview's videos without
     ``write_preview`` (the web service) uses to overlap them."""
     _run_concurrently(
         {
-            str(path): lambda path=path, frames=frames: write_video(path, frames, fps, crf=crf)
+            str(path): lambda path=path, frames=frames: write_video(
+                path, frames, fps, crf=crf, preset=preset
+            )
             for path, frames in videos.items()
         }
     )

@@ -14,9 +14,15 @@ from ..errors import InputError
 
 
 def write_video(
-    path: str | Path, frames: Iterable[np.ndarray] | np.ndarray, fps: float, *, crf: int = 18
+    path: str | Path,
+    frames: Iterable[np.ndarray] | np.ndarray,
+    fps: float,
+    *,
+    crf: int = 18,
+    preset: str = "veryfast",
 ) -> Path:
-    """Encode RGB uint8 frames (F,H,W,3), H and W even, to an mp4 at ``path``."""
+    """Encode RGB uint8 frames (F,H,W,3), H and W even, to an mp4 at ``path``; ``preset`` is
+    x264's speed/size trade-off."""
     path = Path(path)
     writer = None
     count = 0
@@ -48,7 +54,7 @@ def write_video(
                         "-crf",
                         str(crf),
                         "-preset",
-                        "veryfast",
+                        preset,
                         "-movflags",
                         "+faststart",
                     ],

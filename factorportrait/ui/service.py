@@ -42,6 +42,8 @@ from ..wan_animate.engine import (
 )
 from . import texts
 
+# The preview strip's height (tracking | normals | rays side by side), pixels.
+STRIP_HEIGHT = 256
 # The longest ZeroGPU call the demo asks for.
 ZEROGPU_MAX_S = 300
 
@@ -251,7 +253,9 @@ class Service:
         normals = normals_to_rgb(cond.normals, cond.mask)
         rays = rays_to_rgb(cond.rays)
         tracking = side_by_side([tracking_frames(cond, cond.height)], cond.height)
-        strip = side_by_side([tracking, normals, rays[:, :, : cond.width]], cond.height)
+        # The overview strip only as large as a page shows it (three panels across one row).
+        strip_height = min(cond.height, STRIP_HEIGHT)
+        strip = side_by_side([tracking, normals, rays[:, :, : cond.width]], strip_height)
         videos = {"normals": normals, "rays": rays, "tracking": tracking, "strip": strip}
         if engine == WAN_ANIMATE:
             from ..wan_animate.engine import driving_videos
