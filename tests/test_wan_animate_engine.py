@@ -249,3 +249,27 @@ def test_offloading_follows_the_cards_memory():
     assert engine.auto_offload(64) == "model"  # the transformer fits alone
     assert engine.auto_offload(44.4) == "group"  # a 48 GB card: it does not
     assert engine.auto_offload(22.1) == "group"
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline():
+    return engine.tiny_wan_animate_pipeline(seed=1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_python_api_makes_the_requested_video_in_every_mode(
+    mode, tiny_pipeline, landmarker_path
+):
+    """build_conditioning -> generate_wan_animate: the frames, size and banner asked for."""
+    from factorportrait.conditioning import ConditioningSettings, build_conditioning
+
+    cond = build_conditioning(
+        ASSETS / "example_portrait.jpg",
+        None if mode == "camera-only" else ASSETS / "example_driving.mp4",
+        settings=ConditioningSettings(mode=str(mode), frames=5, height=48, width=32),
+        landmarker_path=str(landmarker_path),
+    )
+    video = engine.generate_wan_animate(tiny_pipeline, cond, steps=1, guidance=1.0, seed=0)
+    assert video.shape == (5, 48, 32, 3) and video.dtype == np.uint8
+    band = max(12, 48 // 14)
+    assert np.median(video[:, :band]) < 0.5 * np.median(video[:, band + 4 :]) + 2
