@@ -34,14 +34,20 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser, app_url):
-    """A fresh tab on the app (its own Gradio session)."""
-    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+def _open_page(browser, app_url, width: int, height: int):
+    """A fresh tab on the app (its own Gradio session) that collects the page's errors."""
+    page = browser.new_page(viewport={"width": width, "height": height})
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(app_url, wait_until="networkidle")
     page.errors = errors
+    return page
+
+
+@pytest.fixture
+def page(browser, app_url):
+    """A tall tab: the whole page without scrolling."""
+    page = _open_page(browser, app_url, 1400, 2400)
     yield page
     page.close()
 
@@ -89,11 +95,7 @@ def _in_first_viewport(page, selector: str) -> bool:
 @pytest.fixture
 def small_page(browser, app_url):
     """A tab the size of a laptop screen (1440x1000): what a presenter sees at once."""
-    page = browser.new_page(viewport={"width": 1440, "height": 1000})
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(app_url, wait_until="networkidle")
-    page.errors = errors
+    page = _open_page(browser, app_url, 1440, 1000)
     yield page
     page.close()
 

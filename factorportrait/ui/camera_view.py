@@ -17,7 +17,7 @@ from ..head_pose.template import HeadTemplate
 from ..viewpoint import Trajectory
 from ..viewpoint.geometry import orbit_c2w
 from ..viewpoint.trajectory import DEFAULT_VIEW
-from ..viewpoint.visualize import frustum_lines
+from ..viewpoint.visualize import frustum_trace
 
 log = logging.getLogger(__name__)
 
@@ -123,18 +123,8 @@ def camera_figure(
     ):
         if not rows:
             continue
-        xs, ys, zs = frustum_lines(intrinsics, cameras, size, size, depth)
-        fig.add_trace(
-            go.Scatter3d(
-                x=xs,
-                y=ys,
-                z=zs,
-                mode="lines",
-                name=label,
-                line={"color": colour, "width": 5 if colour == COLOURS["selected"] else 3},
-                hoverinfo="skip",
-            )
-        )
+        width = 5 if colour == COLOURS["selected"] else 3
+        fig.add_trace(frustum_trace(label, intrinsics, cameras, size, size, depth, colour, width))
     extent = max(float(np.abs(centres).max()), 30.0) * 1.1
     axis = {"range": [-extent, extent], "zeroline": False, "title": {"font": {"size": 12}}}
     fig.update_layout(

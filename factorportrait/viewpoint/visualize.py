@@ -133,18 +133,7 @@ def trajectory_figure(
         ("cameras", K[shown], c2w[shown], "#4c72b0"),
         ("reference camera (the portrait's)", K[:1], reference_c2w[None], "#dd3333"),
     ):
-        xs, ys, zs = frustum_lines(intrinsics, cameras, height, width, depth)
-        fig.add_trace(
-            go.Scatter3d(
-                x=xs,
-                y=ys,
-                z=zs,
-                mode="lines",
-                name=label,
-                line={"color": colour, "width": 3},
-                hoverinfo="skip",
-            )
-        )
+        fig.add_trace(frustum_trace(label, intrinsics, cameras, height, width, depth, colour))
     extent = max(float(np.abs(centres).max()), 15.0) * 1.15
     axis = {"range": [-extent, extent], "zeroline": False}
     fig.update_layout(
@@ -179,6 +168,22 @@ def _head_surface() -> go.Surface:
         hoverinfo="name",
         colorscale=[[0, "#e8c4a0"], [1, "#e8c4a0"]],
         showlegend=True,
+    )
+
+
+def frustum_trace(label, K, c2w, height, width, depth, colour, line_width: float = 3):
+    """One legend entry: the frusta of cameras ``c2w`` (``frustum_lines``) as plotly lines."""
+    import plotly.graph_objects as go
+
+    xs, ys, zs = frustum_lines(K, c2w, height, width, depth)
+    return go.Scatter3d(
+        x=xs,
+        y=ys,
+        z=zs,
+        mode="lines",
+        name=label,
+        line={"color": colour, "width": line_width},
+        hoverinfo="skip",
     )
 
 
