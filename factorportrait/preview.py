@@ -181,13 +181,15 @@ def write_preview(
 def write_videos(
     videos: dict[Path, object], fps: float, *, crf: int = PREVIEW_CRF, preset: str = PREVIEW_PRESET
 ) -> None:
-    """Encode several videos at once ({path: (F,H,W,3) uint8 frames or an iterable of them}),
-    one thread and one ffmpeg process each: what a caller writing a preview's videos without
-    ``write_preview`` (the web service) uses to overlap them."""
+    """Encode several videos at once ({path: (F,H,W,3) uint8 frames, an iterable of them, or a
+    function that makes either}), one thread and one ffmpeg process each: what a caller writing
+    a preview's videos without ``write_preview`` (the web service) uses to overlap them. A
+    function is called on its video's thread, so making the frames overlaps the other
+    encoders too."""
     _run_concurrently(
         {
             str(path): lambda path=path, frames=frames: write_video(
-                path, frames, fps, crf=crf, preset=preset
+                path, frames() if callable(frames) else frames, fps, crf=crf, preset=preset
             )
             for path, frames in videos.items()
         }

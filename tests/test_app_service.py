@@ -21,6 +21,7 @@ from factorportrait.config import VIDEO
 from factorportrait.errors import InputError
 from factorportrait.generation import GenerationSettings
 from factorportrait.guardrails import TrainedRanges, request_warnings
+from factorportrait.head_pose.rasterizer import normals_to_rgb
 from factorportrait.io import write_video
 from factorportrait.io.media import read_video
 from factorportrait.io.video import mux_audio
@@ -35,8 +36,15 @@ from factorportrait.ui.handlers import (
     preset_chosen,
     table_edited,
 )
-from factorportrait.ui.service import Service, estimate, zerogpu_duration
-from factorportrait.viewpoint import Trajectory, TrajectoryError, load_preset, load_presets
+from factorportrait.ui.service import Service, browser_rays, estimate, zerogpu_duration
+from factorportrait.viewpoint import (
+    Trajectory,
+    TrajectoryError,
+    load_preset,
+    load_presets,
+    plucker_rays,
+    rays_to_rgb,
+)
 
 
 def test_editor_table_round_trip_and_errors():
@@ -673,3 +681,42 @@ def test_the_status_says_what_a_cpu_machine_lacks_for_the_public_engine(monkeypa
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     line = Service(pipeline=None).wan_animate_status_markdown()
     assert "needs a CUDA GPU" in line and "--tiny" in line
+
+
+@pytest.mark.parametrize(("size", "panel"), [(128, 128), (256, 256), (384, 192), (512, 256)])
+def test_the_page_gets_the_ray_maps_at_the_size_it_shows_them(size, panel):
+    K, c2w = load_preset("orbit").sample(3).cameras(size, size)
+    rays = plucker_rays(K, c2w, size, size, reference_c2w=c2w[0])
+    shown = browser_rays(rays)
+    step = size // panel
+    assert shown.shape == (3, 6, panel, panel)
+    np.testing.assert_array_equal(shown, rays[:, :, ::step, ::step])
+
+
+def test_the_web_preview_writes_each_video_at_its_size_with_its_pictures(pyfeat, tmp_path):
+    service = Service(output_root=tmp_path)
+    settings = ConditioningSettings(mode="all-dynamic", frames=5, height=320, width=320)
+    result = service.preview(
+        str(pyfeat / "single_face.jpg"), str(pyfeat / "single_face.mp4"), settings,
+        load_preset("orbit"), engine="factorportrait",
+    )  # fmt: skip
+    cond = result.conditioning
+    normals = read_video(result.normals).frames
+    rays = read_video(result.rays).frames
+    strip = read_video(result.strip).frames
+    assert normals.shape == (5, 320, 320, 3)
+    assert rays.shape == (5, 160, 320, 3)  # direction | moment, each at half the side
+    tracking = read_video(result.tracking).frames
+    assert strip.shape[:2] == (5, 256) and tracking.shape[:2] == (5, 320)
+    # The pictures are the conditioning's own (H.264 at CRF 23: a few levels off).
+    expected_rays = rays_to_rgb(browser_rays(cond.rays)).astype(int)
+    assert np.abs(rays.astype(int) - expected_rays).mean() < 3
+    expected_normals = normals_to_rgb(cond.normals, cond.mask).astype(int)
+    assert np.abs(normals.astype(int) - expected_normals).mean() < 3
+    # tracking | normals | ray directions, each at the strip's height: the middle panel is the
+    # normals video, the last the rays video's left half.
+    first = round(tracking.shape[2] * 256 / 320 / 2) * 2
+    assert strip.shape[2] == first + 256 + 256
+    middle, last = strip[:, :, first : first + 256], strip[:, :, first + 256 :]
+    assert abs(middle.astype(int).mean() - normals.astype(int).mean()) < 3
+    assert abs(last.astype(int).mean() - rays[:, :, :160].astype(int).mean()) < 3

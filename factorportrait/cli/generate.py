@@ -83,9 +83,9 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..wan_animate.engine import ENGINE_NAME, checked_engine, default_engine
+    from ..engines import WAN_ANIMATE, checked_engine, default_engine
 
-    if checked_engine(args.engine or default_engine()) == ENGINE_NAME:
+    if checked_engine(args.engine or default_engine()) == WAN_ANIMATE:
         return run_wan_animate(args)
     from ..generation import (
         generate_frames,

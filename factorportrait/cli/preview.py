@@ -43,16 +43,16 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..engines import WAN_ANIMATE, checked_engine, default_engine
     from ..guardrails import request_warnings
     from ..preview import write_preview
-    from ..wan_animate.engine import ENGINE_NAME, checked_engine, default_engine
 
     engine = checked_engine(args.engine or default_engine())
     settings, trajectory = conditioning_settings(args)
     start = time.perf_counter()
     cond = build_conditioning_from_args(args, settings, trajectory)
     extra_videos = None
-    if engine == ENGINE_NAME:
+    if engine == WAN_ANIMATE:
         from ..wan_animate import face_video, pose_video
 
         extra_videos = {"pose.mp4": pose_video(cond), "face.mp4": face_video(cond)}

@@ -9,7 +9,7 @@ at 512x512 on two cores. A plain loop over triangles and their pixels, compiled,
 output pixel once or twice and needs no temporaries. The compiled code is cached on disk
 (``cache=True``), so only the first run on a machine pays for compiling it (a few seconds);
 later processes load it in a fraction of a second. The compiled loop releases the GIL, so
-frames are shared out to plain threads.
+frames are shared out to plain threads (factorportrait.frame_threads).
 
 Algorithm, per frame:
 1. project vertices, drop triangles behind the camera or facing away from it;
@@ -22,13 +22,12 @@ Algorithm, per frame:
 
 from __future__ import annotations
 
-import itertools
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
 import numpy as np
+
+from ..frame_threads import over_frames
 
 NEAR_CM = 1.0
 
@@ -89,30 +88,9 @@ def rasterize(
         np.ascontiguousarray(faces, dtype=np.int64),
         np.ascontiguousarray(K, dtype=np.float64),
     )
-    outputs = (out_normals, out_mask, out_depth)
-    # The kernel releases the GIL: plain threads, each a contiguous run of frames. (Not
-    # numba's parallel=True: its OpenMP would be a second runtime beside torch's, and the two
-    # fight over the cores; threads are also safe when the web app renders two requests.)
-    workers = min(frames, _worker_count())
-    bounds = [frames * i // workers for i in range(workers + 1)]
-    if workers <= 1:
-        _rasterize_frames(*inputs, *outputs, 0, frames)
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            runs = [
-                pool.submit(_rasterize_frames, *inputs, *outputs, start, stop)
-                for start, stop in itertools.pairwise(bounds)
-            ]
-            for run in runs:
-                run.result()
+    # The kernel releases the GIL: one plain thread per core (factorportrait.frame_threads).
+    over_frames(_rasterize_frames, frames, *inputs, out_normals, out_mask, out_depth)
     return NormalRender(out_normals, out_mask, out_depth)
-
-
-def _worker_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @numba.njit(cache=True, nogil=True)

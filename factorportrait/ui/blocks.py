@@ -10,9 +10,9 @@ import gradio as gr
 import spaces
 
 from ..config import GENERATION, LIMITS, VIDEO
+from ..engines import ENGINES
 from ..modes import Mode
 from ..viewpoint import Trajectory, load_presets
-from ..wan_animate.engine import ENGINES
 from . import editor, handlers, texts
 from .service import Service, estimate_markdown
 from .uploads import checked_image, checked_video

@@ -18,11 +18,11 @@ from pathlib import Path
 import gradio as gr
 
 from ..conditioning import ConditioningSettings
+from ..engines import ENGINES
 from ..errors import InputError
 from ..generation import GenerationSettings
 from ..modes import Mode
 from ..viewpoint import Trajectory, TrajectoryError
-from ..wan_animate.engine import ENGINES
 from . import camera_view, editor, texts
 from .service import (
     FAST,

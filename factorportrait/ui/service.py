@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 
 from ..conditioning import Conditioning, ConditioningSettings, build_conditioning
 from ..cost import estimate_generation, estimate_wan_animate
+from ..engines import WAN_ANIMATE, checked_engine, default_engine
 from ..errors import InputError
 from ..generation import GenerationSettings
 from ..guardrails import TrainedRanges, ranges_of_checkpoint, request_warnings
@@ -32,10 +34,7 @@ from ..io.video import mux_audio
 from ..preview import draw_face_mesh, side_by_side, tracking_frames, write_videos
 from ..tracking.cache import TrackingCache
 from ..viewpoint import Trajectory, rays_to_rgb
-from ..wan_animate.engine import ENGINE_NAME as WAN_ANIMATE
 from ..wan_animate.engine import (
-    checked_engine,
-    default_engine,
     generate_wan_animate,
     segment_plan,
     what_it_cannot_honour,
@@ -44,6 +43,9 @@ from . import texts
 
 # The preview strip's height (tracking | normals | rays side by side), pixels.
 STRIP_HEIGHT = 256
+# The ray-map video's panels (direction | moment) at most this high: the page shows the video in
+# a third of its width, so each panel gets about half of what the normals video gets.
+RAYS_PANEL_HEIGHT = 256
 # The longest ZeroGPU call the demo asks for.
 ZEROGPU_MAX_S = 300
 
@@ -250,22 +252,37 @@ class Service:
         engine = checked_engine(engine or self.engine)
         cond = self.conditioning(portrait, driving, settings, trajectory)
         out = self.request_dir()
-        normals = normals_to_rgb(cond.normals, cond.mask)
-        rays = rays_to_rgb(cond.rays)
-        tracking = side_by_side([tracking_frames(cond, cond.height)], cond.height)
-        # The overview strip only as large as a page shows it (three panels across one row).
-        strip_height = min(cond.height, STRIP_HEIGHT)
-        strip = side_by_side([tracking, normals, rays[:, :, : cond.width]], strip_height)
-        videos = {"normals": normals, "rays": rays, "tracking": tracking, "strip": strip}
-        if engine == WAN_ANIMATE:
-            from ..wan_animate.engine import driving_videos
+        # The colour pictures are made on threads of their own, beside the encoders (each
+        # video's frames are made in its own job; the strip waits for the three it shows).
+        with ThreadPoolExecutor(3) as pool:
+            normals = pool.submit(normals_to_rgb, cond.normals, cond.mask)
+            rays = pool.submit(rays_to_rgb, browser_rays(cond.rays))
+            tracking = pool.submit(
+                lambda: side_by_side([tracking_frames(cond, cond.height)], cond.height)
+            )
+            # The overview strip only as large as a page shows it (three panels across a row).
+            strip_height = min(cond.height, STRIP_HEIGHT)
 
-            # The face crops at the side the loaded model reads (512 for the real weights).
-            size = 512 if self.wan_animate is None else self.wan_animate_face_size
-            videos["pose"], videos["face"] = driving_videos(cond, size)
-        paths = {name: out / f"{name}.mp4" for name in videos}
-        # Encoded at once, one ffmpeg process each (BENCHMARKS.md).
-        write_videos({paths[name]: frames for name, frames in videos.items()}, cond.fps)
+            def strip():
+                pictures = rays.result()
+                directions = pictures[:, :, : pictures.shape[2] // 2]
+                return side_by_side([tracking.result(), normals.result(), directions], strip_height)
+
+            videos = {
+                "normals": normals.result,
+                "rays": rays.result,
+                "tracking": tracking.result,
+                "strip": strip,
+            }
+            if engine == WAN_ANIMATE:
+                from ..wan_animate.engine import driving_videos
+
+                # The face crops at the side the loaded model reads (512 for the real weights).
+                size = 512 if self.wan_animate is None else self.wan_animate_face_size
+                videos["pose"], videos["face"] = driving_videos(cond, size)
+            paths = {name: out / f"{name}.mp4" for name in videos}
+            # Encoded at once, one ffmpeg process each (BENCHMARKS.md).
+            write_videos({paths[name]: frames for name, frames in videos.items()}, cond.fps)
         return PreviewResult(
             **paths,
             conditioning=cond,
@@ -373,6 +390,16 @@ class Service:
             engine=engine,
             seconds=time.monotonic() - started,
         )
+
+
+def browser_rays(rays: np.ndarray) -> np.ndarray:
+    """The ray maps at the size the page shows them (every k-th pixel, panels at most
+    ``RAYS_PANEL_HEIGHT`` high, even sides for H.264): maps smooth enough that nothing shows
+    at a smaller size, and a video a quarter the size to encode at 512."""
+    height, width = rays.shape[2:]
+    step = -(-height // RAYS_PANEL_HEIGHT)  # rounded up
+    sampled = rays[:, :, ::step, ::step]
+    return sampled[:, :, : sampled.shape[2] // 2 * 2, : sampled.shape[3] // 2 * 2]
 
 
 def _stage_reporter(progress: Callable[..., None] | None) -> Callable[[int, int, str], None]:

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
-import torch
 
+from ..frame_threads import over_frames
 from .geometry import orbit_c2w
+from .plucker import is_tensor
 from .trajectory import DEFAULT_VIEW
 
 if TYPE_CHECKING:
@@ -26,32 +27,42 @@ def rays_to_rgb(rays, moment_scale: float | None = None) -> np.ndarray:
     the whole clip (``moment_scale``; computed here unless given), so brightness is comparable
     from frame to frame (frame 0, at the origin of the relative frame, is a flat grey).
     """
-    rays = np.ascontiguousarray(torch.as_tensor(rays, device="cpu").numpy(), dtype=np.float32)
+    rays = _as_float32(rays)
     frames, _, height, width = rays.shape
     scale = moment_scale if moment_scale is not None else ray_moment_scale(rays)
     out = np.empty((frames, height, 2 * width, 3), np.uint8)
-    _encode_rays(rays, np.float32(127.5), np.float32(127.5 / scale), out)
+    over_frames(_encode_rays, frames, rays, np.float32(127.5), np.float32(127.5 / scale), out)
     return out
 
 
 def ray_moment_scale(rays) -> float:
     """The largest moment norm of a clip's ray maps (F,6,H,W): what ``rays_to_rgb`` divides
     moments by (at least 1e-6: frame 0 alone is all zeros)."""
-    rays = np.ascontiguousarray(torch.as_tensor(rays, device="cpu").numpy(), dtype=np.float32)
-    return max(float(np.sqrt(_largest_moment_squared(rays))), 1e-6)
+    rays = _as_float32(rays)
+    largest = max(over_frames(_largest_moment_squared, len(rays), rays))
+    return max(float(np.sqrt(largest)), 1e-6)
 
 
-# Compiled loops (cached on disk, see head_pose/rasterizer.py): one pass over the maps, no
-# whole-clip float temporaries (those cost more in page faults than the arithmetic does).
+def _as_float32(rays) -> np.ndarray:
+    """numpy arrays or (CPU or GPU) torch tensors -> a C-contiguous float32 array."""
+    if is_tensor(rays):
+        rays = rays.detach().cpu().numpy()
+    return np.ascontiguousarray(rays, dtype=np.float32)
+
+
+# Compiled loops (cached on disk, see head_pose/rasterizer.py), frames shared out to threads
+# (factorportrait.frame_threads): one pass over the maps, no whole-clip float temporaries (those
+# cost more in page faults than the arithmetic does).
 @numba.njit(cache=True, nogil=True)
-def _encode_rays(rays, direction_gain, moment_gain, out):
-    """value -> (value * gain + 127.5), rounded, clamped to 0..255; float32 throughout."""
-    frames, _, height, width = rays.shape
+def _encode_rays(rays, direction_gain, moment_gain, out, start, stop):
+    """value -> (value * gain + 127.5), rounded, clamped to 0..255; float32 throughout. Pixel
+    by pixel, so each output row is written once, in order."""
+    _, _, height, width = rays.shape
     offset = np.float32(127.5 + 0.5)
-    for frame in range(frames):
-        for channel in range(3):
-            for row in range(height):
-                for col in range(width):
+    for frame in range(start, stop):
+        for row in range(height):
+            for col in range(width):
+                for channel in range(3):
                     direction = rays[frame, 3 + channel, row, col] * direction_gain + offset
                     moment = rays[frame, channel, row, col] * moment_gain + offset
                     out[frame, row, col, channel] = np.uint8(min(max(direction, 0.0), 255.0))
@@ -59,10 +70,10 @@ def _encode_rays(rays, direction_gain, moment_gain, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def _largest_moment_squared(rays):
-    frames, _, height, width = rays.shape
+def _largest_moment_squared(rays, start, stop):
+    _, _, height, width = rays.shape
     largest = np.float32(0.0)
-    for frame in range(frames):
+    for frame in range(start, stop):
         for row in range(height):
             for col in range(width):
                 squared = (

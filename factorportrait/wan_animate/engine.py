@@ -22,13 +22,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..engines import ENGINE_VARIABLE, ENGINES, WAN_ANIMATE, checked_engine
 from ..errors import InputError
 
 HUB_ID = "Wan-AI/Wan2.2-Animate-14B-Diffusers"
-ENGINE_NAME = "wan-animate"
-# The engines every surface offers; $FACTORPORTRAIT_ENGINE picks the default.
-ENGINES = ("factorportrait", ENGINE_NAME)
-ENGINE_VARIABLE = "FACTORPORTRAIT_ENGINE"
+ENGINE_NAME = WAN_ANIMATE
 # Written into a folder make_tiny_wan_animate_checkpoint makes and read back by load_wan_animate:
 # diffusers ignores extra files at a pipeline folder's top level.
 ENGINE_MARKER = "factorportrait_engine.json"
@@ -90,17 +88,6 @@ TINY_TRANSFORMER_CONFIG = dict(
     inject_face_latents_blocks=2,
 )
 TINY_VOCABULARY = 32
-
-
-def default_engine() -> str:
-    """$FACTORPORTRAIT_ENGINE, or factorportrait."""
-    return os.environ.get(ENGINE_VARIABLE, "").strip() or ENGINES[0]
-
-
-def checked_engine(engine: str) -> str:
-    if engine not in ENGINES:
-        raise InputError(f"engine: {engine!r} is not one of {', '.join(ENGINES)}")
-    return engine
 
 
 def auto_offload(gpu_gib: float | None) -> str:
