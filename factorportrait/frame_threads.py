@@ -23,10 +23,13 @@ def worker_count() -> int:
         return os.cpu_count() or 1
 
 
-def over_frames(kernel: Callable[..., object], frames: int, *args) -> list:
+def over_frames(
+    kernel: Callable[..., object], frames: int, *args, workers: int | None = None
+) -> list:
     """``kernel(*args, start, stop)`` over frames 0..frames, split into one contiguous run per
-    core (fewer when there are fewer frames); the runs' results, in frame order."""
-    workers = max(1, min(frames, worker_count()))
+    core, or into ``workers`` runs (fewer when there are fewer frames); the runs' results, in
+    frame order."""
+    workers = max(1, min(frames, workers or worker_count()))
     bounds = [frames * i // workers for i in range(workers + 1)]
     if workers == 1:
         return [kernel(*args, 0, frames)]

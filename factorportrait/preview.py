@@ -1,7 +1,7 @@
 """The preview: everything the model will be conditioned on, as files a person can look at.
 
 normals.mp4        normal renders of the posed template head (RGB = (n+1)/2)
-rays.mp4           Plücker ray maps (direction | moment)
+rays.mp4           Plücker ray maps (direction | moment), each panel at most 256 px high
 tracking.mp4       the driving frames with the tracked face mesh drawn on
 source.png         the portrait, framed as the output, with its tracked mesh
 trajectory.json    K and c2w per frame (as the cameras command writes it)
@@ -10,7 +10,8 @@ conditioning.npz   only when asked (``arrays=True``, ``preview --npz``): the arr
                    (plain arrays and strings; allow_pickle=False loads it), hundreds of MB
 
 The files are written concurrently (each video's ffmpeg is a process of its own) and only as
-large as a browser needs: the tracking video at most the output's height, H.264 at CRF 23.
+large as a browser needs: the tracking video at most the output's height, the ray maps' panels
+at most 256 px high, H.264 at CRF 23.
 
 For the wan-animate engine (README: Engines) also, through ``extra_videos``:
 pose.mp4           the skeleton video Wan2.2-Animate is driven by
@@ -49,6 +50,9 @@ PREVIEW_CRF = 23  # x264's default: plenty for flat-shaded normals and smooth ra
 # in half the time of "veryfast" (1.2 s against 2.4 s at 49x512x512 on 2 cores) for files about
 # three times larger (2.4 MB against 0.8 MB in all).
 PREVIEW_PRESET = "ultrafast"
+# The ray-map video's panels (direction | moment) at most this high: the web page shows the video
+# in a third of its width, so each panel gets about half of what the normals video gets.
+RAYS_PANEL_HEIGHT = 256
 
 
 @lru_cache(maxsize=1)
@@ -106,6 +110,16 @@ def side_by_side(videos: list, height: int) -> np.ndarray:
     return np.concatenate(panels, axis=2)
 
 
+def browser_rays(rays: np.ndarray) -> np.ndarray:
+    """The ray maps at the size the page shows them (every k-th pixel, panels at most
+    ``RAYS_PANEL_HEIGHT`` high, even sides for H.264): maps smooth enough that nothing shows
+    at a smaller size, and a video a quarter the size to encode at 512."""
+    height, width = rays.shape[2:]
+    step = -(-height // RAYS_PANEL_HEIGHT)  # rounded up
+    sampled = rays[:, :, ::step, ::step]
+    return sampled[:, :, : sampled.shape[2] // 2 * 2, : sampled.shape[3] // 2 * 2]
+
+
 def trajectory_record(cond: Conditioning, trajectory: Trajectory | None) -> dict:
     return {
         "format": CAMERA_PATH_FORMAT,
@@ -149,7 +163,7 @@ def write_preview(
 
         # Longest first: the rays are the widest video.
         jobs = {
-            "rays.mp4": video("rays.mp4", lambda: rays_to_rgb(cond.rays)),
+            "rays.mp4": video("rays.mp4", lambda: rays_to_rgb(browser_rays(cond.rays))),
             "normals.mp4": video("normals.mp4", lambda: normals_to_rgb(cond.normals, cond.mask)),
             "tracking.mp4": video(
                 "tracking.mp4", lambda: (_even(f) for f in tracking_frames(cond, cond.height))

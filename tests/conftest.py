@@ -177,6 +177,7 @@ SLOW_FIXTURES = {
 # subprocesses it waited for), by file and test function (every parametrisation of it). A new
 # test that takes longer belongs here.
 SLOW_TESTS = {
+    "test_kernel_warmup.py": {"test_each_compiled_loop_is_loaded_once_in_the_background"},
     "test_lazy_imports.py": {
         "test_the_preview_command_loads_no_model_stack",
         "test_the_cameras_command_loads_no_model_stack",
@@ -354,6 +355,7 @@ SLOW_TESTS = {
         "test_outputs_are_served_only_under_their_unguessable_names",
     },
     "test_tracking.py": {
+        "test_a_clip_tracked_in_parts_matches_an_unbroken_run_and_keeps_its_face",
         "test_clip_without_a_face_is_an_error",
         "test_every_frame_of_a_real_clip",
         "test_face_appearing_late_is_filled_and_held",

@@ -25,7 +25,7 @@ from factorportrait.head_pose.rasterizer import normals_to_rgb
 from factorportrait.io import write_video
 from factorportrait.io.media import read_video
 from factorportrait.io.video import mux_audio
-from factorportrait.preview import side_by_side
+from factorportrait.preview import browser_rays, side_by_side
 from factorportrait.ui import editor
 from factorportrait.ui.handlers import (
     Handlers,
@@ -36,7 +36,7 @@ from factorportrait.ui.handlers import (
     preset_chosen,
     table_edited,
 )
-from factorportrait.ui.service import Service, browser_rays, estimate, zerogpu_duration
+from factorportrait.ui.service import Service, estimate, zerogpu_duration
 from factorportrait.viewpoint import (
     Trajectory,
     TrajectoryError,

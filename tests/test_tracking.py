@@ -182,3 +182,44 @@ def test_download_with_wrong_content_is_refused_and_not_cached(tmp_path, monkeyp
         resolve_face_landmarker()
     assert list((tmp_path / "cache" / "factorportrait").iterdir()) == []
     assert FACE_LANDMARKER.sha256.startswith("64184e22")  # the real constant was untouched
+
+
+def _two_faces_clip(pyfeat, frames: int, second_from: int) -> np.ndarray:
+    """A still clip: a small face on the left throughout, a larger one on the right from frame
+    ``second_from`` on (the same photo at two sizes)."""
+    import cv2
+
+    face = read_image(pyfeat / "single_face.jpg")
+    small = cv2.resize(face, (160, round(160 * face.shape[0] / face.shape[1])))
+    large = cv2.resize(face, (300, round(300 * face.shape[0] / face.shape[1])))
+    canvas = np.full((max(large.shape[0], small.shape[0]) + 40, 520, 3), 90, np.uint8)
+    clip = np.repeat(canvas[None], frames, axis=0)
+    clip[:, 20 : 20 + small.shape[0], 10 : 10 + small.shape[1]] = small
+    clip[second_from:, 20 : 20 + large.shape[0], 200 : 200 + large.shape[1]] = large
+    return clip
+
+
+def test_a_clip_tracked_in_parts_matches_an_unbroken_run_and_keeps_its_face(
+    tracker, pyfeat, monkeypatch
+):
+    from factorportrait.tracking import landmarker
+
+    video = read_video(pyfeat / "single_face.mp4")
+    frames, times = video.frames[:32], video.times[:32]
+    assert landmarker.TRACKING_PARTS == 2 and len(frames) >= 2 * landmarker.MIN_PART_FRAMES
+    parted = tracker.track_frames(frames, times)
+    monkeypatch.setattr(landmarker, "TRACKING_PARTS", 1)
+    unbroken = tracker.track_frames(frames, times)
+    difference = [np.abs(a.landmarks[:, :2] - b.landmarks[:, :2]).mean() for a, b in
+                  zip(parted, unbroken, strict=True)]  # fmt: skip
+    # The first part is the same run; the second starts afresh (on this clip it comes out
+    # identical too: MediaPipe runs its detector on every frame when it looks for four faces).
+    assert max(difference[:16]) == 0.0
+    assert max(difference) < 1.0
+    # The face followed is chosen across the parts: a larger face that turns up in the first
+    # part does not take over the second part's first frame (a new part's largest).
+    monkeypatch.setattr(landmarker, "TRACKING_PARTS", 2)
+    clip = _two_faces_clip(pyfeat, 32, second_from=12)
+    followed = tracker.track_frames(clip, np.arange(32) / 16.0)
+    assert followed[20].faces_found == 2
+    assert all(face is not None and face.box[2] < 190 for face in followed)  # the left face

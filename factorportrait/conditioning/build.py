@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import replace
@@ -36,6 +37,39 @@ from .stages import (
     rays_stage,
     source_stage,
 )
+
+_kernels_lock = threading.Lock()
+_kernels_loading: threading.Thread | None = None
+
+
+def start_loading_kernels() -> None:
+    """Load the compiled loops of the normals, rays and their pictures on a thread of their own,
+    once per process: a fresh process spends about half a second starting numba's compiler
+    and reading them from its disk cache, which this does while the portrait is read and the
+    face tracker starts (MediaPipe releases the GIL while it works)."""
+    global _kernels_loading
+    with _kernels_lock:
+        if _kernels_loading is None:
+            _kernels_loading = threading.Thread(
+                target=_run_kernels_once, name="load-compiled-kernels", daemon=True
+            )
+            _kernels_loading.start()
+
+
+def _run_kernels_once() -> None:
+    """Each compiled loop once, on a tiny input."""
+    from ..head_pose.rasterizer import normals_to_rgb, rasterize
+    from ..viewpoint import plucker_rays, rays_to_rgb
+
+    K = np.array([[[2.0, 0.0, 1.0], [0.0, 2.0, 1.0], [0.0, 0.0, 1.0]]])
+    c2w = np.eye(4)[None].copy()
+    c2w[0, 2, 3] = -10.0
+    rays_to_rgb(plucker_rays(K, c2w, 2, 2, reference_c2w=c2w[0]))
+    triangle = np.array([[[-1.0, -1.0, 5.0], [1.0, -1.0, 5.0], [0.0, 1.0, 5.0]]])
+    render = rasterize(
+        triangle, np.tile([0.0, 0.0, -1.0], (1, 3, 1)), np.array([[0, 2, 1]]), K, 2, 2
+    )
+    normals_to_rgb(render.normals, render.mask)
 
 
 class _Timer:
@@ -70,6 +104,7 @@ def build_conditioning(
         seen by a still camera.
     """
     settings = (settings or ConditioningSettings()).validated()
+    start_loading_kernels()
     mode = settings.mode
     if driving is None and mode.needs_driving:
         raise InputError(f"mode {mode}: a driving video is needed (only camera-only works without)")

@@ -31,7 +31,7 @@ from ..guardrails import TrainedRanges, ranges_of_checkpoint, request_warnings
 from ..head_pose.rasterizer import normals_to_rgb
 from ..io import write_video
 from ..io.video import mux_audio
-from ..preview import draw_face_mesh, side_by_side, tracking_frames, write_videos
+from ..preview import browser_rays, draw_face_mesh, side_by_side, tracking_frames, write_videos
 from ..tracking.cache import TrackingCache
 from ..viewpoint import Trajectory, rays_to_rgb
 from ..wan_animate.engine import (
@@ -43,9 +43,6 @@ from . import texts
 
 # The preview strip's height (tracking | normals | rays side by side), pixels.
 STRIP_HEIGHT = 256
-# The ray-map video's panels (direction | moment) at most this high: the page shows the video in
-# a third of its width, so each panel gets about half of what the normals video gets.
-RAYS_PANEL_HEIGHT = 256
 # The longest ZeroGPU call the demo asks for.
 ZEROGPU_MAX_S = 300
 
@@ -390,16 +387,6 @@ class Service:
             engine=engine,
             seconds=time.monotonic() - started,
         )
-
-
-def browser_rays(rays: np.ndarray) -> np.ndarray:
-    """The ray maps at the size the page shows them (every k-th pixel, panels at most
-    ``RAYS_PANEL_HEIGHT`` high, even sides for H.264): maps smooth enough that nothing shows
-    at a smaller size, and a video a quarter the size to encode at 512."""
-    height, width = rays.shape[2:]
-    step = -(-height // RAYS_PANEL_HEIGHT)  # rounded up
-    sampled = rays[:, :, ::step, ::step]
-    return sampled[:, :, : sampled.shape[2] // 2 * 2, : sampled.shape[3] // 2 * 2]
 
 
 def _stage_reporter(progress: Callable[..., None] | None) -> Callable[[int, int, str], None]:
