@@ -33,7 +33,7 @@ import numpy as np
 from .conditioning import Conditioning
 from .head_pose.rasterizer import normals_to_rgb
 from .io import staged_output_dir, write_json, write_video
-from .viewpoint import Trajectory, rays_to_rgb
+from .viewpoint import Trajectory, plucker_rays, rays_to_rgb
 from .viewpoint.export import CAMERA_PATH_FORMAT, CONVENTIONS
 
 PREVIEW_FILES = (
@@ -110,14 +110,19 @@ def side_by_side(videos: list, height: int) -> np.ndarray:
     return np.concatenate(panels, axis=2)
 
 
-def browser_rays(rays: np.ndarray) -> np.ndarray:
-    """The ray maps at the size the page shows them (every k-th pixel, panels at most
-    ``RAYS_PANEL_HEIGHT`` high, even sides for H.264): maps smooth enough that nothing shows
-    at a smaller size, and a video a quarter the size to encode at 512."""
-    height, width = rays.shape[2:]
-    step = -(-height // RAYS_PANEL_HEIGHT)  # rounded up
-    sampled = rays[:, :, ::step, ::step]
-    return sampled[:, :, : sampled.shape[2] // 2 * 2, : sampled.shape[3] // 2 * 2]
+def browser_rays(cond: Conditioning) -> np.ndarray:
+    """The ray maps at the size the page shows them (panels at most ``RAYS_PANEL_HEIGHT`` high,
+    sides even for H.264), made from the cameras at that size: the maps are smooth, so
+    nothing shows that the full size would add, and making them small costs a fraction of
+    the full 300 MB at 49x512x512. At or under that height, the conditioning's own maps."""
+    step = -(-cond.height // RAYS_PANEL_HEIGHT)  # rounded up
+    if step == 1:
+        return cond.rays
+    height, width = cond.height // step // 2 * 2, cond.width // step // 2 * 2
+    # The image scaled by 1/step: each small pixel is the block of step x step it covers.
+    K = np.array(cond.K, dtype=np.float64)
+    K[:, :2] /= step
+    return plucker_rays(K, cond.c2w, height, width, reference_c2w=cond.reference_c2w)
 
 
 def trajectory_record(cond: Conditioning, trajectory: Trajectory | None) -> dict:
@@ -163,7 +168,7 @@ def write_preview(
 
         # Longest first: the rays are the widest video.
         jobs = {
-            "rays.mp4": video("rays.mp4", lambda: rays_to_rgb(browser_rays(cond.rays))),
+            "rays.mp4": video("rays.mp4", lambda: rays_to_rgb(browser_rays(cond))),
             "normals.mp4": video("normals.mp4", lambda: normals_to_rgb(cond.normals, cond.mask)),
             "tracking.mp4": video(
                 "tracking.mp4", lambda: (_even(f) for f in tracking_frames(cond, cond.height))

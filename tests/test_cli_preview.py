@@ -44,7 +44,9 @@ def test_preview_writes_every_file(pyfeat, landmarker_path, tracker, tmp_path, c
     assert summary["frames"] == 9 and summary["mode"] == "all-dynamic"
     assert summary["driving_faces_tracked"] == 9 and summary["driving_frames_filled"] == 0
     assert summary["jitter_px"] <= summary["jitter_px_raw"]
-    assert {"track driving", "normals", "rays", "write normals.mp4"} <= set(summary["seconds"])
+    assert {"track driving", "normals", "write rays.mp4", "write normals.mp4"} <= set(
+        summary["seconds"]
+    )
     trajectory = json.loads((out / "trajectory.json").read_text())
     assert trajectory["trajectory"]["name"] == "zoom-orbit" and len(trajectory["c2w"]) == 9
     assert "9 frames at 96x96" in capsys.readouterr().out

@@ -5,8 +5,9 @@
     driving  --driving--> tracked, smoothed clip at the output times; heads in our camera model
     mode + trajectory --cameras--> K, c2w per output frame
     driving heads --head poses--> retargeted onto the portrait, in the world
-    pose x cameras --normals--> normal maps + mask;  cameras --rays--> Plücker maps relative
-        to the reference camera;  driving crops --expression--> blendshapes, crops, landmarks
+    pose x cameras --normals--> normal maps + mask;  driving crops --expression--> blendshapes,
+        crops, landmarks;  cameras --rays--> Plücker maps relative to the reference camera,
+        made when first read (Conditioning.rays): a preview draws them smaller
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from .stages import (
     expression_stage,
     mode_cameras,
     normals_stage,
-    rays_stage,
     source_stage,
 )
 
@@ -160,8 +160,6 @@ def build_conditioning(
             normals = normals_stage(
                 source.template, head_pose, K, c2w, settings.height, settings.width
             )
-        with timer("rays"):
-            rays = rays_stage(K, c2w, source.c2w, settings.height, settings.width)
         with timer("expression"):
             expression = expression_stage(driving_clip, image, source, frames_out, settings)
     finally:
@@ -182,7 +180,7 @@ def build_conditioning(
         c2w,
         head_pose,
         normals,
-        rays,
+        None,  # the ray maps: made from the cameras when first read
         expression,
         tracker.blendshape_names or [],
         report,

@@ -10,6 +10,7 @@ from ..config import VIDEO, check_fps, check_frame_count, check_size
 from ..errors import InputError
 from ..expression import CROP_SIZE
 from ..modes import Mode
+from ..viewpoint import plucker_rays
 from .report import ConditioningReport
 
 
@@ -55,7 +56,6 @@ class Conditioning:
     reference: np.ndarray  # (H, W, 3) uint8: the portrait, cropped and framed like the output
     normals: np.ndarray  # (F, H, W, 3) float32 camera-space unit normals, 0 on the background
     mask: np.ndarray  # (F, H, W) bool
-    rays: np.ndarray  # (F, 6, H, W) float32 Plücker [o x d, d]
     K: np.ndarray  # (F, 3, 3)
     c2w: np.ndarray  # (F, 4, 4) world = portrait head frame, cm
     head_pose: np.ndarray  # (F, 4, 4) head -> world
@@ -69,10 +69,25 @@ class Conditioning:
     driving_landmarks: np.ndarray | None = None  # (F, 478, 3) in driving pixels
     # (4, 4) the camera of the reference image, which the rays are relative to
     reference_c2w: np.ndarray | None = None
+    # (F, 6, H, W) float32 Plücker [o x d, d]: given, or made from the cameras the first time
+    # ``rays`` is read (300 MB at 49x512x512, which a preview, drawing the maps at the size a
+    # page shows them, never needs)
+    ray_maps: np.ndarray | None = None
     report: ConditioningReport = field(default_factory=ConditioningReport)
 
     def __post_init__(self):
         self.mode = Mode.parse(self.mode)  # a mode name is accepted and turned into the Mode
+
+    @property
+    def rays(self) -> np.ndarray:
+        """(F, 6, H, W) float32 Plücker maps [o x d, d] relative to the reference camera."""
+        if self.ray_maps is None:
+            if self.reference_c2w is None:
+                raise InputError("conditioning: no ray maps and no reference camera to make them")
+            self.ray_maps = plucker_rays(
+                self.K, self.c2w, self.height, self.width, reference_c2w=self.reference_c2w
+            )
+        return self.ray_maps
 
     @property
     def frames(self) -> int:

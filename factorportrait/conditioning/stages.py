@@ -269,20 +269,21 @@ def assemble(
     c2w: np.ndarray,
     head_pose: np.ndarray,
     normals: Normals,
-    rays: np.ndarray,
+    rays: np.ndarray | None,
     expression: Expression,
     blendshape_names: list[str],
     report: ConditioningReport,
     driving: Driving | None = None,
 ) -> Conditioning:
-    """The stages' results as one Conditioning bundle (inference and training alike)."""
+    """The stages' results as one Conditioning bundle (inference and training alike). Rays
+    None: made from the cameras when first read (``Conditioning.rays``)."""
     return Conditioning(
         mode=mode,
         fps=fps,
         reference=source.reference,
         normals=normals.render.normals,
         mask=normals.render.mask,
-        rays=rays,
+        ray_maps=rays,
         K=K,
         c2w=c2w,
         head_pose=head_pose,

@@ -253,7 +253,7 @@ class Service:
         # video's frames are made in its own job; the strip waits for the three it shows).
         with ThreadPoolExecutor(3) as pool:
             normals = pool.submit(normals_to_rgb, cond.normals, cond.mask)
-            rays = pool.submit(rays_to_rgb, browser_rays(cond.rays))
+            rays = pool.submit(lambda: rays_to_rgb(browser_rays(cond)))
             tracking = pool.submit(
                 lambda: side_by_side([tracking_frames(cond, cond.height)], cond.height)
             )
