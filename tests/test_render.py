@@ -132,3 +132,15 @@ def test_posed_template_agrees_with_trimesh_ray_casting(landmarker_path):
     # Looser than the lumpy scene's 1e-4: the face's triangles are under a pixel here, where
     # float32 barycentrics lose a few digits (1e-3 of 70 cm is 0.7 mm).
     assert (relative_error < 1e-3).mean() > 0.99 and relative_error.max() < 2e-2
+    # Without depth maps (what the conditioning asks for): the same normals and mask, drawn
+    # with each thread's scratch z-buffer.
+    two = render_head(
+        template, np.stack([head_pose, np.eye(4)]), np.stack([K, K]), np.stack([c2w, c2w]), H, W
+    )
+    lean = render_head(
+        template, np.stack([head_pose, np.eye(4)]), np.stack([K, K]), np.stack([c2w, c2w]), H, W,
+        depth=False,
+    )  # fmt: skip
+    assert lean.depth is None and two.mask[1].sum() > 0.2 * H * W
+    np.testing.assert_array_equal(lean.mask, two.mask)
+    np.testing.assert_array_equal(lean.normals, two.normals)

@@ -220,7 +220,7 @@ class Normals:
 def normals_stage(
     template: HeadTemplate, head_pose: np.ndarray, K: np.ndarray, c2w: np.ndarray, h: int, w: int
 ) -> Normals:
-    render = render_head(template, head_pose, K, c2w, h, w)
+    render = render_head(template, head_pose, K, c2w, h, w, depth=False)  # normals and mask only
     return Normals(render, project_points(template.face_vertices, head_pose, K, c2w))
 
 
