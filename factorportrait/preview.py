@@ -1,6 +1,7 @@
 """The preview: everything the model will be conditioned on, as files a person can look at.
 
-normals.mp4        normal renders of the posed template head (RGB = (n+1)/2)
+normals.mp4        normal renders of the posed template head (RGB = (n+1)/2), rendered here
+                   straight to colours unless the float maps were made (summary: "normals")
 rays.mp4           Plücker ray maps (direction | moment), each panel at most 256 px high
 tracking.mp4       the driving frames with the tracked face mesh drawn on
 source.png         the portrait, framed as the output, with its tracked mesh
@@ -31,7 +32,6 @@ import cv2
 import numpy as np
 
 from .conditioning import Conditioning
-from .head_pose.rasterizer import normals_to_rgb
 from .io import staged_output_dir, write_json, write_video
 from .viewpoint import Trajectory, plucker_rays, rays_to_rgb
 from .viewpoint.export import CAMERA_PATH_FORMAT, CONVENTIONS
@@ -159,6 +159,9 @@ def write_preview(
     out = Path(out)
     extra_videos = extra_videos or {}
     names = [*PREVIEW_FILES, *([ARRAYS_FILE] if arrays else []), *extra_videos]
+    rendering: dict[str, float] = {}
+    if arrays:
+        cond.normals  # noqa: B018 (the npz needs the float maps: render them once, for both)
     with staged_output_dir(out) as stage:
 
         def video(name: str, frames) -> Callable[[], object]:
@@ -166,10 +169,16 @@ def write_preview(
                 stage / name, frames(), cond.fps, crf=PREVIEW_CRF, preset=PREVIEW_PRESET
             )
 
+        def normal_pictures() -> np.ndarray:
+            start = time.perf_counter()
+            pictures = cond.normals_rgb()
+            rendering["normals"] = time.perf_counter() - start  # the rasteriser, in the preview
+            return pictures
+
         # Longest first: the rays are the widest video.
         jobs = {
             "rays.mp4": video("rays.mp4", lambda: rays_to_rgb(browser_rays(cond))),
-            "normals.mp4": video("normals.mp4", lambda: normals_to_rgb(cond.normals, cond.mask)),
+            "normals.mp4": video("normals.mp4", normal_pictures),
             "tracking.mp4": video(
                 "tracking.mp4", lambda: (_even(f) for f in tracking_frames(cond, cond.height))
             ),
@@ -191,7 +200,7 @@ def write_preview(
         write_json(stage / "trajectory.json", trajectory_record(cond, trajectory))
         seconds["write files"] = time.perf_counter() - start
         summary = cond.report.to_dict()
-        summary["seconds"] = {**cond.report.seconds, **seconds}
+        summary["seconds"] = {**cond.report.seconds, **rendering, **seconds}
         summary["files"] = names
         (stage / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
     return {name: out / name for name in names}

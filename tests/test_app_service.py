@@ -711,6 +711,11 @@ def test_the_web_preview_writes_each_video_at_its_size_with_its_pictures(pyfeat,
         load_preset("orbit"), engine="factorportrait",
     )  # fmt: skip
     cond = result.conditioning
+    # Nothing larger than shown was made: no full ray maps, no float normal maps (their colours
+    # were rendered straight away); reading them makes them, and they agree with the videos.
+    assert cond.ray_maps is None and cond.normal_maps is None
+    np.testing.assert_array_equal(cond.normals_rgb(), normals_to_rgb(cond.normals, cond.mask))
+    assert cond.normal_maps is not None and cond.normals.dtype == np.float32
     normals = read_video(result.normals).frames
     rays = read_video(result.rays).frames
     strip = read_video(result.strip).frames

@@ -144,3 +144,12 @@ def test_posed_template_agrees_with_trimesh_ray_casting(landmarker_path):
     assert lean.depth is None and two.mask[1].sum() > 0.2 * H * W
     np.testing.assert_array_equal(lean.mask, two.mask)
     np.testing.assert_array_equal(lean.normals, two.normals)
+    # Only the colours (what a preview shows): the same pictures as colouring the float maps.
+    pictures = render_head(
+        template, np.stack([head_pose, np.eye(4)]), np.stack([K, K]), np.stack([c2w, c2w]), H, W,
+        depth=False, colours=True,
+    )  # fmt: skip
+    assert pictures.normals is None and pictures.colours.dtype == np.uint8
+    np.testing.assert_array_equal(pictures.mask, two.mask)
+    np.testing.assert_array_equal(pictures.colours, normals_to_rgb(two.normals, two.mask))
+    np.testing.assert_array_equal(pictures.to_rgb(), two.to_rgb())

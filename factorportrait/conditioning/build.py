@@ -5,9 +5,11 @@
     driving  --driving--> tracked, smoothed clip at the output times; heads in our camera model
     mode + trajectory --cameras--> K, c2w per output frame
     driving heads --head poses--> retargeted onto the portrait, in the world
-    pose x cameras --normals--> normal maps + mask;  driving crops --expression--> blendshapes,
-        crops, landmarks;  cameras --rays--> Plücker maps relative to the reference camera,
-        made when first read (Conditioning.rays): a preview draws them smaller
+    pose x cameras --normals--> where the face lands; normal maps + mask rendered when first
+        read (Conditioning.normals: a preview renders only their colours);  driving crops
+        --expression--> blendshapes, crops, landmarks;  cameras --rays--> Plücker maps relative
+        to the reference camera, made when first read (Conditioning.rays): a preview draws them
+        smaller
 """
 
 from __future__ import annotations
@@ -156,9 +158,9 @@ def build_conditioning(
             head_pose = driven_head_poses(
                 driving_clip, source, frames_out, settings, driving_cameras
             )
-        with timer("normals"):
+        with timer("face points"):  # the normal maps: rendered when first read
             normals = normals_stage(
-                source.template, head_pose, K, c2w, settings.height, settings.width
+                source.template, head_pose, K, c2w, settings.height, settings.width, render=False
             )
         with timer("expression"):
             expression = expression_stage(driving_clip, image, source, frames_out, settings)

@@ -9,6 +9,8 @@ import numpy as np
 from ..config import VIDEO, check_fps, check_frame_count, check_size
 from ..errors import InputError
 from ..expression import CROP_SIZE
+from ..head_pose import HeadTemplate, render_head
+from ..head_pose.rasterizer import normals_to_rgb
 from ..modes import Mode
 from ..viewpoint import plucker_rays
 from .report import ConditioningReport
@@ -54,8 +56,6 @@ class Conditioning:
     mode: Mode
     fps: float
     reference: np.ndarray  # (H, W, 3) uint8: the portrait, cropped and framed like the output
-    normals: np.ndarray  # (F, H, W, 3) float32 camera-space unit normals, 0 on the background
-    mask: np.ndarray  # (F, H, W) bool
     K: np.ndarray  # (F, 3, 3)
     c2w: np.ndarray  # (F, 4, 4) world = portrait head frame, cm
     head_pose: np.ndarray  # (F, 4, 4) head -> world
@@ -73,10 +73,53 @@ class Conditioning:
     # ``rays`` is read (300 MB at 49x512x512, which a preview, drawing the maps at the size a
     # page shows them, never needs)
     ray_maps: np.ndarray | None = None
+    # (F, H, W, 3) float32 camera-space unit normals (0 on the background) and (F, H, W) bool
+    # mask: given, or rendered from ``head_template`` posed by ``head_pose`` through the cameras
+    # the first time ``normals`` or ``mask`` is read (170 MB at 49x512x512; a preview renders
+    # only their colours, ``normals_rgb``)
+    normal_maps: np.ndarray | None = None
+    normal_mask: np.ndarray | None = None
+    head_template: HeadTemplate | None = None
     report: ConditioningReport = field(default_factory=ConditioningReport)
 
     def __post_init__(self):
         self.mode = Mode.parse(self.mode)  # a mode name is accepted and turned into the Mode
+
+    @property
+    def normals(self) -> np.ndarray:
+        """(F, H, W, 3) float32 camera-space unit normals, 0 on the background."""
+        if self.normal_maps is None:
+            render = self._render_head(colours=False)
+            self.normal_maps, self.normal_mask = render.normals, render.mask
+        return self.normal_maps
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(F, H, W) bool: where the head is."""
+        if self.normal_mask is None:
+            self.normals  # noqa: B018 (rendered together)
+        return self.normal_mask
+
+    def normals_rgb(self) -> np.ndarray:
+        """(F, H, W, 3) uint8 pictures of the normals (RGB = (n + 1) / 2, black background),
+        rendered straight to colours when the float maps were never made."""
+        if self.normal_maps is not None:
+            return normals_to_rgb(self.normal_maps, self.mask)
+        return self._render_head(colours=True).colours
+
+    def _render_head(self, *, colours: bool):
+        if self.head_template is None:
+            raise InputError("conditioning: no normal maps and no head template to render them")
+        return render_head(
+            self.head_template,
+            self.head_pose,
+            self.K,
+            self.c2w,
+            self.height,
+            self.width,
+            depth=False,
+            colours=colours,
+        )
 
     @property
     def rays(self) -> np.ndarray:

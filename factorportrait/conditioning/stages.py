@@ -213,15 +213,26 @@ def heads_in_world(head_to_camera: np.ndarray, camera_c2w: np.ndarray) -> np.nda
 
 @dataclass(frozen=True)
 class Normals:
-    render: NormalRender  # normals (F,H,W,3) + mask (F,H,W)
+    render: NormalRender | None  # normals (F,H,W,3) + mask (F,H,W); None: rendered when read
     face_pixels: np.ndarray  # (F, 468, 2) where each template face vertex lands
+    template: HeadTemplate  # the head they are (or will be) rendered from
 
 
 def normals_stage(
-    template: HeadTemplate, head_pose: np.ndarray, K: np.ndarray, c2w: np.ndarray, h: int, w: int
+    template: HeadTemplate,
+    head_pose: np.ndarray,
+    K: np.ndarray,
+    c2w: np.ndarray,
+    h: int,
+    w: int,
+    *,
+    render: bool = True,
 ) -> Normals:
-    render = render_head(template, head_pose, K, c2w, h, w, depth=False)  # normals and mask only
-    return Normals(render, project_points(template.face_vertices, head_pose, K, c2w))
+    """Where the template's face lands in each frame and, unless ``render=False``, the normal
+    maps and mask (no depth maps). Unrendered, the Conditioning renders them when they are
+    first read, and a preview renders only their colours (``Conditioning.normals_rgb``)."""
+    maps = render_head(template, head_pose, K, c2w, h, w, depth=False) if render else None
+    return Normals(maps, project_points(template.face_vertices, head_pose, K, c2w), template)
 
 
 def rays_stage(K: np.ndarray, c2w: np.ndarray, reference_c2w: np.ndarray, h: int, w: int):
@@ -281,8 +292,9 @@ def assemble(
         mode=mode,
         fps=fps,
         reference=source.reference,
-        normals=normals.render.normals,
-        mask=normals.render.mask,
+        normal_maps=None if normals.render is None else normals.render.normals,
+        normal_mask=None if normals.render is None else normals.render.mask,
+        head_template=normals.template,
         ray_maps=rays,
         K=K,
         c2w=c2w,

@@ -18,9 +18,10 @@ def render_head(
     width: int,
     *,
     depth: bool = True,
+    colours: bool = False,
 ):
     """Normal maps of the posed template head (and the fixed neck) from each camera (and their
-    depth maps unless ``depth=False``)."""
+    depth maps unless ``depth=False``; only their colours with ``colours=True``)."""
     w2c = np.linalg.inv(c2w)
     head_to_cam = w2c @ head_pose
     rot_h, t_h = head_to_cam[:, :3, :3], head_to_cam[:, :3, 3]
@@ -36,7 +37,7 @@ def render_head(
     )
     normals = np.concatenate([template.head_normals @ rot_h, template.body_normals @ rot_b], axis=1)
     faces = np.concatenate([template.head_faces, template.body_faces + len(template.head_vertices)])
-    return rasterize(vertices, normals, faces, K, height, width, depth=depth)
+    return rasterize(vertices, normals, faces, K, height, width, depth=depth, colours=colours)
 
 
 def project_points(

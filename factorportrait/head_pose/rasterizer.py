@@ -34,12 +34,15 @@ NEAR_CM = 1.0
 
 @dataclass
 class NormalRender:
-    normals: np.ndarray  # (F, H, W, 3) float32 unit camera-space normals, 0 on the background
+    # (F, H, W, 3) float32 unit camera-space normals, 0 on the background; None when only
+    # their colours were asked for
+    normals: np.ndarray | None
     mask: np.ndarray  # (F, H, W) bool
     depth: np.ndarray | None  # (F, H, W) float32 camera z (cm), 0 on the background; or None
+    colours: np.ndarray | None = None  # (F, H, W, 3) uint8 as normals_to_rgb, when asked for
 
     def to_rgb(self) -> np.ndarray:
-        return normals_to_rgb(self.normals, self.mask)
+        return self.colours if self.colours is not None else normals_to_rgb(self.normals, self.mask)
 
 
 def normals_to_rgb(normals: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -76,14 +79,18 @@ def rasterize(
     width: int,
     *,
     depth: bool = True,
+    colours: bool = False,
 ) -> NormalRender:
     """vertices, normals: (F, V, 3) in each frame's OpenCV camera space; faces: (T, 3) with
     outward (counter-clockwise from outside) winding; K: (F, 3, 3) pixels. ``depth=False``:
     no depth maps kept (each thread's z-buffer is one frame's scratch), 50 MB less to fill at
-    49x512x512 for callers that need only normals and mask."""
+    49x512x512. ``colours=True``: the normals only as their uint8 colours (``normals_to_rgb``,
+    encoded frame by frame from a scratch frame): what a picture needs, a quarter of the
+    memory of the float maps, which are then not kept (``normals`` None)."""
     frames = len(vertices)
     # np.empty: the kernel writes every pixel of every frame once, background included.
-    out_normals = np.empty((frames, height, width, 3), np.float32)
+    out_normals = np.empty((0, 0, 0, 3) if colours else (frames, height, width, 3), np.float32)
+    out_colours = np.empty((frames, height, width, 3) if colours else (0, 0, 0, 3), np.uint8)
     out_mask = np.empty((frames, height, width), np.bool_)
     out_depth = np.empty((frames, height, width) if depth else (0, 0, 0), np.float32)
     inputs = (
@@ -93,17 +100,29 @@ def rasterize(
         np.ascontiguousarray(K, dtype=np.float64),
     )
     # The kernel releases the GIL: one plain thread per core (factorportrait.frame_threads).
-    over_frames(_rasterize_frames, frames, *inputs, out_normals, out_mask, out_depth)
-    return NormalRender(out_normals, out_mask, out_depth if depth else None)
+    over_frames(_rasterize_frames, frames, *inputs, out_normals, out_mask, out_depth, out_colours)
+    return NormalRender(
+        None if colours else out_normals,
+        out_mask,
+        out_depth if depth else None,
+        out_colours if colours else None,
+    )
 
 
 @numba.njit(cache=True, nogil=True)
-def _rasterize_frames(vertices, normals, faces, K, out_normals, out_mask, out_depth, start, stop):
-    """Frames ``start`` to ``stop``, with one set of scratch buffers (and a scratch z-buffer
-    when ``out_depth`` is empty: no depth maps wanted)."""
-    winner = np.empty(out_mask.shape[1:], np.int32)
+def _rasterize_frames(
+    vertices, normals, faces, K, out_normals, out_mask, out_depth, out_colours, start, stop
+):
+    """Frames ``start`` to ``stop``, with one set of scratch buffers (a scratch z-buffer when
+    ``out_depth`` is empty: no depth maps wanted; a scratch normal frame, encoded into
+    ``out_colours``, when ``out_normals`` is empty: colours wanted instead)."""
+    height, width = out_mask.shape[1:]
+    winner = np.empty((height, width), np.int32)
     shading = np.empty((len(faces), 18), np.float64)
-    scratch_depth = np.empty(out_mask.shape[1:] if len(out_depth) == 0 else (0, 0), np.float32)
+    scratch_depth = np.empty((height, width) if len(out_depth) == 0 else (0, 0), np.float32)
+    scratch_normals = np.empty(
+        (height, width, 3) if len(out_normals) == 0 else (0, 0, 3), np.float32
+    )
     for frame in range(start, stop):
         _rasterize_one(
             vertices[frame],
@@ -112,10 +131,16 @@ def _rasterize_frames(vertices, normals, faces, K, out_normals, out_mask, out_de
             K[frame],
             winner,
             shading,
-            out_normals[frame],
+            scratch_normals if len(out_normals) == 0 else out_normals[frame],
             out_mask[frame],
             scratch_depth if len(out_depth) == 0 else out_depth[frame],
         )
+        if len(out_normals) == 0:
+            _encode_normals(
+                scratch_normals.reshape(-1, 3),
+                out_mask[frame].reshape(-1),
+                out_colours[frame].reshape(-1, 3),
+            )
 
 
 @numba.njit(cache=True, nogil=True)

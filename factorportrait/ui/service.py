@@ -28,7 +28,6 @@ from ..engines import WAN_ANIMATE, checked_engine, default_engine
 from ..errors import InputError
 from ..generation import GenerationSettings
 from ..guardrails import TrainedRanges, ranges_of_checkpoint, request_warnings
-from ..head_pose.rasterizer import normals_to_rgb
 from ..io import write_video
 from ..io.video import mux_audio
 from ..preview import browser_rays, draw_face_mesh, side_by_side, tracking_frames, write_videos
@@ -252,7 +251,7 @@ class Service:
         # The colour pictures are made on threads of their own, beside the encoders (each
         # video's frames are made in its own job; the strip waits for the three it shows).
         with ThreadPoolExecutor(3) as pool:
-            normals = pool.submit(normals_to_rgb, cond.normals, cond.mask)
+            normals = pool.submit(cond.normals_rgb)
             rays = pool.submit(lambda: rays_to_rgb(browser_rays(cond)))
             tracking = pool.submit(
                 lambda: side_by_side([tracking_frames(cond, cond.height)], cond.height)
@@ -377,7 +376,7 @@ class Service:
 
             control = np.asarray(pose_video(cond))
         else:
-            control = normals_to_rgb(cond.normals, cond.mask)
+            control = cond.normals_rgb()
         strip = side_by_side([tracking_frames(cond), control, frames], cond.height)
         return GenerationResult(
             video=video,
