@@ -159,9 +159,13 @@ def write_preview(
     out = Path(out)
     extra_videos = extra_videos or {}
     names = [*PREVIEW_FILES, *([ARRAYS_FILE] if arrays else []), *extra_videos]
-    rendering: dict[str, float] = {}
     if arrays:
         cond.normals  # noqa: B018 (the npz needs the float maps: render them once, for both)
+    # The normals first, on every core (the rasteriser shares frames out to threads), before the
+    # encoders start: overlapping them gains nothing on a busy CPU and would slow each down.
+    start = time.perf_counter()
+    normal_pictures = cond.normals_rgb()
+    rendering = {"normals": time.perf_counter() - start}  # the rasteriser, inside the preview
     with staged_output_dir(out) as stage:
 
         def video(name: str, frames) -> Callable[[], object]:
@@ -169,16 +173,10 @@ def write_preview(
                 stage / name, frames(), cond.fps, crf=PREVIEW_CRF, preset=PREVIEW_PRESET
             )
 
-        def normal_pictures() -> np.ndarray:
-            start = time.perf_counter()
-            pictures = cond.normals_rgb()
-            rendering["normals"] = time.perf_counter() - start  # the rasteriser, in the preview
-            return pictures
-
         # Longest first: the rays are the widest video.
         jobs = {
             "rays.mp4": video("rays.mp4", lambda: rays_to_rgb(browser_rays(cond))),
-            "normals.mp4": video("normals.mp4", normal_pictures),
+            "normals.mp4": video("normals.mp4", lambda: normal_pictures),
             "tracking.mp4": video(
                 "tracking.mp4", lambda: (_even(f) for f in tracking_frames(cond, cond.height))
             ),

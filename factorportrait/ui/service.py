@@ -248,10 +248,11 @@ class Service:
         engine = checked_engine(engine or self.engine)
         cond = self.conditioning(portrait, driving, settings, trajectory)
         out = self.request_dir()
-        # The colour pictures are made on threads of their own, beside the encoders (each
-        # video's frames are made in its own job; the strip waits for the three it shows).
-        with ThreadPoolExecutor(3) as pool:
-            normals = pool.submit(cond.normals_rgb)
+        # The normals first, on every core (the rasteriser shares frames out to threads); the
+        # other pictures on threads of their own beside the encoders (each video's frames made
+        # in its own job; the strip waits for the three it shows).
+        normal_pictures = cond.normals_rgb()
+        with ThreadPoolExecutor(2) as pool:
             rays = pool.submit(lambda: rays_to_rgb(browser_rays(cond)))
             tracking = pool.submit(
                 lambda: side_by_side([tracking_frames(cond, cond.height)], cond.height)
@@ -262,10 +263,10 @@ class Service:
             def strip():
                 pictures = rays.result()
                 directions = pictures[:, :, : pictures.shape[2] // 2]
-                return side_by_side([tracking.result(), normals.result(), directions], strip_height)
+                return side_by_side([tracking.result(), normal_pictures, directions], strip_height)
 
             videos = {
-                "normals": normals.result,
+                "normals": normal_pictures,
                 "rays": rays.result,
                 "tracking": tracking.result,
                 "strip": strip,
