@@ -179,8 +179,7 @@ def write_generation(
     try:
         write_video(staged_video, frames, conditioning.fps)
         if save_conditioning:
-            arrays = conditioning.arrays()
-            np.savez(staged_saved, **{key: arrays[key] for key in SAVED_CONDITIONING})
+            np.savez(staged_saved, **conditioning.arrays(SAVED_CONDITIONING))
             staged_saved.replace(saved)
             paths["conditioning"] = saved
         staged_video.replace(video)

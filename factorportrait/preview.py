@@ -119,6 +119,8 @@ def browser_rays(cond: Conditioning) -> np.ndarray:
     if step == 1:
         return cond.rays
     height, width = cond.height // step // 2 * 2, cond.width // step // 2 * 2
+    if cond.ray_maps is not None:  # maps given (or made already): every step-th pixel of them
+        return cond.ray_maps[:, :, : height * step : step, : width * step : step]
     # The image scaled by 1/step: each small pixel is the block of step x step it covers.
     K = np.array(cond.K, dtype=np.float64)
     K[:, :2] /= step
@@ -159,11 +161,11 @@ def write_preview(
     out = Path(out)
     extra_videos = extra_videos or {}
     names = [*PREVIEW_FILES, *([ARRAYS_FILE] if arrays else []), *extra_videos]
-    if arrays:
-        cond.normals  # noqa: B018 (the npz needs the float maps: render them once, for both)
     # The normals first, on every core (the rasteriser shares frames out to threads), before the
     # encoders start: overlapping them gains nothing on a busy CPU and would slow each down.
     start = time.perf_counter()
+    if arrays:
+        cond.normals  # noqa: B018 (the npz needs the float maps: render them once, for both)
     normal_pictures = cond.normals_rgb()
     rendering = {"normals": time.perf_counter() - start}  # the rasteriser, inside the preview
     with staged_output_dir(out) as stage:

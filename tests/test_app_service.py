@@ -26,7 +26,7 @@ from factorportrait.io import write_video
 from factorportrait.io.media import read_video
 from factorportrait.io.video import mux_audio
 from factorportrait.preview import browser_rays, side_by_side
-from factorportrait.ui import editor
+from factorportrait.ui import editor, texts
 from factorportrait.ui.handlers import (
     Handlers,
     engine_changed,
@@ -154,6 +154,41 @@ def test_generate_can_be_cancelled_and_needs_a_checkpoint(service, pyfeat):
     assert "no FactorPortrait checkpoint loaded" in empty.status_markdown()
     with pytest.raises(InputError, match="No checkpoint is loaded"):
         empty.generate(portrait, None, settings, None, GenerationSettings(steps=2))
+
+
+def test_a_cancel_pressed_while_the_run_is_queued_stops_it_before_it_starts(service, pyfeat):
+    events = Handlers(service, load_presets())
+    page = SimpleNamespace(session_hash="queued-page")
+    inputs = [str(pyfeat / "single_face.jpg"), None, "camera-only", load_preset("orbit").to_json(),
+              30, 0, 1.0, 5, 16, 32, 2, 1.0, 0]  # fmt: skip
+    # Nothing clicked: nothing to cancel, and no flag left behind for a later run.
+    assert events.cancel(request=page) == texts.NOTHING_TO_CANCEL
+    assert not service.cancel_event("queued-page").is_set()
+    # Generate clicked; its run waits in the queue (behind someone else's) when Cancel comes.
+    events.run_started(request=page)
+    assert "Cancelled before it started" in events.cancel(request=page)
+    steps = []
+    service_progress = service.generate
+
+    def counted(*args, **kwargs):
+        inner = kwargs.get("progress")
+        kwargs["progress"] = lambda done, total, stage="denoising": (
+            steps.append((stage, done)),
+            inner(done, total, stage=stage),
+        )
+        return service_progress(*args, **kwargs)
+
+    service.generate = counted
+    try:
+        video, side, note = list(events.generate(*inputs, request=page))[-1]
+    finally:
+        del service.generate
+    assert (video, side) == (None, None) and "Cancelled before it started" in note
+    assert steps == []  # stopped before anything was loaded or computed
+    # The flag went with that run: the next Generate of the page runs.
+    events.run_started(request=page)
+    video, side, note = list(events.generate(*inputs, request=page))[-1]
+    assert len(read_video(video).frames) == 5
 
 
 def test_racing_first_calls_of_one_session_share_one_cancel_flag(monkeypatch):
@@ -687,7 +722,9 @@ def test_the_status_says_what_a_cpu_machine_lacks_for_the_public_engine(monkeypa
 def test_the_page_gets_the_ray_maps_at_the_size_it_shows_them(size, panel):
     K, c2w = load_preset("orbit").sample(3).cameras(size, size)
     rays = plucker_rays(K, c2w, size, size, reference_c2w=c2w[0])
-    cond = SimpleNamespace(K=K, c2w=c2w, reference_c2w=c2w[0], height=size, width=size, rays=rays)
+    cond = SimpleNamespace(
+        K=K, c2w=c2w, reference_c2w=c2w[0], height=size, width=size, rays=rays, ray_maps=None
+    )
     shown = browser_rays(cond)
     assert shown.shape == (3, 6, panel, panel)
     step = size // panel
@@ -701,6 +738,10 @@ def test_the_page_gets_the_ray_maps_at_the_size_it_shows_them(size, panel):
     directions = blocks[:, 3:] / np.linalg.norm(blocks[:, 3:], axis=1, keepdims=True)
     np.testing.assert_allclose(shown[:, 3:], directions, atol=1e-5)
     np.testing.assert_allclose(shown[:, :3], blocks[:, :3], atol=1e-5)
+    # Maps the conditioning already holds (given, or made for generation): every step-th pixel
+    # of them, no camera needed.
+    given = SimpleNamespace(**{**vars(cond), "ray_maps": rays, "reference_c2w": None})
+    np.testing.assert_array_equal(browser_rays(given), rays[:, :, ::step, ::step])
 
 
 def test_the_web_preview_writes_each_video_at_its_size_with_its_pictures(pyfeat, tmp_path):

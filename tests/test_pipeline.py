@@ -552,3 +552,26 @@ def test_generate_frames_is_labelled_and_checkpoint_errors(pipeline, tmp_path):
         load_pipeline(tmp_path / "empty", device="cpu")
     with pytest.raises(InputError, match="cannot load it"):
         load_pipeline(tmp_path / "missing-dir", device="cpu")
+
+
+def test_the_bundle_makes_its_maps_only_when_read():
+    """Normal and ray maps are given together with what they need, or made when read: asking
+    for other arrays never makes them (what write_generation's saved conditioning asks for)."""
+    from dataclasses import replace
+
+    from factorportrait.conditioning import Conditioning
+    from factorportrait.errors import InputError
+
+    given = _conditioning()
+    with pytest.raises(InputError, match="come together"):
+        replace(given, normal_mask=None)
+    # Nothing to make them from (no head template, no reference camera): the other arrays are
+    # still there, and reading a map says why it cannot be made.
+    bare = replace(given, normal_maps=None, normal_mask=None, ray_maps=None)
+    assert isinstance(bare, Conditioning) and set(bare.arrays(["K", "fps"])) == {"K", "fps"}
+    with pytest.raises(InputError, match="no head template"):
+        bare.normals  # noqa: B018
+    with pytest.raises(InputError, match="no reference camera"):
+        bare.rays  # noqa: B018
+    with pytest.raises(InputError, match="no head template"):
+        bare.arrays()  # all of them: the maps too

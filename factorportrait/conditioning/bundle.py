@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,16 +83,24 @@ class Conditioning:
     normal_mask: np.ndarray | None = None
     head_template: HeadTemplate | None = None
     report: ConditioningReport = field(default_factory=ConditioningReport)
+    # The maps above are made once even when several threads read them at once (a preview's
+    # writers): hundreds of MB each.
+    _making: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self):
         self.mode = Mode.parse(self.mode)  # a mode name is accepted and turned into the Mode
+        if (self.normal_maps is None) != (self.normal_mask is None):
+            raise InputError("conditioning: normal maps and their mask come together")
 
     @property
     def normals(self) -> np.ndarray:
         """(F, H, W, 3) float32 camera-space unit normals, 0 on the background."""
-        if self.normal_maps is None:
-            render = self._render_head(colours=False)
-            self.normal_maps, self.normal_mask = render.normals, render.mask
+        with self._making:
+            if self.normal_maps is None:
+                render = self._render_head(colours=False)
+                self.normal_maps, self.normal_mask = render.normals, render.mask
         return self.normal_maps
 
     @property
@@ -124,12 +134,15 @@ class Conditioning:
     @property
     def rays(self) -> np.ndarray:
         """(F, 6, H, W) float32 Plücker maps [o x d, d] relative to the reference camera."""
-        if self.ray_maps is None:
-            if self.reference_c2w is None:
-                raise InputError("conditioning: no ray maps and no reference camera to make them")
-            self.ray_maps = plucker_rays(
-                self.K, self.c2w, self.height, self.width, reference_c2w=self.reference_c2w
-            )
+        with self._making:
+            if self.ray_maps is None:
+                if self.reference_c2w is None:
+                    raise InputError(
+                        "conditioning: no ray maps and no reference camera to make them"
+                    )
+                self.ray_maps = plucker_rays(
+                    self.K, self.c2w, self.height, self.width, reference_c2w=self.reference_c2w
+                )
         return self.ray_maps
 
     @property
@@ -144,27 +157,27 @@ class Conditioning:
     def width(self) -> int:
         return self.reference.shape[1]
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The npz payload (names as documented in the README)."""
-        return {
-            "reference": self.reference,
-            "normals": self.normals,
-            "mask": self.mask,
-            "rays": self.rays,
-            "K": self.K.astype(np.float32),
-            "c2w": self.c2w.astype(np.float32),
-            "head_pose": self.head_pose.astype(np.float32),
-            "blendshapes": self.blendshapes.astype(np.float32),
-            "blendshape_names": np.array(self.blendshape_names),
-            "crops": self.crops,
-            "crop_landmarks": self.crop_landmarks.astype(np.float32),
-            "source_landmarks": self.source_landmarks.astype(np.float32),
-            "face_pixels": self.face_pixels.astype(np.float32),
-            "fps": np.float32(self.fps),
-            "mode": np.array(str(self.mode)),
-            **(
-                {}
-                if self.reference_c2w is None
-                else {"reference_c2w": self.reference_c2w.astype(np.float32)}
-            ),
+    def arrays(self, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """The npz payload (names as documented in the README); with ``names`` only those, so
+        the normal and ray maps are made only when asked for."""
+        makers = {
+            "reference": lambda: self.reference,
+            "normals": lambda: self.normals,
+            "mask": lambda: self.mask,
+            "rays": lambda: self.rays,
+            "K": lambda: self.K.astype(np.float32),
+            "c2w": lambda: self.c2w.astype(np.float32),
+            "head_pose": lambda: self.head_pose.astype(np.float32),
+            "blendshapes": lambda: self.blendshapes.astype(np.float32),
+            "blendshape_names": lambda: np.array(self.blendshape_names),
+            "crops": lambda: self.crops,
+            "crop_landmarks": lambda: self.crop_landmarks.astype(np.float32),
+            "source_landmarks": lambda: self.source_landmarks.astype(np.float32),
+            "face_pixels": lambda: self.face_pixels.astype(np.float32),
+            "fps": lambda: np.float32(self.fps),
+            "mode": lambda: np.array(str(self.mode)),
         }
+        if self.reference_c2w is not None:
+            makers["reference_c2w"] = lambda: self.reference_c2w.astype(np.float32)
+        chosen = makers if names is None else {name: makers[name] for name in names}
+        return {name: make() for name, make in chosen.items()}

@@ -242,7 +242,7 @@ def _outputs_section(engine: str, loaded: bool) -> SimpleNamespace:
         preview_text = gr.Markdown(elem_id="preview-summary")
         with gr.Row():
             result_video = gr.Video(label="Result", elem_id="result-video")
-            side_video = gr.Video(label="Driving | normals | result")
+            side_video = gr.Video(label="Driving | normals (wan-animate: skeleton) | result")
     with gr.Row():
         normals_video = gr.Video(label="Normal maps (head pose)", elem_id="normals-video")
         rays_video = gr.Video(label="Ray maps (camera)", elem_id="rays-video")

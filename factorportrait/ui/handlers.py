@@ -296,6 +296,7 @@ class SessionState:
     preview_error: str | None = None  # the last preview's error (it replaces the summary)
     result_note: str | None = None  # the last result's note, while it is up to date
     run: RunState | None = None  # the generation running now
+    queued: bool = False  # Generate clicked, its run not started yet (waiting in the queue)
 
 
 @dataclass
@@ -571,7 +572,9 @@ class Handlers:
         )
 
     def run_started(self, engine=None, request: gr.Request = None):
-        """Generate clicked: (Generate button disabled, the run status)."""
+        """Generate clicked: (Generate button disabled, the run status). Until the run starts
+        (it may wait in the queue behind other people's), a Cancel stops it before it runs."""
+        self.session(request).queued = True
         return gr.update(interactive=False), texts.STARTING
 
     def run_finished(self, engine=None, request: gr.Request = None):
@@ -599,10 +602,12 @@ class Handlers:
         the service's default). Yields (result video, side-by-side, note): while it runs the
         note is the stage and step (loading, encoding, denoising n of N, decoding, writing);
         at the end the mp4 (with the driving audio when it has one), a side-by-side (driving |
-        normals | result) and what made it. A Cancel ends it with "Cancelled after step n"."""
+        normals | result; for wan-animate driving | skeleton | result) and what made it. A
+        Cancel ends it with "Cancelled after step n"."""
         state = self.session(request)
         session = request.session_hash if request is not None else ""
         run = state.run = RunState()
+        state.queued = False
         outcome: dict = {}
 
         def on_progress(done, total, stage="denoising"):
@@ -683,11 +688,18 @@ class Handlers:
         yield str(result.video), str(result.side_by_side), note
 
     def cancel(self, request: gr.Request = None):
-        """Cancel: the run stops at its next step (its note then says after which)."""
+        """Cancel: the run stops at its next step (its note then says after which); one still
+        queued stops before it starts."""
         state = self.session(request)
+        cancel = self.service.cancel_event(request.session_hash if request is not None else "")
         if state.run is None:
-            return texts.NOTHING_TO_CANCEL
+            if not state.queued:
+                return texts.NOTHING_TO_CANCEL
+            # Still queued: the run stops as soon as it starts (Service.generate), before
+            # anything is loaded or computed.
+            cancel.set()
+            return texts.stopped_note(texts.CANCELLED_BEFORE_START)
         state.run.cancelling = True
         state.run.changed.set()
-        self.service.cancel_event(request.session_hash if request is not None else "").set()
+        cancel.set()
         return gr.update()

@@ -246,6 +246,7 @@ class Service:
         wan-animate also the skeleton (pose.mp4) and face-crop (face.mp4) videos it is driven
         by (CPU; no pipeline needed)."""
         engine = checked_engine(engine or self.engine)
+        started = time.perf_counter()
         cond = self.conditioning(portrait, driving, settings, trajectory)
         out = self.request_dir()
         # The normals first, on every core (the rasteriser shares frames out to threads); the
@@ -283,7 +284,7 @@ class Service:
         return PreviewResult(
             **paths,
             conditioning=cond,
-            summary=texts.summary_markdown(cond),
+            summary=texts.summary_markdown(cond, time.perf_counter() - started),
             warnings=self.warnings(cond, trajectory, engine),
         )
 
@@ -309,15 +310,33 @@ class Service:
         clip of N segments runs ``steps`` per segment, so total is N x steps. A ``progress``
         that takes a ``stage`` keyword is also told each long stage as it starts (``STAGES``:
         loading, encoding, denoising, decoding, writing). A Cancel or the time budget stops
-        the run at its next step with GenerationStopped."""
-        from ..generation import generate_frames, write_generation
-
+        the run at its next step with GenerationStopped; a Cancel of the session pressed
+        before it started (while it was queued) stops it before anything runs."""
         started = time.monotonic()
         report = _stage_reporter(progress)
         engine = checked_engine(engine or self.engine)
         pipeline = self.pipeline_for(engine)
         cancel = self.cancel_event(session)
-        cancel.clear()
+        try:
+            # A Cancel pressed while this request waited in the queue (the page only lets
+            # Cancel set the flag while a run of its session is queued or running).
+            if cancel.is_set():
+                raise GenerationStopped(
+                    texts.CANCELLED_BEFORE_START, step=0, total=sampling.steps, cancelled=True
+                )
+            return self._generate(
+                portrait, driving, settings, trajectory, sampling, engine, pipeline, cancel,
+                report, started,
+            )  # fmt: skip
+        finally:
+            cancel.clear()  # the run is over: the next one of this session starts afresh
+
+    def _generate(
+        self, portrait, driving, settings, trajectory, sampling, engine, pipeline, cancel, report,
+        started,
+    ) -> GenerationResult:  # fmt: skip
+        from ..generation import generate_frames, write_generation
+
         report(0, sampling.steps, "loading")
         cond = self.conditioning(portrait, driving, settings, trajectory)
         segments = segment_plan(cond.frames)["segments"] if engine == WAN_ANIMATE else 1

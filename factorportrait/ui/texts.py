@@ -54,6 +54,7 @@ OUT_OF_MEMORY = (
     "a smaller size, or the fast setting."
 )
 CANCELLING = "Cancelling at the next step…"
+CANCELLED_BEFORE_START = "Cancelled before it started."
 NOTHING_TO_CANCEL = "Nothing is running."
 STARTING = "Starting…"
 BAD_IMAGE = (
@@ -197,8 +198,9 @@ def estimate_markdown(
     )
 
 
-def summary_markdown(cond) -> str:
-    """What the conditioning build found and did, in a few sentences."""
+def summary_markdown(cond, seconds: float | None = None) -> str:
+    """What the conditioning build found and did, in a few sentences; ``seconds``: the whole
+    preview's time (the build's stages, then the pictures and videos), when known."""
     report = cond.report
     parts = [f"{cond.frames} frames at {cond.width}x{cond.height}, {cond.fps:g} fps."]
     clip = report.clip
@@ -208,7 +210,7 @@ def summary_markdown(cond) -> str:
         parts.append(
             f"Jitter {clip.jitter_px_raw:.2f} px -> {clip.jitter_px:.2f} px after smoothing."
         )
-    total = sum(report.seconds.values())
+    total = sum(report.seconds.values()) if seconds is None else seconds
     parts.append(f"Built in {total:.1f} s on the CPU.")
     parts += [f"Note: {w}" for w in report.warnings]
     return " ".join(parts)
