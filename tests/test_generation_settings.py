@@ -66,7 +66,7 @@ def test_settings_outside_their_limits_are_refused(settings, message):
 
 
 def _conditioning(frames: int):
-    """What write_generation reads from a Conditioning: its frame rate and its arrays."""
+    """What write_generation reads from a Conditioning: its frame rate and the arrays it names."""
     arrays = {
         "K": np.eye(3, dtype=np.float32)[None].repeat(frames, 0),
         "c2w": np.eye(4, dtype=np.float32)[None].repeat(frames, 0),
@@ -79,7 +79,10 @@ def _conditioning(frames: int):
         "source_landmarks": np.zeros((478, 3), np.float32),
         "normals": np.zeros((frames, 16, 16, 3), np.float32),  # bulky: not saved
     }
-    return SimpleNamespace(fps=8.0, arrays=lambda: arrays)
+    return SimpleNamespace(
+        fps=8.0,
+        arrays=lambda names=None: arrays if names is None else {n: arrays[n] for n in names},
+    )
 
 
 def test_write_generation_writes_the_video_and_the_conditioning_evaluate_reads(tmp_path):
