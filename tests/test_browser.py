@@ -149,7 +149,9 @@ def test_generate_shows_its_progress_in_view_and_a_note_of_what_made_it(small_pa
     assert "mode: camera-only" in note and "path: orbit" in note
     assert re.search(r"seed \d+", note) and re.search(r"Done in \d+ s", note)
     page.locator("#result-video video").first.wait_for(state="attached", timeout=30_000)
-    assert page.locator("#generate-button").is_enabled()
+    # The button comes back in the event after the result's (run_finished), so wait for it
+    # rather than read it at once; it must come back within seconds.
+    page.wait_for_function("!document.querySelector('#generate-button').disabled", timeout=15_000)
     _no_error_shown(page)
 
 
