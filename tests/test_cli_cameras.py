@@ -1,6 +1,7 @@
 """`python -m factorportrait` and its `cameras` command."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -108,3 +109,37 @@ def test_presets_command_lists_descriptions(capsys):
     out = capsys.readouterr().out
     for name in preset_names():
         assert f"{name} " in out and load_preset(name).description in out
+
+
+@pytest.mark.parametrize("preset, status", [("orbit", 0), ("no-such-path", 2)])
+def test_the_command_line_exits_with_its_status_its_output_and_its_exit_handlers(
+    tmp_path, preset, status
+):
+    """`python -m factorportrait` leaves without the interpreter's teardown: still with the
+    command's status, all of its output through a pipe (block-buffered) and the exit handlers
+    run (logging, thread pools, temporary folders rely on them)."""
+    handler_ran = tmp_path / "handler-ran"
+    script = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: open({str(handler_ran)!r}, 'w').write('yes'))\n"
+        "from factorportrait.__main__ import run\n"
+        "run(sys.argv[1:])\n"
+        "print('run returned')\n"  # it must not: run exits
+    )
+    out = tmp_path / "cameras"
+    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    args = ["cameras", "--preset", preset, "--frames", "5", "--size", "32", "--out", str(out)]
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=buffered,
+    )
+    assert result.returncode == status, result.stderr
+    assert handler_ran.read_text() == "yes"
+    assert "run returned" not in result.stdout
+    if status == 0:
+        assert result.stdout.rstrip().endswith("trajectory.html")  # the last line got out
+    else:
+        assert result.stderr.startswith("error: camera: 'no-such-path'")

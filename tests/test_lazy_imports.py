@@ -50,4 +50,19 @@ def test_the_preview_command_loads_no_model_stack(pyfeat, landmarker_path, tmp_p
     loaded = _loaded_after(f"from factorportrait.cli import main\nassert main({args!r}) == 0")
     assert (out / "normals.mp4").is_file() and (out / "rays.mp4").is_file()  # it did run
     assert "mediapipe" in loaded  # it did track
-    assert not loaded & {*MODEL_STACK, "torch"}
+    # MediaPipe's drawing utilities (matplotlib.pyplot: about a second) are never run.
+    assert not loaded & {*MODEL_STACK, "torch", "matplotlib"}
+
+
+def test_the_mediapipe_modules_left_unrun_still_load_when_touched():
+    """Deferred, not removed: the drawing utilities and the audio tasks work on first use."""
+    loaded = _loaded_after(
+        "from factorportrait.tracking.mediapipe_import import load_mediapipe\n"
+        "import sys\n"
+        "tasks = load_mediapipe().tasks\n"
+        "assert 'matplotlib' not in sys.modules\n"
+        "assert tasks.vision.drawing_utils.DrawingSpec().thickness == 2\n"
+        "assert tasks.audio.AudioClassifier.__name__ == 'AudioClassifier'\n"
+        "assert tasks.vision.FaceLandmarker.__name__ == 'FaceLandmarker'"
+    )
+    assert {"mediapipe", "matplotlib"} <= loaded

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import InputError
 from ..frame_threads import over_frames
 from ..viewpoint.geometry import OPENGL_TO_OPENCV
+from .mediapipe_import import load_mediapipe
 from .model_file import resolve_face_landmarker
 
 NUM_LANDMARKS = 478
@@ -76,11 +77,10 @@ class FaceTracker:
 
     def _create(self, video: bool):
         with _quiet_native_logs():
-            from mediapipe.tasks.python import vision
-            from mediapipe.tasks.python.core.base_options import BaseOptions
-
+            tasks = load_mediapipe().tasks
+            vision = tasks.vision
             options = vision.FaceLandmarkerOptions(
-                base_options=BaseOptions(model_asset_path=str(self.model_path)),
+                base_options=tasks.BaseOptions(model_asset_path=str(self.model_path)),
                 running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
                 num_faces=self.max_faces,
                 output_face_blendshapes=True,
@@ -159,8 +159,7 @@ class FaceTracker:
 
 
 def _mp_image(rgb: np.ndarray):
-    import mediapipe as mp
-
+    mp = load_mediapipe()
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise InputError(f"tracking: expected an RGB uint8 image, got {rgb.dtype} {rgb.shape}")
     return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
