@@ -1,5 +1,6 @@
 """MediaPipe tracking on real media: faces found, lost, several; the landmarker bundle."""
 
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +153,7 @@ def test_a_clone_works_offline_on_the_shipped_model(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(model_file.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
     shipped = Path(__file__).resolve().parents[1] / "assets" / "face_landmarker.task"
     assert sha256_file(shipped) == FACE_LANDMARKER.sha256
     assert resolve_face_landmarker() == shipped

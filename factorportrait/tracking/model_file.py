@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import urllib.request
 from functools import lru_cache
 from pathlib import Path
 
@@ -75,6 +74,8 @@ def _download(target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(prefix=".face_landmarker-", dir=target.parent)
     os.close(handle)
+    import urllib.request  # here: ssl and http take 0.1 s to import, and are rarely needed
+
     try:
         try:
             with urllib.request.urlopen(FACE_LANDMARKER.url, timeout=60) as response:
