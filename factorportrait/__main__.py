@@ -14,15 +14,21 @@ def run(argv: list[str] | None = None) -> None:
     handlers (logging, thread pools, temporary folders) have run, skipping the interpreter's
     teardown of every module and of numba's, MediaPipe's and trimesh's native state: 0.5-0.8 s
     of a ~5 s ``preview`` on two cores, spent after the files are written, for nothing."""
-    code = main(argv)
+    try:
+        code = main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left (`... | head -1`): no traceback for that, as Python's documentation
+        # recommends; the rest of the output goes nowhere, the status says it was cut short.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # CPython's own exit path
     if run_exit_handlers is None:  # another interpreter: the ordinary exit
         raise SystemExit(code)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
-            pass
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe: nothing more can reach it
+        pass
     run_exit_handlers()
     os._exit(code)
 

@@ -143,3 +143,21 @@ def test_the_command_line_exits_with_its_status_its_output_and_its_exit_handlers
         assert result.stdout.rstrip().endswith("trajectory.html")  # the last line got out
     else:
         assert result.stderr.startswith("error: camera: 'no-such-path'")
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
+    """`python -m factorportrait cameras ... | head -1`, the reader gone before the first line:
+    the command's files are written, it ends with status 1 and no traceback."""
+    out = tmp_path / "cameras"
+    args = ["cameras", "--preset", "orbit", "--frames", "5", "--size", "32", "--out", str(out)]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "factorportrait", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    child.stdout.close()  # before the command can print anything: it imports for a second
+    errors = child.stderr.read()
+    assert child.wait(timeout=120) == 1, errors
+    assert "Traceback" not in errors, errors
+    assert {path.name for path in out.iterdir()} == OUTPUTS
