@@ -285,6 +285,7 @@ SLOW_TESTS = {
     },
     "test_evaluation.py": {
         "test_a_video_against_itself_scores_perfect",
+        "test_a_face_no_camera_can_place_skips_that_videos_pose_metrics_only",
     },
     "test_evaluation_known_answers.py": {
         "test_a_face_moved_exactly_as_asked_scores_no_translation_error",

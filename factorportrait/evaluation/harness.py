@@ -217,7 +217,11 @@ def _pose_series(sample, clip, tracker, notes, c2w, head_pose, K, source_landmar
             " camera), so motion towards the camera is under-measured"
         )
     else:
-        placed = generated_heads(clip, K, source_landmarks, tracker, sample.name)
+        try:
+            placed = generated_heads(clip, K, source_landmarks, tracker, sample.name)
+        except InputError as exc:  # a face no camera of this K can place: this video's pose
+            notes.append(f"no pose metrics: {exc}")  # metrics only, the rest is measured
+            return series
         rotations, translations = placed[:, :3, :3], placed[:, :3, 3]
     requested = metrics.requested_head_in_camera(c2w, head_pose)
     head = metrics.head_pose_error(requested, rotations, translations)
