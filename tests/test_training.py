@@ -777,3 +777,34 @@ def _prepare_small(manifest, out, pipeline, landmarker, **options):
     return prepare(
         manifest, out, pipeline, frames=5, size=32, fps=8.0, landmarker=landmarker, **options
     )
+
+
+def test_validation_shows_the_weights_the_checkpoint_holds(workspace, tmp_path, monkeypatch):
+    """With EMA on, the validation video of a step is made with the EMA weights, the ones that
+    step's checkpoint holds (it used to be made with the live weights)."""
+    import factorportrait.training.loop as loop
+
+    seen = []
+
+    def remember_the_weights(pipe, *args, **kwargs):
+        seen.append(pipe.expression_encoder.head[1].weight.detach().clone())
+
+    monkeypatch.setattr(loop, "validate", remember_the_weights)
+    root, _ = workspace
+    config = TrainConfig(
+        steps=2,
+        learning_rate=1e-2,
+        trainable="new",
+        ema_decay=0.9,
+        save_every=2,
+        validate_every=2,
+        log_every=1,
+        gradient_checkpointing=False,
+    )
+    run = tmp_path / "run"
+    train(root / "tiny", root / "data", run, config, cpu=True)
+    assert len(seen) == 1
+    saved = FactorPortraitPipeline.from_pretrained(str(run / "checkpoint-2"), use_safetensors=True)
+    live = load_file(str(run / "state" / "model.safetensors"))["expression_encoder.head.1.weight"]
+    assert torch.equal(seen[0], saved.expression_encoder.head[1].weight)
+    assert (seen[0] - live).abs().max() > 1e-4  # the average, not the live weights

@@ -4,6 +4,7 @@ weights beside accelerate's resumable state (README: Training)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -28,17 +29,26 @@ def trained_pipeline(accelerator, objective, pipe, ema, params) -> FactorPortrai
     """The trained weights as a plain pipeline (main process; None elsewhere), built from
     accelerate's full state dict so it is right under DDP and FSDP alike; the EMA weights when
     EMA is on; LoRA merged in, so it loads like any checkpoint."""
-    if ema is not None:
-        ema.store(params)
-        ema.copy_to(params)
-    try:
+    with ema_weights(ema, params):
         state = accelerator.get_state_dict(objective)  # collective under FSDP
         # The state may hold references to the live weights: copy them out before the live
         # (non-EMA) weights are put back.
         return pipeline_from_state(pipe, state) if accelerator.is_main_process else None
+
+
+@contextmanager
+def ema_weights(ema, params):
+    """The EMA's weights in ``params`` for the block, the live ones back after it (nothing
+    changes when EMA is off): what the checkpoints hold and the validation videos show."""
+    if ema is None:
+        yield
+        return
+    ema.store(params)
+    ema.copy_to(params)
+    try:
+        yield
     finally:
-        if ema is not None:
-            ema.restore(params)
+        ema.restore(params)
 
 
 def pipeline_from_state(pipe, state: dict) -> FactorPortraitPipeline:

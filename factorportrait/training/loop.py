@@ -27,7 +27,14 @@ from ..checkpoints import component_digests
 from ..errors import InputError
 from ..guardrails import SAMPLE_KEYS, TrainedRanges, ranges_from_samples
 from ..pipeline import FactorPortraitPipeline
-from .checkpointing import load_ema, replica_spread, save_checkpoint, save_ema, trained_pipeline
+from .checkpointing import (
+    ema_weights,
+    load_ema,
+    replica_spread,
+    save_checkpoint,
+    save_ema,
+    trained_pipeline,
+)
 from .config import TrainConfig
 from .data import PreparedSamples
 from .objective import (
@@ -318,11 +325,12 @@ class _TrainingRun:
             or _sharded(self.accelerator)  # the live modules hold only shards there
         ):
             return
-        validate(
-            self.pipe,
-            self.val_set[0],
-            self.out / "validation" / f"step-{step:06d}.mp4",
-            self.config.validation_steps,
-            self.accelerator.device,
-        )
+        with ema_weights(self.ema, self.params):  # the weights the step's checkpoint holds
+            validate(
+                self.pipe,
+                self.val_set[0],
+                self.out / "validation" / f"step-{step:06d}.mp4",
+                self.config.validation_steps,
+                self.accelerator.device,
+            )
         self.objective.train()
