@@ -236,6 +236,7 @@ SLOW_TESTS = {
     },
     "test_app_service.py": {
         "test_the_web_preview_writes_each_video_at_its_size_with_its_pictures",
+        "test_the_four_modes_grid_shows_each_mode_and_says_why_one_is_missing",
         "test_a_cancel_pressed_while_the_run_is_queued_stops_it_before_it_starts",
         "test_an_invalid_table_blocks_preview_and_generate_with_its_reason",
         "test_generate_with_the_wan_animate_engine_is_labelled_and_an_unknown_engine_refused",

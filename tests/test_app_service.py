@@ -776,3 +776,39 @@ def test_the_web_preview_writes_each_video_at_its_size_with_its_pictures(pyfeat,
     middle, last = strip[:, :, first : first + 256], strip[:, :, first + 256 :]
     assert abs(middle.astype(int).mean() - normals.astype(int).mean()) < 3
     assert abs(last.astype(int).mean() - rays[:, :, :160].astype(int).mean()) < 3
+
+
+def _ray_panel_motion(strip: str, side: int) -> float:
+    """How far the strip's ray panel (its last ``side`` columns) strays from its first frame:
+    the largest mean absolute difference of a frame's panel, 0-255."""
+    rays = read_video(strip).frames[:, :, -side:].astype(np.float64)
+    return float(np.abs(rays - rays[:1]).mean(axis=(1, 2, 3)).max())
+
+
+def test_the_four_modes_grid_shows_each_mode_and_says_why_one_is_missing(service, pyfeat):
+    """The "Preview all four modes" grid: a strip per mode in Mode order, each its own
+    (frontal-dynamic's camera still, camera-only's flying the default path); without a clip,
+    only camera-only, and the note names each mode left empty with its reason."""
+    events = Handlers(service, load_presets())
+    photo, clip = str(pyfeat / "single_face.jpg"), str(pyfeat / "single_face.mp4")
+    settings = ("", 30, 0, 1.0, 9, 16, 64)  # no path drawn: the default preset flies
+    *strips, note = events.four_modes(photo, clip, *settings)
+    assert note == texts.FOUR_MODES_NOTE
+    videos = [read_video(s).frames for s in strips]
+    assert [len(frames) for frames in videos] == [9, 9, 9, 9]
+    # Four different previews, not one four times: the normals | rays panels of the three
+    # with a still camera or a still head differ (mean 16-23 of 255 here) ...
+    controls = [frames[:, :, -128:].astype(int) for frames in videos]
+    for a, b in ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3)):
+        assert np.abs(controls[a] - controls[b]).mean() > 10, (a, b)
+    # ... and camera-only tracks the portrait, held, where the driven modes show the clip.
+    widths = [frames.shape[2] for frames in videos]
+    assert widths[0] == widths[1] == widths[3] != widths[2]
+    assert _ray_panel_motion(strips[0], 64) < 2  # frontal-dynamic: a still camera
+    assert _ray_panel_motion(strips[1], 64) < 2  # novel-dynamic: still, elsewhere
+    assert _ray_panel_motion(strips[2], 64) > 10  # camera-only: the path flown
+    *strips, note = events.four_modes(photo, None, *settings)
+    assert [s is None for s in strips] == [True, True, False, True]
+    for mode in ("frontal-dynamic", "novel-dynamic", "all-dynamic"):
+        assert f"{mode}: mode {mode}: a driving video is needed" in note
+    assert "camera-only:" not in note
