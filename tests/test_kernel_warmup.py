@@ -41,3 +41,23 @@ def test_each_compiled_loop_is_loaded_once_in_the_background():
     assert set(report["before"].values()) == {0}  # a fresh process has none loaded
     assert all(count >= 1 for count in report["after"].values()), report["after"]
     assert report["same_thread"] and report["daemon"]  # never holds up the process's exit
+
+
+def test_the_web_service_loads_them_when_it_starts():
+    """The demo's Service starts loading them as it is made, so the first Preview (after the
+    page opens and the uploads are tracked) does not wait for them."""
+    script = (
+        "from factorportrait.conditioning import build\n"
+        "from factorportrait.ui.service import Service\n"
+        "assert build._kernels_loading is None\n"
+        "Service(pipeline=None)\n"
+        "assert build._kernels_loading is not None\n"
+        "build._kernels_loading.join(timeout=120)\n"
+        "from factorportrait.head_pose import rasterizer\n"
+        "print(len(rasterizer._rasterize_frames.signatures))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip().splitlines()[-1]) >= 1

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..conditioning import Conditioning, ConditioningSettings, build_conditioning
+from ..conditioning.build import start_loading_kernels
 from ..cost import estimate_generation, estimate_wan_animate
 from ..engines import WAN_ANIMATE, checked_engine, default_engine
 from ..errors import InputError
@@ -117,6 +118,11 @@ class Service:
     tracking_cache: TrackingCache = field(default_factory=TrackingCache)
     _cancel: dict[str, threading.Event] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        # The compiled loops of the normals and rays load (about half a second) while the page
+        # opens and the uploads are tracked, not in the first Preview.
+        start_loading_kernels()
 
     # --------------------------------------------------------------------------- status
     def status_markdown(self) -> str:
