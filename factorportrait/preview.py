@@ -58,7 +58,7 @@ RAYS_PANEL_HEIGHT = 256
 @lru_cache(maxsize=1)
 def _mesh_edges() -> np.ndarray:
     """MediaPipe's own face-mesh tessellation, as (E, 2) landmark index pairs."""
-    from .tracking.mediapipe_import import load_mediapipe
+    from .tracking.landmarker import load_mediapipe
 
     edges = load_mediapipe().tasks.vision.FaceLandmarksConnections.FACE_LANDMARKS_TESSELATION
     return np.array([(c.start, c.end) for c in edges])

@@ -116,14 +116,25 @@ def test_the_command_line_exits_with_its_status_its_output_and_its_exit_handlers
     tmp_path, preset, status
 ):
     """`python -m factorportrait` leaves without the interpreter's teardown: still with the
-    command's status, all of its output through a pipe (block-buffered) and the exit handlers
-    run (logging, thread pools, temporary folders rely on them)."""
-    handler_ran = tmp_path / "handler-ran"
+    command's status, all of its output through a pipe (block-buffered), its other threads
+    joined (thread pools rely on that) and the exit handlers run (logging, temporary folders),
+    what they print included."""
+    handler_ran, thread_ended = tmp_path / "handler-ran", tmp_path / "thread-ended"
     script = (
-        "import atexit, sys\n"
+        "import atexit, sys, threading, time\n"
         f"atexit.register(lambda: open({str(handler_ran)!r}, 'w').write('yes'))\n"
-        "from factorportrait.__main__ import run\n"
-        "run(sys.argv[1:])\n"
+        "atexit.register(lambda: print('said at exit'))\n"
+        "def late():\n"
+        "    time.sleep(0.5)\n"
+        f"    open({str(thread_ended)!r}, 'w').write('yes')\n"
+        "import factorportrait.__main__ as entry\n"
+        "command = entry.main\n"
+        "def command_leaving_a_thread(argv):\n"  # still running when the command returns
+        "    code = command(argv)\n"
+        "    threading.Thread(target=late).start()\n"
+        "    return code\n"
+        "entry.main = command_leaving_a_thread\n"
+        "entry.run(sys.argv[1:])\n"
         "print('run returned')\n"  # it must not: run exits
     )
     out = tmp_path / "cameras"
@@ -137,10 +148,11 @@ def test_the_command_line_exits_with_its_status_its_output_and_its_exit_handlers
         env=buffered,
     )
     assert result.returncode == status, result.stderr
-    assert handler_ran.read_text() == "yes"
+    assert handler_ran.read_text() == "yes" and thread_ended.read_text() == "yes"
     assert "run returned" not in result.stdout
+    assert result.stdout.rstrip().endswith("said at exit")  # after the command's own lines
     if status == 0:
-        assert result.stdout.rstrip().endswith("trajectory.html")  # the last line got out
+        assert "trajectory.html\n" in result.stdout  # the command's last line got out
     else:
         assert result.stderr.startswith("error: camera: 'no-such-path'")
 
@@ -161,3 +173,20 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
     assert child.wait(timeout=120) == 1, errors
     assert "Traceback" not in errors, errors
     assert {path.name for path in out.iterdir()} == OUTPUTS
+
+
+def test_a_broken_pipe_of_the_commands_own_is_an_error_not_a_quiet_exit():
+    """Only standard output's reader leaving is taken quietly; a BrokenPipeError from anything
+    else (a worker's pipe, say) is an error with its traceback."""
+    script = (
+        "import factorportrait.__main__ as entry\n"
+        "def command(argv):\n"
+        "    raise BrokenPipeError('a worker went away')\n"
+        "entry.main = command\n"
+        "entry.run([])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "BrokenPipeError: a worker went away" in result.stderr

@@ -215,9 +215,10 @@ def test_evaluate_command_and_its_errors(tmp_path, landmarker_path, capsys):
 def test_a_face_no_camera_can_place_skips_that_videos_pose_metrics_only(
     pyfeat, landmarker_path, tmp_path
 ):
-    """A video whose conditioning's camera (here 176° wide) puts its face nearer than 5 cm:
-    its pose metrics are skipped with the reason and its other metrics measured, and the
-    evaluation goes on to the other videos (it used to stop the whole run)."""
+    """A video whose conditioning's camera (here 176° wide) puts its face 5 cm away or nearer:
+    its pose metrics are skipped with the reason and its other metrics measured, the
+    evaluation goes on to the other videos (it used to stop the whole run), and the means say
+    how many videos they are over."""
     frames, still = _face_frames(pyfeat, np.zeros(9)), np.tile(np.eye(4), (9, 1, 1))
     c2w, expression = orbit_c2w(0, 0, 60, np.zeros(9)), np.zeros((9, 52))
     _save_sample(tmp_path, "placed", frames, c2w, still, expression)
@@ -228,10 +229,15 @@ def test_a_face_no_camera_can_place_skips_that_videos_pose_metrics_only(
         tmp_path / "too-wide.conditioning.npz",
         **{**arrays, "K": intrinsics_from_fov(np.full(9, 176.0), 256, 256)},
     )
-    report = evaluate(tmp_path, None, landmarker_path)
+    out = tmp_path / "report"
+    report = evaluate(tmp_path, out, landmarker_path)
     placed, too_wide = _sample(report, "placed"), _sample(report, "too-wide")
     assert "head_rotation_deg" in placed["summary"]
     assert "head_rotation_deg" not in too_wide["summary"]
     assert any("no pose metrics" in n and "too close" in n for n in too_wide["notes"])
     for measured in ("identity_drift", "expression_l1", "landmark_jitter_px"):
         assert measured in too_wide["summary"]
+    # The means say how many videos they are over: the pose errors' one, the rest both.
+    assert report["measured"]["head_rotation_deg"] == 1
+    assert report["measured"]["identity_drift"] == 2
+    assert "(1 of 2)" in (out / "report.html").read_text()

@@ -779,9 +779,10 @@ def _prepare_small(manifest, out, pipeline, landmarker, **options):
     )
 
 
-def test_validation_shows_the_weights_the_checkpoint_holds(workspace, tmp_path, monkeypatch):
-    """With EMA on, the validation video of a step is made with the EMA weights, the ones that
-    step's checkpoint holds (it used to be made with the live weights)."""
+def test_validation_uses_the_ema_weights_as_checkpoints_do(workspace, tmp_path, monkeypatch):
+    """With EMA on, validation videos are made with the EMA weights, as checkpoints are (they
+    used to be made with the live weights): here, at a step that both saves and validates,
+    the very weights of its checkpoint."""
     import factorportrait.training.loop as loop
 
     seen = []

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..head_pose import build_head_template, fit_proportions, load_canonical_face, place_heads
+from ..head_pose.retarget import FaceTooClose
 from ..head_pose.template import STABLE_LANDMARKS
 from ..io import staged_output_dir, write_json
 from ..io.media import read_image, read_video
@@ -219,8 +220,8 @@ def _pose_series(sample, clip, tracker, notes, c2w, head_pose, K, source_landmar
     else:
         try:
             placed = generated_heads(clip, K, source_landmarks, tracker, sample.name)
-        except InputError as exc:  # a face no camera of this K can place: this video's pose
-            notes.append(f"no pose metrics: {exc}")  # metrics only, the rest is measured
+        except FaceTooClose as exc:  # no camera of this K can place the face: this video's
+            notes.append(f"no pose metrics: {exc}")  # pose metrics only; the rest is measured
             return series
         rotations, translations = placed[:, :3, :3], placed[:, :3, 3]
     requested = metrics.requested_head_in_camera(c2w, head_pose)
@@ -316,7 +317,13 @@ def evaluate(
             evaluated = [evaluate_sample(sample, own, measures) for sample in samples]
     else:
         evaluated = [evaluate_sample(sample, tracker, measures) for sample in samples]
-    report = {"samples": evaluated, "aggregate": aggregate(evaluated), "count": len(evaluated)}
+    means = aggregate(evaluated)
+    report = {
+        "samples": evaluated,
+        "aggregate": means,
+        "measured": measured_counts(evaluated, means),
+        "count": len(evaluated),
+    }
     if out is not None:
         with staged_output_dir(out) as stage:
             write_json(stage / "report.json", report)
@@ -339,6 +346,17 @@ def aggregate(evaluated: list[dict]) -> dict:
         real, generated = (np.stack(side) for side in zip(*features, strict=True))
         means["fvd"] = realism_fvd(real, generated)
     return means
+
+
+def measured_counts(evaluated: list[dict], means: dict) -> dict[str, int]:
+    """How many videos each mean is over: fewer than all where a metric was skipped for some
+    (a face no camera could place, no face found), so a mean over fewer is not taken for one
+    over all."""
+    return {
+        key: sum(isinstance(sample["summary"].get(key), float) for sample in evaluated)
+        for key in means
+        if key != "fvd"  # a distance between the two sets, not a mean over videos
+    }
 
 
 def render_html(report: dict) -> str:
@@ -371,7 +389,13 @@ def render_html(report: dict) -> str:
         for s in report["samples"]
     )
     header = "".join(f"<th>{html.escape(k)}</th>" for k in report["aggregate"])
-    means = "".join(f"<td><b>{v:.4g}</b></td>" for v in report["aggregate"].values())
+    count, measured = report["count"], report.get("measured", {})
+    means = "".join(
+        f"<td><b>{value:.4g}</b>"
+        + (f" ({measured[key]} of {count})" if measured.get(key, count) != count else "")
+        + "</td>"
+        for key, value in report["aggregate"].items()
+    )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>FactorPortrait evaluation"
         "</title><style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;"

@@ -50,6 +50,10 @@ def solve_head_translations(
     return np.linalg.solve(normal, np.einsum("fni,fn->fi", A, b)[..., None])[..., 0]
 
 
+class FaceTooClose(InputError):
+    """No camera of the given K can place the face: its head would sit 5 cm or nearer."""
+
+
 def place_heads(
     rotations: np.ndarray,
     landmarks: np.ndarray,
@@ -69,7 +73,7 @@ def place_heads(
         poses[:, :3, :3], face_vertices, landmarks, np.broadcast_to(K, (count, 3, 3))
     )
     if (poses[:, 2, 3] <= 5.0).any():
-        raise InputError(f"{name}: the face is too close or too large to place a camera")
+        raise FaceTooClose(f"{name}: the face is too close or too large to place a camera")
     return poses
 
 

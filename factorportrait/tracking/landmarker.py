@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,6 @@ import numpy as np
 from ..errors import InputError
 from ..frame_threads import over_frames
 from ..viewpoint.geometry import OPENGL_TO_OPENCV
-from .mediapipe_import import load_mediapipe
 from .model_file import resolve_face_landmarker
 
 NUM_LANDMARKS = 478
@@ -156,6 +157,18 @@ class FaceTracker:
             )
             faces.append(FaceObservation(points, matrix, blendshapes, box, count))
         return faces
+
+
+_import_lock = threading.Lock()
+
+
+def load_mediapipe():
+    """The ``mediapipe`` package, imported once under a lock: the tracking threads share it.
+    (The command line defers its unused modules first: ``cli.lean_imports``.)"""
+    with _import_lock:
+        import mediapipe.tasks.python.vision  # noqa: F401
+
+        return sys.modules["mediapipe"]
 
 
 def _mp_image(rgb: np.ndarray):

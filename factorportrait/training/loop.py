@@ -325,7 +325,7 @@ class _TrainingRun:
             or _sharded(self.accelerator)  # the live modules hold only shards there
         ):
             return
-        with ema_weights(self.ema, self.params):  # the weights the step's checkpoint holds
+        with ema_weights(self.ema, self.params):  # the EMA weights, as checkpoints hold
             validate(
                 self.pipe,
                 self.val_set[0],

@@ -1,11 +1,19 @@
-"""MediaPipe, imported without the parts of it this project never calls.
+"""The command line's imports kept lean: MediaPipe without the parts of it a command never
+calls.
 
 ``import mediapipe`` runs the package's ``__init__``, which imports every task MediaPipe has:
 the audio and text tasks and, through the vision package, its drawing utilities, which import
 ``matplotlib.pyplot``. That is about 1.1 s of the ~5 s ``preview`` command on two cores, for
-code we never run. The standard library's ``importlib.util.LazyLoader`` is made for this: those
-modules are created at once (so every ``import`` of them succeeds) and run only if something
-touches them, at which point they load as usual. Nothing else about MediaPipe changes.
+code we never run. The standard library's ``importlib.util.LazyLoader`` is made for this: once
+``defer_unused_modules`` is called, those modules are created at once (so every ``import`` of
+them succeeds) and run when something first reads an attribute of them (``inspect.getmodule``,
+which scans every module, does).
+
+Only the command line defers them (``python -m factorportrait``, ``__main__.run``: one flow of
+work, in which nothing reads them). Python 3.11's LazyLoader has no lock (3.12.3 added one):
+two threads first touching a deferred module at once can see it half loaded, so the web demo
+and library use import MediaPipe whole, as usual; they pay the second once per process, not
+per request.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ UNUSED_MODULES = frozenset(
     }
 )
 
-_lock = threading.Lock()
+_lock = threading.Lock()  # two callers at once add one finder
 
 
 class _LazyUnused(importlib.abc.MetaPathFinder):
@@ -42,14 +50,9 @@ class _LazyUnused(importlib.abc.MetaPathFinder):
         return spec
 
 
-def load_mediapipe():
-    """The ``mediapipe`` package, its unused modules deferred if this is its first import."""
+def defer_unused_modules() -> None:
+    """From now on in this process, MediaPipe's unused modules load only when first read.
+    For a process that uses MediaPipe from one thread at a time (the command line)."""
     with _lock:
-        if "mediapipe" not in sys.modules:
-            finder = _LazyUnused()
-            sys.meta_path.insert(0, finder)
-            try:
-                import mediapipe.tasks.python.vision  # noqa: F401
-            finally:
-                sys.meta_path.remove(finder)
-        return sys.modules["mediapipe"]
+        if not any(isinstance(finder, _LazyUnused) for finder in sys.meta_path):
+            sys.meta_path.insert(0, _LazyUnused())
