@@ -117,3 +117,24 @@ def test_the_3d_view_shows_the_template_head_and_the_selected_keyframes_camera(l
 
 def test_the_ray_panel_says_what_it_shows():
     assert "direction" in texts.RAYS_EXPLAINED and "moment" in texts.RAYS_EXPLAINED
+
+
+def test_each_upload_is_followed_by_tracking_for_the_next_preview():
+    """The page wiring: after each upload's own handler, ``uploads_settled`` runs with the
+    Preview button's inputs (so it tracks the frames a Preview will), apart from previews
+    and one at a time."""
+    from factorportrait.ui.blocks import build_demo
+
+    demo = build_demo(Service(pipeline=None))
+    by_name = {}
+    for index, function in demo.fns.items():
+        by_name.setdefault(getattr(function.fn, "__name__", ""), []).append((index, function))
+    preview = next(f for _, f in by_name["preview"] if f.api_name == "preview")
+    settled = by_name["uploads_settled"]
+    uploads = [index for name in ("portrait_uploaded", "driving_uploaded")
+               for index, _ in by_name[name]]  # fmt: skip
+    assert sorted(f.trigger_after for _, f in settled) == sorted(uploads)
+    for _, function in settled:
+        assert [c._id for c in function.inputs] == [c._id for c in preview.inputs[:-1]]
+        assert function.concurrency_id != preview.concurrency_id
+        assert function.concurrency_limit == 1

@@ -2,6 +2,7 @@
 run MediaPipe again, whatever the mode, path or size; new content is tracked; the cache is
 bounded and hands out private copies."""
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +83,66 @@ def test_the_content_key_follows_the_pixels_not_the_name():
     assert content_key(image) != content_key(same)
     # Same bytes in another shape are other content.
     assert content_key(image) != content_key(image.reshape(8, 24, 1))
+
+
+def test_content_being_tracked_is_waited_for_not_tracked_twice():
+    """A Preview clicked while the upload's own tracking runs waits for it: the tracker runs
+    once and both callers get the result (each a copy of its own); a tracking that fails
+    leaves the content to the next caller."""
+    cache = TrackingCache()
+    started, release, calls = threading.Event(), threading.Event(), []
+
+    def slow_tracking():
+        calls.append("tracked")
+        started.set()
+        release.wait(timeout=30)
+        return ["faces"], ["names"]
+
+    results = {}
+    first = threading.Thread(
+        target=lambda: results.update(first=cache.get_or_track("clip", slow_tracking))
+    )
+    first.start()
+    started.wait(timeout=30)
+    second = threading.Thread(
+        target=lambda: results.update(second=cache.get_or_track("clip", slow_tracking))
+    )
+    second.start()
+    second.join(timeout=0.3)
+    assert second.is_alive()  # waiting, not tracking
+    release.set()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    assert calls == ["tracked"]
+    assert results["first"] == results["second"] == (["faces"], ["names"])
+    assert results["first"][0] is not results["second"][0]
+    assert (cache.hits, cache.misses) == (1, 1)
+
+    def broken_tracking():
+        raise RuntimeError("tracker failed")
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_track("other", broken_tracking)
+    retry = threading.Thread(  # on a thread: were the failed run never cleared, it would wait
+        target=lambda: results.update(retry=cache.get_or_track("other", lambda: ([1], None))),
+        daemon=True,
+    )
+    retry.start()
+    retry.join(timeout=30)
+    assert results.get("retry") == ([1], None)  # tracked anew
+
+
+def test_the_uploads_are_tracked_for_the_next_preview_in_advance(
+    mediapipe_calls, landmarker_path, tmp_path
+):
+    """What the page runs after an upload (Service.track_for_preview): the next Preview with
+    the same settings tracks nothing; a request that cannot be made yet tracks nothing."""
+    service = Service(landmarker=str(landmarker_path), output_root=tmp_path)
+    settings = ConditioningSettings(mode="all-dynamic", frames=9, height=64, width=64)
+    assert service.track_for_preview(PORTRAIT, None, settings, load_preset("orbit")) is False
+    assert mediapipe_calls == []  # no clip yet for a driven mode: nothing done
+    assert service.track_for_preview(PORTRAIT, DRIVING, settings, load_preset("orbit"))
+    assert "track_frames" in mediapipe_calls
+    mediapipe_calls.clear()
+    service.preview(PORTRAIT, DRIVING, settings, load_preset("orbit"))
+    assert mediapipe_calls == []

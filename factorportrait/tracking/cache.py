@@ -45,6 +45,7 @@ class TrackingCache:
         self.hits = 0
         self.misses = 0
         self._entries: OrderedDict[str, tuple] = OrderedDict()
+        self._tracking: dict[str, threading.Event] = {}  # keys being tracked now
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -60,6 +61,35 @@ class TrackingCache:
             self._entries.move_to_end(key)
             self.hits += 1
         return copy.deepcopy(entry)  # callers may transform what they get
+
+    def get_or_track(self, key: str, track):
+        """A private copy of the stored (result, blendshape names), or ``track()``'s (which
+        returns that pair), stored. One caller tracks a key at a time: a request for content
+        being tracked (a preview clicked while the upload's own tracking runs) waits for it
+        instead of tracking it again on the same cores; if that tracking fails, the next
+        caller tracks."""
+        while True:
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None:
+                    self._entries.move_to_end(key)
+                    self.hits += 1
+                    break
+                running = self._tracking.get(key)
+                if running is None:
+                    self._tracking[key] = threading.Event()
+                    self.misses += 1
+                    break
+            running.wait()
+        if entry is not None:
+            return copy.deepcopy(entry)  # callers may transform what they get
+        try:
+            result, names = track()
+            self.put(key, result, names)
+            return result, names
+        finally:
+            with self._lock:
+                self._tracking.pop(key).set()
 
     def put(self, key: str, result, blendshape_names: list[str] | None) -> None:
         with self._lock:
@@ -93,13 +123,9 @@ class CachedTracker:
         self._tracker.close()
 
     def _cached(self, key: str, track):
-        hit = self.cache.get(key)
-        if hit is not None:
-            result, names = hit
-        else:
-            result = track()
-            names = self._tracker.blendshape_names
-            self.cache.put(key, result, names)
+        result, names = self.cache.get_or_track(
+            key, lambda: (track(), self._tracker.blendshape_names)
+        )
         self.blendshape_names = self.blendshape_names or names
         return result
 

@@ -294,18 +294,20 @@ def _wire(
     events: handlers.Handlers, examples, media, mode, camera, novel, settings, outputs, four
 ) -> None:
     """Every event of the page. Only preview and generate are public API endpoints."""
-    media.portrait.change(
-        events.portrait_uploaded,
-        media.portrait,
-        [media.portrait_overlay, media.portrait_note],
-        **PRIVATE,
-    )
-    media.driving.change(
-        events.driving_uploaded,
-        media.driving,
-        [media.driving_overlay, media.driving_note],
-        **PRIVATE,
-    )
+    uploads = [
+        media.portrait.change(
+            events.portrait_uploaded,
+            media.portrait,
+            [media.portrait_overlay, media.portrait_note],
+            **PRIVATE,
+        ),
+        media.driving.change(
+            events.driving_uploaded,
+            media.driving,
+            [media.driving_overlay, media.driving_note],
+            **PRIVATE,
+        ),
+    ]
     mode.mode.change(
         handlers.mode_changed, mode.mode, [camera.group, novel.group, mode.text], **PRIVATE
     )
@@ -423,6 +425,19 @@ def _wire(
         settings.fps,
         settings.size,
     ]
+    # Once an upload is shown, it is tracked as the next Preview will track it, in the
+    # background (one at a time, apart from previews: a Preview clicked meanwhile waits for
+    # that tracking rather than doing it again).
+    for upload in uploads:
+        upload.then(
+            events.uploads_settled,
+            preview_inputs,
+            None,
+            concurrency_limit=1,
+            concurrency_id="track-uploads",
+            show_progress="hidden",
+            **PRIVATE,
+        )
     # The engine comes last, so API calls without it keep working (its default is the page's).
     preview_call_inputs = [*preview_inputs, outputs.engine]
     preview_outputs = [

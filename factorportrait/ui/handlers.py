@@ -350,6 +350,19 @@ class Handlers:
         except InputError as exc:
             return None, texts.warning(str(exc))
 
+    def uploads_settled(
+        self, portrait, driving, mode, trajectory_json, azimuth, elevation, distance, frames,
+        fps, size,
+    ) -> None:  # fmt: skip
+        """After an upload: the uploads tracked for the page's settings in the background, so
+        the first Preview does not track the clip (``Service.track_for_preview``)."""
+        try:
+            settings = request_settings(mode, frames, fps, size, azimuth, elevation, distance)
+            trajectory = request_trajectory(settings.mode, trajectory_json)
+        except InputError:  # the Preview will say what is wrong
+            return
+        self.service.track_for_preview(portrait, driving, settings, trajectory)
+
     # ----------------------------------------------------------------------- editor
     def preset_chosen(self, name):
         return preset_chosen(self.presets, name)

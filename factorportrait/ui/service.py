@@ -210,6 +210,23 @@ class Service:
                     return draw_face_mesh(frame, face.landmarks), note
         raise InputError(texts.NO_FACE_IN_CLIP)
 
+    def track_for_preview(
+        self,
+        portrait: str | None,
+        driving: str | None,
+        settings: ConditioningSettings,
+        trajectory: Trajectory | None = None,
+    ) -> bool:
+        """Track the uploads as a preview with these settings will (the clip at the frames
+        they pick), so the next Preview finds them tracked; run after an upload, while the
+        person looks at the page. Whether it tracked: False when the request cannot be made
+        yet (a driven mode without its clip, say), which the Preview will say."""
+        try:
+            self.conditioning(portrait, driving, settings, trajectory)
+        except InputError:
+            return False
+        return True
+
     def conditioning(
         self,
         portrait: str | None,
