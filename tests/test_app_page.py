@@ -120,9 +120,9 @@ def test_the_ray_panel_says_what_it_shows():
 
 
 def test_each_upload_is_followed_by_tracking_for_the_next_preview():
-    """The page wiring: after each upload's own handler, ``uploads_settled`` runs with the
-    Preview button's inputs (so it tracks the frames a Preview will), apart from previews
-    and one at a time."""
+    """The page wiring: after each upload's own handler succeeds, ``uploads_settled`` runs
+    with the Preview button's inputs (so it tracks the frames a Preview will), apart from
+    previews and one at a time."""
     from factorportrait.ui.blocks import build_demo
 
     demo = build_demo(Service(pipeline=None))
@@ -135,6 +135,7 @@ def test_each_upload_is_followed_by_tracking_for_the_next_preview():
                for index, _ in by_name[name]]  # fmt: skip
     assert sorted(f.trigger_after for _, f in settled) == sorted(uploads)
     for _, function in settled:
+        assert function.trigger_only_on_success  # a refused upload: its one error, no more
         assert [c._id for c in function.inputs] == [c._id for c in preview.inputs[:-1]]
         assert function.concurrency_id != preview.concurrency_id
         assert function.concurrency_limit == 1

@@ -427,9 +427,9 @@ def _wire(
     ]
     # Once an upload is shown, it is tracked as the next Preview will track it, in the
     # background (one at a time, apart from previews: a Preview clicked meanwhile waits for
-    # that tracking rather than doing it again).
+    # that tracking rather than doing it again). Not after a refused upload: one error shown.
     for upload in uploads:
-        upload.then(
+        upload.success(
             events.uploads_settled,
             preview_inputs,
             None,
