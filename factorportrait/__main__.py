@@ -18,7 +18,7 @@ def run(argv: list[str] | None = None) -> None:
     folders, multiprocessing's children; the output flushed) but not its teardown of every
     module and of numba's, MediaPipe's and trimesh's native state: 0.5-0.8 s of a ~5 s
     ``preview`` on two cores, spent after the files are written, for nothing."""
-    defer_unused_modules()  # a command is one flow of work: see cli.lean_imports
+    defer_unused_modules()  # nothing of a command reads them: see cli.lean_imports
     try:
         code = main(argv)
         sys.stdout.flush()
@@ -38,8 +38,8 @@ def run(argv: list[str] | None = None) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
-            pass
+        except (OSError, ValueError):  # output lost: the status says so, as Python's does
+            code = code or 120
     os._exit(code)
 
 

@@ -189,6 +189,7 @@ SLOW_TESTS = {
     "test_app_page.py": {
         "test_generation_names_its_stages_and_old_progress_callers_still_work",
         "test_the_3d_view_shows_the_template_head_and_the_selected_keyframes_camera",
+        "test_each_upload_is_followed_by_tracking_for_the_next_preview",
     },
     "test_example_clips.py": {
         "test_the_clip_is_small_and_drives_a_default_request",
@@ -209,6 +210,7 @@ SLOW_TESTS = {
     },
     "test_tracking_cache.py": {
         "test_a_second_preview_of_the_same_uploads_does_not_track_again",
+        "test_the_uploads_are_tracked_for_the_next_preview_in_advance",
     },
     "test_gpu_bench.py": {
         "test_tiny_run_on_cpu_writes_every_section",

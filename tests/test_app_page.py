@@ -137,5 +137,30 @@ def test_each_upload_is_followed_by_tracking_for_the_next_preview():
     for _, function in settled:
         assert function.trigger_only_on_success  # a refused upload: its one error, no more
         assert [c._id for c in function.inputs] == [c._id for c in preview.inputs[:-1]]
-        assert function.concurrency_id != preview.concurrency_id
-        assert function.concurrency_limit == 1
+        assert function.queue is False  # it hands the work to the service and returns
+
+
+def test_after_an_upload_the_page_hands_the_tracking_to_the_service_and_nothing_escapes():
+    """``uploads_settled`` passes the page's settings on (as a Preview would read them) and
+    returns; a request that cannot even be read is left to the Preview to report."""
+    service = Service(pipeline=None)
+    asked = []
+    service.track_in_background = lambda *args: asked.append(args)
+    events = Handlers(service, load_presets())
+    orbit = load_preset("orbit").to_json()
+    assert (
+        events.uploads_settled("p.jpg", "c.mp4", "all-dynamic", orbit, 30, 0, 1.0, 9, 16, 64)
+        is None
+    )
+    ((portrait, driving, settings, trajectory),) = asked
+    assert (portrait, driving, str(settings.mode), settings.frames, settings.height) == (
+        "p.jpg",
+        "c.mp4",
+        "all-dynamic",
+        9,
+        64,
+    )
+    assert trajectory is not None
+    events.uploads_settled("p.jpg", "c.mp4", "no-such-mode", orbit, 30, 0, 1.0, 9, 16, 64)
+    events.uploads_settled("p.jpg", "c.mp4", "all-dynamic", "{not json", 30, 0, 1.0, 9, 16, 64)
+    assert len(asked) == 1

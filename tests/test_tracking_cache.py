@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from factorportrait.conditioning import ConditioningSettings
+from factorportrait.tracking import cache as cache_module
 from factorportrait.tracking.cache import TrackingCache, content_key
 from factorportrait.tracking.landmarker import FaceTracker
-from factorportrait.ui.service import Service
+from factorportrait.ui.service import MAX_WAITING_TRACKING, Service
 from factorportrait.viewpoint import load_preset
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -132,17 +133,60 @@ def test_content_being_tracked_is_waited_for_not_tracked_twice():
     assert results.get("retry") == ([1], None)  # tracked anew
 
 
+def test_a_caller_waits_for_a_stuck_tracking_only_so_long(monkeypatch):
+    """Were another caller's tracking of the same content stuck, a Preview would not hang
+    with it: past TRACKING_WAIT_S it tracks a copy of its own."""
+    monkeypatch.setattr(cache_module, "TRACKING_WAIT_S", 0.2)
+    cache, started, release = TrackingCache(), threading.Event(), threading.Event()
+
+    def stuck():
+        started.set()
+        release.wait(timeout=30)
+        return ["late"], None
+
+    first = threading.Thread(target=lambda: cache.get_or_track("clip", stuck), daemon=True)
+    first.start()
+    started.wait(timeout=30)
+    assert cache.get_or_track("clip", lambda: (["own"], None)) == (["own"], None)
+    release.set()
+    first.join(timeout=30)
+
+
 def test_the_uploads_are_tracked_for_the_next_preview_in_advance(
     mediapipe_calls, landmarker_path, tmp_path
 ):
-    """What the page runs after an upload (Service.track_for_preview): the next Preview with
-    the same settings tracks nothing; a request that cannot be made yet tracks nothing."""
+    """What the page runs after an upload (Service.track_in_background, on the service's own
+    thread): the next Preview with the same settings tracks nothing; a request that cannot
+    be made yet tracks nothing."""
     service = Service(landmarker=str(landmarker_path), output_root=tmp_path)
     settings = ConditioningSettings(mode="all-dynamic", frames=9, height=64, width=64)
-    assert service.track_for_preview(PORTRAIT, None, settings, load_preset("orbit")) is False
+    waiting = service.track_in_background(PORTRAIT, None, settings, load_preset("orbit"))
+    assert waiting.result(timeout=120) is False
     assert mediapipe_calls == []  # no clip yet for a driven mode: nothing done
-    assert service.track_for_preview(PORTRAIT, DRIVING, settings, load_preset("orbit"))
+    waiting = service.track_in_background(PORTRAIT, DRIVING, settings, load_preset("orbit"))
+    assert waiting.result(timeout=120) is True
     assert "track_frames" in mediapipe_calls
     mediapipe_calls.clear()
     service.preview(PORTRAIT, DRIVING, settings, load_preset("orbit"))
     assert mediapipe_calls == []
+
+
+def test_tracking_ahead_is_bounded_and_its_failures_stay_in_the_log(tmp_path, caplog):
+    """At most MAX_WAITING_TRACKING uploads wait (more are left to their Preview), and an
+    error in the work done ahead is logged, never raised to the page."""
+    service = Service(output_root=tmp_path)
+    release = threading.Event()
+    service.track_for_preview = lambda *args: release.wait(timeout=30)
+    waiting = [service.track_in_background(PORTRAIT, DRIVING, None) for _ in range(5)]
+    assert all(w is not None for w in waiting[:MAX_WAITING_TRACKING])
+    assert waiting[MAX_WAITING_TRACKING] is None
+    release.set()
+    assert all(w.result(timeout=30) for w in waiting[:MAX_WAITING_TRACKING])
+
+    def broken(*args):
+        raise RuntimeError("the landmarker broke")
+
+    service.track_for_preview = broken
+    assert service.track_in_background(PORTRAIT, DRIVING, None).result(timeout=30) is False
+    assert "the landmarker broke" in caplog.text
+    assert service.track_in_background(PORTRAIT, DRIVING, None) is not None  # count released

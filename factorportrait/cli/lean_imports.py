@@ -9,11 +9,12 @@ code we never run. The standard library's ``importlib.util.LazyLoader`` is made 
 them succeeds) and run when something first reads an attribute of them (``inspect.getmodule``,
 which scans every module, does).
 
-Only the command line defers them (``python -m factorportrait``, ``__main__.run``: one flow of
-work, in which nothing reads them). Python 3.11's LazyLoader has no lock (3.12.3 added one):
-two threads first touching a deferred module at once can see it half loaded, so the web demo
-and library use import MediaPipe whole, as usual; they pay the second once per process, not
-per request.
+Only the command line defers them (``python -m factorportrait``, ``__main__.run``): its
+threads (the tracking parts, the compiled loops' warm-up, training's workers) never read them,
+and a module loads only when an attribute of it is read. Python 3.11's LazyLoader has no lock
+(3.12.3 added one): two threads first reading a deferred module at once can see it half
+loaded, so the web demo and library use, with threads that do anything, import MediaPipe
+whole, as usual; they pay the second once per process, not per request.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ import numpy as np
 from .landmarker import FaceObservation, FaceTracker, _box_area
 
 # About 2 MB per tracked 49-frame clip, less for a photo.
+# A caller waits this long for another's tracking of the same content (a 49-frame clip takes
+# about half a second), then tracks it itself.
+TRACKING_WAIT_S = 60.0
 DEFAULT_MAX_ENTRIES = 64
 
 
@@ -67,7 +70,8 @@ class TrackingCache:
         returns that pair), stored. One caller tracks a key at a time: a request for content
         being tracked (a preview clicked while the upload's own tracking runs) waits for it
         instead of tracking it again on the same cores; if that tracking fails, the next
-        caller tracks."""
+        caller tracks, and one that waits past ``TRACKING_WAIT_S`` tracks a copy of its own."""
+        claimed = False
         while True:
             with self._lock:
                 entry = self._entries.get(key)
@@ -79,8 +83,12 @@ class TrackingCache:
                 if running is None:
                     self._tracking[key] = threading.Event()
                     self.misses += 1
+                    claimed = True
                     break
-            running.wait()
+            if not running.wait(TRACKING_WAIT_S):  # stuck: track a copy of its own
+                with self._lock:
+                    self.misses += 1
+                break
         if entry is not None:
             return copy.deepcopy(entry)  # callers may transform what they get
         try:
@@ -88,8 +96,9 @@ class TrackingCache:
             self.put(key, result, names)
             return result, names
         finally:
-            with self._lock:
-                self._tracking.pop(key).set()
+            if claimed:
+                with self._lock:
+                    self._tracking.pop(key).set()
 
     def put(self, key: str, result, blendshape_names: list[str] | None) -> None:
         with self._lock:

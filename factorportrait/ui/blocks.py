@@ -425,19 +425,14 @@ def _wire(
         settings.fps,
         settings.size,
     ]
-    # Once an upload is shown, it is tracked as the next Preview will track it, in the
-    # background (one at a time, apart from previews: a Preview clicked meanwhile waits for
-    # that tracking rather than doing it again). Not after a refused upload: one error shown.
+    # Once an upload is shown, it is tracked as the next Preview will track it, on the
+    # service's own thread (off the queue; a Preview clicked meanwhile waits for that tracking
+    # rather than doing it again). Not after an upload refused with an error: one error shown.
     for upload in uploads:
         upload.success(
-            events.uploads_settled,
-            preview_inputs,
-            None,
-            concurrency_limit=1,
-            concurrency_id="track-uploads",
-            show_progress="hidden",
+            events.uploads_settled, preview_inputs, None, queue=False, show_progress="hidden",
             **PRIVATE,
-        )
+        )  # fmt: skip
     # The engine comes last, so API calls without it keep working (its default is the page's).
     preview_call_inputs = [*preview_inputs, outputs.engine]
     preview_outputs = [

@@ -355,13 +355,14 @@ class Handlers:
         fps, size,
     ) -> None:  # fmt: skip
         """After an upload: the uploads tracked for the page's settings in the background, so
-        the first Preview does not track the clip (``Service.track_for_preview``)."""
+        the first Preview does not track the clip (``Service.track_in_background``). Returns
+        at once; nothing it meets reaches the page (the Preview says what is wrong)."""
         try:
             settings = request_settings(mode, frames, fps, size, azimuth, elevation, distance)
             trajectory = request_trajectory(settings.mode, trajectory_json)
-        except InputError:  # the Preview will say what is wrong
+        except Exception:  # work done ahead: the Preview reports what is wrong
             return
-        self.service.track_for_preview(portrait, driving, settings, trajectory)
+        self.service.track_in_background(portrait, driving, settings, trajectory)
 
     # ----------------------------------------------------------------------- editor
     def preset_chosen(self, name):

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 # copied them into its own cache (before the response is sent): folders older than this are
 # removed as new requests come in. Generous, for slow disks; never 0 (concurrent requests).
 OUTPUT_TTL_S = 120.0
+# Uploads waiting to be tracked in the background at most; more are left to their Preview.
+MAX_WAITING_TRACKING = 4
 FAST = {"frames": 33, "size": 384, "steps": 20, "guidance": 1.0}
 
 
@@ -118,6 +120,11 @@ class Service:
     tracking_cache: TrackingCache = field(default_factory=TrackingCache)
     _cancel: dict[str, threading.Event] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Uploads tracked in the background, one at a time, off the page's queue.
+    _background: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="track-uploads")
+    )
+    _waiting_tracking: int = 0
 
     def __post_init__(self) -> None:
         # The compiled loops of the normals and rays load (about half a second) while the page
@@ -209,6 +216,34 @@ class Service:
                     note = texts.clip_face_found(len(video.frames), video.duration, video.has_audio)
                     return draw_face_mesh(frame, face.landmarks), note
         raise InputError(texts.NO_FACE_IN_CLIP)
+
+    def track_in_background(
+        self,
+        portrait: str | None,
+        driving: str | None,
+        settings: ConditioningSettings,
+        trajectory: Trajectory | None = None,
+    ) -> Future | None:
+        """``track_for_preview`` on the service's own thread, so the page's queue is not held;
+        None when ``MAX_WAITING_TRACKING`` uploads already wait (their Preview will track).
+        Its failures are logged, never raised: it is work done ahead, and the Preview says
+        what is wrong with the request."""
+        with self._lock:
+            if self._waiting_tracking >= MAX_WAITING_TRACKING:
+                return None
+            self._waiting_tracking += 1
+
+        def track() -> bool:
+            try:
+                return self.track_for_preview(portrait, driving, settings, trajectory)
+            except Exception:
+                log.exception("tracking the uploads ahead of their preview failed")
+                return False
+            finally:
+                with self._lock:
+                    self._waiting_tracking -= 1
+
+        return self._background.submit(track)
 
     def track_for_preview(
         self,
