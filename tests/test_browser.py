@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / ".cache" / "test-artifacts"
@@ -58,11 +59,17 @@ def _no_error_shown(page):
     assert not page.errors, page.errors
 
 
-def test_upload_switch_modes_and_preview(page):
+def test_upload_switch_modes_and_preview(page, app_server):
     page.set_input_files("#portrait input[type=file]", str(ROOT / "assets/example_portrait.jpg"))
     page.get_by_text("Face found.").first.wait_for(timeout=60_000)
     page.set_input_files("#driving input[type=file]", str(ROOT / "assets/example_driving.mp4"))
     page.get_by_text("Face found. 56 frames").wait_for(timeout=60_000)
+    # Once both are shown, the service tracks them for the next Preview, in the background.
+    wait_for(
+        lambda: "uploads tracked ahead of their preview" in app_server.log.read_text(),
+        timeout=60,
+        what="the uploads tracked in the background",
+    )
     for mode, visible in (
         ("novel-dynamic", "Novel view"),
         ("camera-only", "Camera path"),

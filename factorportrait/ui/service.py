@@ -235,7 +235,12 @@ class Service:
 
         def track() -> bool:
             try:
-                return self.track_for_preview(portrait, driving, settings, trajectory)
+                start = time.perf_counter()
+                tracked = self.track_for_preview(portrait, driving, settings, trajectory)
+                if tracked:
+                    seconds = time.perf_counter() - start
+                    log.info("uploads tracked ahead of their preview in %.2f s", seconds)
+                return tracked
             except Exception:
                 log.exception("tracking the uploads ahead of their preview failed")
                 return False
