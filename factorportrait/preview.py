@@ -58,10 +58,9 @@ RAYS_PANEL_HEIGHT = 256
 @lru_cache(maxsize=1)
 def _mesh_edges() -> np.ndarray:
     """MediaPipe's own face-mesh tessellation, as (E, 2) landmark index pairs."""
-    from .tracking.landmarker import load_mediapipe
+    from mediapipe.tasks.python.vision import FaceLandmarksConnections
 
-    edges = load_mediapipe().tasks.vision.FaceLandmarksConnections.FACE_LANDMARKS_TESSELATION
-    return np.array([(c.start, c.end) for c in edges])
+    return np.array([(c.start, c.end) for c in FaceLandmarksConnections.FACE_LANDMARKS_TESSELATION])
 
 
 def draw_face_mesh(image: np.ndarray, landmarks: np.ndarray, colour=(80, 255, 120)) -> np.ndarray:

@@ -68,13 +68,12 @@ def test_the_mediapipe_modules_a_command_leaves_unrun_still_load_when_read():
     """Deferred, not removed: the drawing utilities and the audio tasks work on first use."""
     loaded = _loaded_after(
         "from factorportrait.cli.lean_imports import defer_unused_modules\n"
-        "from factorportrait.tracking.landmarker import load_mediapipe\n"
         "defer_unused_modules()\n"
-        "tasks = load_mediapipe().tasks\n"
+        "from mediapipe.tasks.python import audio, vision\n"
         "assert 'matplotlib' not in sys.modules\n"
-        "assert tasks.vision.drawing_utils.DrawingSpec().thickness == 2\n"
-        "assert tasks.audio.AudioClassifier.__name__ == 'AudioClassifier'\n"
-        "assert tasks.vision.FaceLandmarker.__name__ == 'FaceLandmarker'"
+        "assert vision.drawing_utils.DrawingSpec().thickness == 2\n"
+        "assert audio.AudioClassifier.__name__ == 'AudioClassifier'\n"
+        "assert vision.FaceLandmarker.__name__ == 'FaceLandmarker'"
     )
     assert {"mediapipe", "matplotlib"} <= loaded
 
@@ -83,6 +82,9 @@ def test_outside_the_command_line_mediapipe_is_imported_whole():
     """The web demo and library use defer nothing: Python 3.11's lazy modules have no lock, and
     the demo's threads could first touch one at once."""
     loaded = _loaded_after(
-        "from factorportrait.tracking.landmarker import load_mediapipe\nload_mediapipe()"
+        "import numpy as np\n"
+        "from factorportrait.tracking import FaceTracker\n"
+        "with FaceTracker() as tracker:\n"
+        "    tracker.track_faces(np.zeros((64, 64, 3), np.uint8))"
     )
     assert {"mediapipe", "matplotlib"} <= loaded

@@ -18,8 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..head_pose import build_head_template, fit_proportions, load_canonical_face, place_heads
-from ..head_pose.retarget import FaceTooClose
+from ..head_pose import (
+    FaceTooClose,
+    build_head_template,
+    fit_proportions,
+    load_canonical_face,
+    place_heads,
+)
 from ..head_pose.template import STABLE_LANDMARKS
 from ..io import staged_output_dir, write_json
 from ..io.media import read_image, read_video

@@ -6,6 +6,7 @@ from .canonical import NUM_MESH_VERTICES, CanonicalFace, load_canonical_face
 from .posing import project_points, render_head
 from .rasterizer import NormalRender, normals_to_rgb, rasterize
 from .retarget import (
+    FaceTooClose,
     head_yaw_pitch_roll,
     nearest_rotation,
     place_heads,
@@ -17,6 +18,7 @@ from .template import HeadTemplate, build_head_template, fit_proportions
 __all__ = [
     "NUM_MESH_VERTICES",
     "CanonicalFace",
+    "FaceTooClose",
     "HeadTemplate",
     "NormalRender",
     "build_head_template",

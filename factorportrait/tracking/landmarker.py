@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,10 +76,11 @@ class FaceTracker:
 
     def _create(self, video: bool):
         with _quiet_native_logs():
-            tasks = load_mediapipe().tasks
-            vision = tasks.vision
+            from mediapipe.tasks.python import vision
+            from mediapipe.tasks.python.core.base_options import BaseOptions
+
             options = vision.FaceLandmarkerOptions(
-                base_options=tasks.BaseOptions(model_asset_path=str(self.model_path)),
+                base_options=BaseOptions(model_asset_path=str(self.model_path)),
                 running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
                 num_faces=self.max_faces,
                 output_face_blendshapes=True,
@@ -159,20 +158,9 @@ class FaceTracker:
         return faces
 
 
-_import_lock = threading.Lock()
-
-
-def load_mediapipe():
-    """The ``mediapipe`` package, imported once under a lock: the tracking threads share it.
-    (The command line defers its unused modules first: ``cli.lean_imports``.)"""
-    with _import_lock:
-        import mediapipe.tasks.python.vision  # noqa: F401
-
-        return sys.modules["mediapipe"]
-
-
 def _mp_image(rgb: np.ndarray):
-    mp = load_mediapipe()
+    import mediapipe as mp
+
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise InputError(f"tracking: expected an RGB uint8 image, got {rgb.dtype} {rgb.shape}")
     return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
