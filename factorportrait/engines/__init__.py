@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import InputError
+from ..errors import InputError
 
 WAN_ANIMATE = "wan-animate"
 # The engines every surface offers; $FACTORPORTRAIT_ENGINE picks the default.
