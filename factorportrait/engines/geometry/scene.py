@@ -1,0 +1,406 @@
+"""What the geometric engine builds once per request: the portrait's textured head and body,
+the driving expression as per-frame offsets of the face, and the background layer.
+
+- Geometry: the Conditioning's template (the head posed by ``head_pose``, the neck and
+  shoulders held in the world, as the normal maps render it), with its face vertices moved
+  across the reference camera's rays onto the portrait's own tracked landmarks (depth kept)
+  and the skull carried along near the face, so the texture's eyes and mouth sit on the
+  mesh's. The face mesh is cut open between the inner lips and a cavity is added behind them.
+- Texture: every vertex projected through the reference camera gives its source pixel. Which
+  vertices the photo really saw comes from a depth render of the same mesh from that camera
+  (occluded or facing away: not seen), weighted down towards grazing angles.
+- Unseen parts (the back and far side of the head, the back of the neck, grazing sides): a
+  fill colour per vertex, the harmonic interpolation over the mesh's edges of the colours of
+  the seen vertices (a blurred photo sampled there, the background left out), so the back of
+  the skull takes the hair's colour from the visible skull and the neck's back the neck's.
+  The mouth's cavity is filled dark.
+- Background: the photo with the person removed (GrabCut from the template's silhouette,
+  then OpenCV's inpainting), a plane behind the head, warped per camera by its homography.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import sparse
+from scipy.sparse.linalg import spsolve
+
+from ...head_pose.canonical import NUM_MESH_VERTICES
+from ...head_pose.template import STABLE_LANDMARKS
+from ...procrustes import umeyama
+from .raster import render_attributes
+
+# MediaPipe's inner lip contour, in order around the mouth.
+INNER_LIPS = np.array(
+    [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95]
+)
+CAVITY_DEPTH_CM = (0.8, 1.6)  # the ring behind the lips, the cavity's back, behind the lip loop
+CAVITY_COLOURS = ((70.0, 30.0, 32.0), (18.0, 8.0, 8.0))  # the ring, the back (RGB)
+# Seen-ness by the cosine between a vertex's normal and the way to the reference camera: none
+# at or past the silhouette, full from this far round.
+GRAZING = (0.02, 0.25)
+OCCLUSION_CM = 0.8  # a vertex further behind the reference's depth than this is hidden
+# The face's residual to the landmarks carried onto the skull: weights fall off over this (cm).
+CARRY_CM = 2.5
+BACKGROUND_BEHIND_CM = 25.0  # the background plane, this far behind the head's centre
+ATTRIBUTES = 6  # source x, y (reference pixels), seen-ness, fill R, G, B
+
+
+@dataclass
+class Scene:
+    head_vertices: np.ndarray  # (Vh, 3) head frame: personalised face + skull (no cavity)
+    head_faces: np.ndarray  # (Th, 3) the mouth cut open, then the cavity's triangles
+    cavity_cull: np.ndarray  # (Th,) bool: cull back faces (False on the cavity)
+    body_vertices: np.ndarray  # (Vb, 3) world
+    body_faces: np.ndarray
+    attributes: np.ndarray  # (Vh + cavity + Vb, ATTRIBUTES)
+    face_offsets: np.ndarray | None  # (F, 468, 3) the driving expression, head frame, cm
+    texture: np.ndarray  # (H, W, 4) float32: the reference RGB and the person's alpha
+    background: np.ndarray  # (H, W, 3) uint8 the reference with the person inpainted out
+    background_depth: float  # cm, the plane's depth in the reference camera
+    reference_K: np.ndarray
+    reference_c2w: np.ndarray
+
+    def posed_head(self, frame: int) -> np.ndarray:
+        """(Vh + cavity, 3) head-frame vertices of one frame: the expression applied."""
+        head = self.head_vertices
+        if self.face_offsets is not None:
+            head = head.copy()
+            head[:NUM_MESH_VERTICES] += self.face_offsets[frame]
+        return np.concatenate([head, cavity_vertices(head)])
+
+
+def cavity_vertices(head: np.ndarray) -> np.ndarray:
+    """The mouth's cavity for the lips where they are: a ring behind the inner lip loop and
+    the back of the cavity behind its centre (head frame: z out of the face)."""
+    loop = head[INNER_LIPS]
+    centre = loop.mean(0)
+    ring = loop + (centre - loop) * 0.25 - [0.0, 0.0, CAVITY_DEPTH_CM[0]]
+    back = centre - [0.0, 0.0, CAVITY_DEPTH_CM[1]]
+    return np.concatenate([ring, back[None]])
+
+
+def _cavity_faces(first: int) -> np.ndarray:
+    """Triangles of the lips' tube into the ring and of the ring's fan onto the back."""
+    n = len(INNER_LIPS)
+    ring = first + np.arange(n)
+    back = first + n
+    faces = []
+    for i in range(n):
+        j = (i + 1) % n
+        faces += [[INNER_LIPS[i], INNER_LIPS[j], ring[i]], [INNER_LIPS[j], ring[j], ring[i]]]
+        faces.append([ring[i], ring[j], back])
+    return np.array(faces, np.int64)
+
+
+def _mouth_cut(faces: np.ndarray) -> np.ndarray:
+    """The head's triangles less those spanning the mouth (all three corners on the inner lip
+    loop): the canonical mesh closes the lips; cut open, an open jaw shows the cavity."""
+    on_loop = np.isin(faces, INNER_LIPS).all(1)
+    return faces[~on_loop]
+
+
+def _project(points_world, K, c2w):
+    w2c = np.linalg.inv(c2w)
+    cam = points_world @ w2c[:3, :3].T + w2c[:3, 3]
+    pixels = cam @ K.T
+    return pixels[:, :2] / pixels[:, 2:], cam
+
+
+def personalised_head(template, landmarks: np.ndarray, K, c2w) -> np.ndarray:
+    """The template head with its face moved across the reference camera's rays onto the
+    tracked landmarks (each vertex keeps its depth) and the skull carried along near the
+    face's outline (world = the reference's head frame)."""
+    head = np.array(template.head_vertices, dtype=np.float64)
+    face = head[:NUM_MESH_VERTICES]
+    _, cam = _project(face, K, c2w)
+    z = cam[:, 2:]
+    target = np.c_[(landmarks[:NUM_MESH_VERTICES, :2] - K[:2, 2]) / np.diag(K)[:2] * z, z]
+    c2w_rot = c2w[:3, :3]
+    residual = (target - cam) @ c2w_rot.T  # world
+    head[:NUM_MESH_VERTICES] += residual
+    skull = head[NUM_MESH_VERTICES:]
+    distance = np.linalg.norm(skull[:, None] - face[None], axis=-1)
+    weights = np.exp(-((distance / CARRY_CM) ** 2))
+    carried = weights @ residual / np.maximum(weights.sum(1, keepdims=True), 1e-9)
+    falloff = np.exp(-((distance.min(1, keepdims=True) / CARRY_CM) ** 2))
+    head[NUM_MESH_VERTICES:] += carried * falloff
+    return head
+
+
+def expression_offsets(conditioning, template_face: np.ndarray) -> np.ndarray | None:
+    """(F, 468, 3) the driving clip's expression in the head's own frame: each frame's
+    landmarks fitted by a similarity onto the template face's stable landmarks (head pose and
+    size removed, the portrait's scale taken on), minus the clip's own neutral (its least
+    expressive frame by the blendshapes). None when the mode does not drive the face."""
+    if conditioning.driving_landmarks is None or not conditioning.mode.drives_head:
+        return None
+    landmarks = np.asarray(conditioning.driving_landmarks, dtype=np.float64)
+    landmarks = landmarks[:, :NUM_MESH_VERTICES] * np.array([1.0, -1.0, -1.0])  # y up, z out
+    target = template_face[STABLE_LANDMARKS]
+    aligned = np.empty_like(landmarks)
+    for frame, points in enumerate(landmarks):
+        scale, rotation, translation = umeyama(points[STABLE_LANDMARKS], target)
+        aligned[frame] = scale * points @ rotation.T + translation
+    names = list(conditioning.blendshape_names)
+    activity = np.asarray(conditioning.blendshapes, dtype=np.float64)
+    if "_neutral" in names:
+        activity = np.delete(activity, names.index("_neutral"), axis=1)
+    neutral = int(activity.sum(1).argmin()) if len(activity) == len(aligned) else 0
+    return aligned - aligned[neutral]
+
+
+def _seen(vertices, normals, faces, cull, K, c2w, height, width):
+    """Per vertex: how well the reference camera saw it (0..1) and its source pixel."""
+    pixels, cam = _project(vertices, K, c2w)
+    attributes = np.zeros((len(vertices), 1))
+    _, depth, _ = render_attributes(cam, attributes, faces, cull, K, height, width)
+    col = np.clip(np.floor(pixels[:, 0]).astype(int), 0, width - 1)
+    row = np.clip(np.floor(pixels[:, 1]).astype(int), 0, height - 1)
+    # The nearest surface around the vertex's pixel (a vertex on an edge touches 2x2 pixels).
+    nearest = np.full(len(vertices), np.inf)
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            r = np.clip(row + dr, 0, height - 1)
+            c = np.clip(col + dc, 0, width - 1)
+            d = depth[r, c]
+            nearest = np.minimum(nearest, np.where(d > 0, d, np.inf))
+    inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < width) & (pixels[:, 1] >= 0)
+    inside &= pixels[:, 1] < height
+    unoccluded = cam[:, 2] <= nearest + OCCLUSION_CM
+    if normals is None:
+        facing = np.ones(len(vertices))
+    else:
+        w2c = np.linalg.inv(c2w)
+        towards = -cam / np.linalg.norm(cam, axis=1, keepdims=True)
+        cosine = ((normals @ w2c[:3, :3].T) * towards).sum(1)
+        facing = np.clip((cosine - GRAZING[0]) / (GRAZING[1] - GRAZING[0]), 0.0, 1.0)
+    return facing * (unoccluded & inside), pixels
+
+
+def _harmonic_fill(colours, known, faces, count, default):
+    """Colours of the unknown vertices: harmonic over the mesh's edges from the known ones
+    (a component with none known takes ``default``)."""
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    adjacency = sparse.coo_matrix(
+        (np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(count, count)
+    ).tocsr()
+    adjacency = ((adjacency + adjacency.T) > 0).astype(np.float64)
+    laplacian = sparse.diags(np.asarray(adjacency.sum(1)).ravel()) - adjacency
+    unknown = np.flatnonzero(~known)
+    if len(unknown) == 0:
+        return colours
+    known_index = np.flatnonzero(known)
+    system = laplacian[unknown][:, unknown] + 1e-4 * sparse.eye(len(unknown))
+    rhs = -laplacian[unknown][:, known_index] @ colours[known_index] + 1e-4 * np.asarray(default)
+    filled = colours.copy()
+    filled[unknown] = np.column_stack(
+        [spsolve(system.tocsc(), rhs[:, k]) for k in range(colours.shape[1])]
+    )
+    return filled
+
+
+def _ray_extent(inside: np.ndarray, centre: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """Per direction (image angles, radians), how far from ``centre`` (px) the run of
+    ``inside`` pixels that starts there reaches."""
+    height, width = inside.shape
+    steps = np.arange(1, 2 * max(height, width))
+    xs = centre[0] + np.cos(angles)[:, None] * steps
+    ys = centre[1] + np.sin(angles)[:, None] * steps
+    valid = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+    hit = np.zeros(xs.shape, bool)
+    hit[valid] = inside[ys[valid].astype(int), xs[valid].astype(int)]
+    leaves = ~hit
+    first_out = np.where(leaves.any(1), leaves.argmax(1), len(steps))
+    return steps[np.minimum(first_out, len(steps) - 1)].astype(np.float64)
+
+
+def fit_hair(head, silhouette, person, K, c2w) -> np.ndarray:
+    """The skull grown about its centre, direction by direction, until its outline seen from the
+    reference camera reaches the person's (the hair) above the ears: hair is volume the
+    template's ellipsoid does not have, and it must turn with the head, not stay behind in the
+    background. The face and the skull next to it stay put; at most 2x."""
+    skull = head[NUM_MESH_VERTICES:]
+    centre = skull.mean(0)
+    centre_px, _ = _project(centre[None], K, c2w)
+    angles = np.linspace(-np.pi, np.pi, 144, endpoint=False)
+    ratio = _ray_extent(person > 0.5, centre_px[0], angles) / np.maximum(
+        _ray_extent(silhouette, centre_px[0], angles), 1.0
+    )
+    upward = np.sin(angles) < np.sin(np.radians(55.0))  # image y down: above, or just below
+    ratio = np.where(upward, np.clip(ratio, 1.0, 2.0), 1.0)
+    kernel = np.exp(-0.5 * (np.arange(-6, 7) / 3.0) ** 2)
+    ratio = np.convolve(np.r_[ratio[-6:], ratio, ratio[:6]], kernel / kernel.sum(), "valid")
+    pixels, _ = _project(skull, K, c2w)
+    vertex_angle = np.arctan2(pixels[:, 1] - centre_px[0, 1], pixels[:, 0] - centre_px[0, 0])
+    scale = np.interp(vertex_angle, angles, ratio, period=2 * np.pi)
+    near_face = np.linalg.norm(skull[:, None] - head[None, :NUM_MESH_VERTICES], axis=-1).min(1)
+    weight = np.clip((near_face - 0.5) / 1.5, 0.0, 1.0)
+    grown = head.copy()
+    grown[NUM_MESH_VERTICES:] = centre + (skull - centre) * (1.0 + (scale - 1.0) * weight)[:, None]
+    return grown
+
+
+def person_mask(reference: np.ndarray, silhouette: np.ndarray, face_hull: np.ndarray):
+    """(H, W) float32 in [0, 1]: the person in the photo, by GrabCut started from the
+    template's silhouette grown by a fifth of the frame (probably the person), the face (surely)
+    and the rest (surely not), on a half-size copy; feathered by a pixel."""
+    height, width = silhouette.shape
+    scale = 0.5 if max(height, width) > 256 else 1.0
+    size = (round(width * scale), round(height * scale))
+    small = cv2.resize(reference, size, interpolation=cv2.INTER_AREA)
+    sil = cv2.resize(silhouette.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+    hull = cv2.resize(face_hull.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+    # Hair reaches well beyond the template's skull: the band that may still be the person is
+    # a fifth of the frame wide (the element is twice that) around the silhouette.
+    reach = max(3, round(0.4 * max(size)) | 1)
+    grown = cv2.dilate(sil, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
+    # The whole band starts as "probably the person": the background's colour model is then
+    # learnt from beyond it only, and the band's background pixels leave the person for it.
+    mask = np.where(grown > 0, cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8)
+    # In the band, pixels of the backdrop's colour (the frame's top and sides, in Lab, as a
+    # Gaussian) start as probably not the person.
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float64)
+    edge = max(2, round(0.04 * max(size)))
+    border = np.zeros(mask.shape, bool)
+    border[:edge], border[:, :edge], border[:, -edge:] = True, True, True
+    border &= grown == 0
+    if border.sum() > 30:
+        samples = lab[border]
+        mean, cov = samples.mean(0), np.cov(samples.T) + np.eye(3) * 4.0
+        delta = lab - mean
+        distance = np.einsum("...i,ij,...j->...", delta, np.linalg.inv(cov), delta)
+        mask[(grown > 0) & (sil == 0) & (distance < 16.0)] = cv2.GC_PR_BGD
+    mask[hull > 0] = cv2.GC_FGD
+    if (mask == cv2.GC_BGD).sum() < 50 or (mask == cv2.GC_FGD).sum() < 50:
+        return silhouette.astype(np.float32)
+    bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.grabCut(
+        cv2.cvtColor(small, cv2.COLOR_RGB2BGR), mask, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK
+    )
+    person = np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    person = cv2.morphologyEx(person, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    full = cv2.resize(person.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(cv2.GaussianBlur(full, (3, 3), 0), 0.0, 1.0)
+
+
+def inpainted_background(reference: np.ndarray, person: np.ndarray) -> np.ndarray:
+    """The photo with the person (grown by a few pixels) inpainted out by OpenCV (Telea), at a
+    quarter of the size (the hole is large; the background is smooth) and pasted back."""
+    height, width = person.shape
+    hole = (person > 0.05).astype(np.uint8)
+    reach = max(3, round(0.04 * max(height, width)) | 1)  # GrabCut's edge misses hair's tips
+    hole = cv2.dilate(hole, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
+    size = (max(16, width // 4), max(16, height // 4))
+    small = cv2.resize(reference, size, interpolation=cv2.INTER_AREA)
+    small_hole = cv2.resize(hole, size, interpolation=cv2.INTER_NEAREST)
+    small_hole = cv2.dilate(small_hole, np.ones((3, 3), np.uint8))
+    filled = cv2.inpaint(small, small_hole, 9, cv2.INPAINT_TELEA)
+    filled = cv2.GaussianBlur(filled, (0, 0), 3)
+    up = cv2.resize(filled, (width, height), interpolation=cv2.INTER_CUBIC)
+    weight = cv2.GaussianBlur(hole.astype(np.float32), (9, 9), 0)[..., None]
+    out = reference.astype(np.float32) * (1 - weight) + up.astype(np.float32) * weight
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def build_scene(conditioning) -> Scene:
+    template = conditioning.head_template
+    if template is None:
+        raise ValueError("geometry engine: the conditioning has no head template")
+    reference = np.ascontiguousarray(conditioning.reference)
+    height, width = reference.shape[:2]
+    K = np.asarray(conditioning.K[0], dtype=np.float64)
+    c2w = (
+        np.asarray(conditioning.reference_c2w, dtype=np.float64)
+        if conditioning.reference_c2w is not None
+        else np.asarray(conditioning.c2w[0], dtype=np.float64)
+    )
+    landmarks = np.asarray(conditioning.source_landmarks, dtype=np.float64)
+
+    head = personalised_head(template, landmarks, K, c2w)
+    head_count = len(head)
+    faces = _mouth_cut(np.asarray(template.head_faces))
+    cavity = _cavity_faces(head_count)
+    all_head_faces = np.concatenate([faces, cavity])
+    cull = np.r_[np.ones(len(faces), bool), np.zeros(len(cavity), bool)]
+    cavity_count = len(INNER_LIPS) + 1
+    body = np.asarray(template.body_vertices, dtype=np.float64)
+    body_faces = np.asarray(template.body_faces, dtype=np.int64)
+    scene_faces = np.concatenate([all_head_faces, body_faces + head_count + cavity_count])
+    scene_cull = np.r_[cull, np.ones(len(body_faces), bool)]
+    normals = np.concatenate(
+        [
+            template.head_normals,
+            np.tile([0.0, 0.0, 1.0], (cavity_count, 1)),
+            template.body_normals,
+        ]
+    )
+
+    def scene_vertices(head):
+        return np.concatenate([head, cavity_vertices(head), body])
+
+    def silhouette_of(vertices):
+        _, depth, _ = render_attributes(
+            _project(vertices, K, c2w)[1],
+            np.zeros((len(vertices), 1)),
+            scene_faces,
+            scene_cull,
+            K,
+            height,
+            width,
+        )
+        return depth > 0
+
+    # The person in the photo (the template's silhouette refined by GrabCut); the skull grown
+    # to the hair's outline; the background without the person.
+    hull = np.zeros((height, width), np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(landmarks[:, :2].astype(np.int32)), 1)
+    silhouette = silhouette_of(scene_vertices(head))
+    person = person_mask(reference, silhouette, hull > 0)
+    head = fit_hair(head, silhouette, person, K, c2w)
+    vertices = scene_vertices(head)
+    background = inpainted_background(reference, person)
+
+    seen, pixels = _seen(vertices, normals, scene_faces, scene_cull, K, c2w, height, width)
+    # The cavity shows the photo where the photo's lips part (its teeth, its dark), else its own
+    # dark colours, never the lips'.
+    cavity_slice = slice(head_count, head_count + cavity_count)
+    lips = landmarks[INNER_LIPS, :2].astype(np.float32)
+    seen[cavity_slice] = [
+        float(cv2.pointPolygonTest(lips, (float(x), float(y)), True) > 1.0)
+        for x, y in pixels[cavity_slice]
+    ]
+
+    # Fill colours: the blurred photo where the vertex was seen on the person, harmonic
+    # across the mesh elsewhere.
+    blurred = cv2.GaussianBlur(reference, (0, 0), 3).astype(np.float64)
+    col = np.clip(np.round(pixels[:, 0] - 0.5).astype(int), 0, width - 1)
+    row = np.clip(np.round(pixels[:, 1] - 0.5).astype(int), 0, height - 1)
+    colours = blurred[row, col]
+    on_person = person[row, col] > 0.5
+    known = (seen > 0.5) & on_person
+    known[cavity_slice] = True  # their own colours, below
+    colours[head_count : head_count + len(INNER_LIPS)] = CAVITY_COLOURS[0]
+    colours[head_count + len(INNER_LIPS)] = CAVITY_COLOURS[1]
+    skin = blurred[hull > 0].mean(0) if hull.any() else np.full(3, 128.0)
+    colours = _harmonic_fill(colours, known, scene_faces, len(vertices), skin)
+
+    attributes = np.column_stack([pixels, seen, colours])
+    texture = np.dstack([reference.astype(np.float32), person.astype(np.float32) * 255.0])
+    distance = float(np.linalg.norm(c2w[:3, 3]))
+    return Scene(
+        head_vertices=head,
+        head_faces=all_head_faces,
+        cavity_cull=cull,
+        body_vertices=body,
+        body_faces=body_faces,
+        attributes=attributes,
+        face_offsets=expression_offsets(conditioning, head[:NUM_MESH_VERTICES]),
+        texture=texture,
+        background=background,
+        background_depth=distance + BACKGROUND_BEHIND_CM,
+        reference_K=K,
+        reference_c2w=c2w,
+    )
