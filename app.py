@@ -29,7 +29,7 @@ from pathlib import Path
 
 from factorportrait.config import LIMITS
 from factorportrait.errors import InputError
-from factorportrait.ui.blocks import build_demo
+from factorportrait.ui.blocks import PAGE_CSS, build_demo
 from factorportrait.ui.service import Service
 
 
@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         max_file_size=LIMITS.max_video_bytes,
         allowed_paths=[],  # nothing on disk is served but what the app itself returns
         show_error=True,
+        css=PAGE_CSS,
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from factorportrait.checkpoints import tiny_pipeline
 from factorportrait.conditioning import ConditioningSettings
+from factorportrait.errors import InputError
 from factorportrait.generation import GenerationSettings
 from factorportrait.head_pose.template import HeadTemplate
 from factorportrait.ui import camera_view, texts
@@ -83,12 +84,27 @@ def test_generation_names_its_stages_and_old_progress_callers_still_work(landmar
 def test_a_text_file_named_jpg_is_one_sentence_without_server_paths(tmp_path):
     fake = tmp_path / "holiday.jpg"
     fake.write_text("not an image at all\n" * 20)
-    with pytest.raises(gr.Error) as caught:
+    with pytest.raises(InputError) as caught:
         checked_image_file(fake, "“holiday.jpg”")
-    message = caught.value.message
+    message = str(caught.value)
     assert message.startswith("“holiday.jpg” is not a photo this app can read")
-    assert str(tmp_path) not in message and "Error" not in message and message.count(".") <= 2
+    assert str(tmp_path) not in message and "Error" not in message and message.count(".") <= 3
     checked_image_file(ROOT / "assets/example_portrait.jpg")  # a real photo passes
+
+
+def test_a_photo_over_the_pixel_limit_is_refused_for_its_pixels_with_the_numbers(tmp_path):
+    """A 9000x9000 PNG is a PNG: the sentence names the pixel limit and the photo's size, not
+    "not a photo this app can read" (issue 29, item 3)."""
+    from PIL import Image
+
+    big = tmp_path / "big.png"
+    Image.new("L", (9000, 9000), 128).save(big, optimize=True)
+    with pytest.raises(InputError) as caught:
+        checked_image_file(big, "“big.png”")
+    message = str(caught.value)
+    assert "not a photo this app can read" not in message, message
+    assert "9000x9000" in message and "81.0 MP" in message and "MP limit" in message, message
+    assert message.startswith("“big.png” was refused") and str(tmp_path) not in message
 
 
 def test_the_3d_view_shows_the_template_head_and_the_selected_keyframes_camera(landmarker_path):

@@ -18,6 +18,17 @@ from .service import Service, estimate_markdown
 from .uploads import checked_image, checked_video
 
 SIZES = [256, 384, 512, 768]
+# Given to launch() (Gradio 6 takes a page's CSS there). The players' empty button corners are
+# not drawn over the banner a result carries; on a phone the camera editor's 3D view and the
+# engine's description take the whole width instead of a squeezed column each.
+PAGE_CSS = """
+#result-video .icon-button-wrapper, #side-video .icon-button-wrapper { display: none; }
+@media (max-width: 640px) {
+  #path-view, #keyframe-thumbnail, #engine, #engine-text { min-width: 100% !important; }
+  #path-view .js-plotly-plot { min-height: 320px; }
+  #engine-text { font-size: 0.95em; }
+}
+"""
 PRIVATE = {"api_visibility": "private"}  # UI plumbing: not part of the public API
 DEFAULT_PRESET = handlers.DEFAULT_PRESET
 # Generate and Preview bring the buttons, the run's status and the result into view.
@@ -240,9 +251,23 @@ def _outputs_section(engine: str, loaded: bool) -> SimpleNamespace:
             cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel-button")
         result_note = gr.Markdown(elem_id="run-status")
         preview_text = gr.Markdown(elem_id="preview-summary")
+        # The result's labels sit above the players, never over them: a player's own label and
+        # buttons float over the video's top corners, where each engine burns in what made it
+        # (its banner must stay readable at every size, on a phone too).
         with gr.Row():
-            result_video = gr.Video(label="Result", elem_id="result-video")
-            side_video = gr.Video(label="Driving | normals (wan-animate: skeleton) | result")
+            with gr.Column(min_width=160):
+                gr.Markdown(texts.RESULT_LABEL, elem_id="result-label")
+                result_video = gr.Video(
+                    show_label=False, buttons=[], autoplay=True, loop=True, elem_id="result-video"
+                )
+                result_download = gr.DownloadButton(
+                    texts.DOWNLOAD_RESULT, visible=False, size="sm", elem_id="result-download"
+                )
+            with gr.Column(min_width=160):
+                gr.Markdown(texts.SIDE_BY_SIDE_LABEL, elem_id="side-label")
+                side_video = gr.Video(
+                    show_label=False, buttons=[], autoplay=True, loop=True, elem_id="side-video"
+                )
     with gr.Row():
         normals_video = gr.Video(label="Normal maps (head pose)", elem_id="normals-video")
         rays_video = gr.Video(label="Ray maps (camera)", elem_id="rays-video")
@@ -272,6 +297,7 @@ def _outputs_section(engine: str, loaded: bool) -> SimpleNamespace:
         strip_video=strip_video,
         result_note=result_note,
         result_video=result_video,
+        result_download=result_download,
         side_video=side_video,
     )
 
@@ -298,13 +324,13 @@ def _wire(
         media.portrait.change(
             events.portrait_uploaded,
             media.portrait,
-            [media.portrait_overlay, media.portrait_note],
+            [media.portrait, media.portrait_overlay, media.portrait_note],
             **PRIVATE,
         ),
         media.driving.change(
             events.driving_uploaded,
             media.driving,
-            [media.driving_overlay, media.driving_note],
+            [media.driving, media.driving_overlay, media.driving_note],
             **PRIVATE,
         ),
     ]
@@ -442,26 +468,44 @@ def _wire(
         outputs.strip_video,
         outputs.preview_text,
     ]
-    # After a preview: wan-animate's videos, or the error in place of the summary.
-    settled = [outputs.pose_video, outputs.face_video, *preview_outputs[:4], outputs.preview_text]
-    outputs.preview_button.click(
-        events.preview,
-        preview_call_inputs,
-        preview_outputs,
-        api_name="preview",
-        concurrency_limit=2,
-        concurrency_id="preview",
-    ).then(events.preview_settled, None, settled, **PRIVATE)
-    for slider in (novel.azimuth, novel.elevation, novel.distance, settings.frames):
-        slider.release(
+    # After a preview: wan-animate's videos, the summary marked if the inputs changed while it
+    # was made, an old run error cleared; or the error in place of the summary. Gradio runs no
+    # ``.then`` after an error, so the same handler follows ``.failure`` too.
+    settled = [
+        outputs.pose_video,
+        outputs.face_video,
+        *preview_outputs[:4],
+        outputs.preview_text,
+        outputs.result_note,
+        outputs.generate_button,
+    ]
+
+    def after_preview(event):
+        for follow in (event.then, event.failure):
+            follow(events.preview_settled, preview_call_inputs, settled, **PRIVATE)
+
+    after_preview(
+        outputs.preview_button.click(
             events.preview,
             preview_call_inputs,
             preview_outputs,
+            api_name="preview",
             concurrency_limit=2,
-            **PRIVATE,
             concurrency_id="preview",
-            trigger_mode="always_last",
-        ).then(events.preview_settled, None, settled, **PRIVATE)
+        )
+    )
+    for slider in (novel.azimuth, novel.elevation, novel.distance, settings.frames):
+        after_preview(
+            slider.release(
+                events.preview,
+                preview_call_inputs,
+                preview_outputs,
+                concurrency_limit=2,
+                **PRIVATE,
+                concurrency_id="preview",
+                trigger_mode="always_last",
+            )
+        )
     outputs.engine.change(
         handlers.engine_changed,
         outputs.engine,
@@ -500,7 +544,7 @@ def _wire(
         outputs.engine,
     ]
     for example_mode, button in examples.items():
-        button.click(
+        example = button.click(
             functools.partial(events.example_chosen, example_mode),
             None,
             example_outputs,
@@ -513,7 +557,8 @@ def _wire(
             concurrency_limit=2,
             concurrency_id="preview",
             **PRIVATE,
-        ).then(events.preview_settled, None, settled, **PRIVATE)
+        )
+        after_preview(example)
 
     four.button.click(
         events.four_modes,
@@ -538,7 +583,7 @@ def _wire(
     # Generate (public): the button is disabled and the page shows the run's status beside
     # it (stage, step, time) until the result, an error or "Cancelled after step n".
     generate = spaces.GPU(duration=events.gpu_seconds)(events.generate)
-    outputs.generate_button.click(
+    run = outputs.generate_button.click(
         events.run_started,
         outputs.engine,
         [outputs.generate_button, outputs.result_note],
@@ -553,5 +598,19 @@ def _wire(
         concurrency_limit=1,
         concurrency_id="generate",
         show_progress="hidden",
-    ).then(events.run_finished, outputs.engine, outputs.generate_button, **PRIVATE)
+    )
+    # Generate comes back after any end: a result or a cancel (``.then``), an error
+    # (``.failure``: Gradio runs no ``.then`` after one), or inputs refused before the run.
+    run.then(
+        events.run_finished,
+        outputs.engine,
+        [outputs.generate_button, outputs.result_download],
+        **PRIVATE,
+    )
+    run.failure(
+        events.run_failed,
+        outputs.engine,
+        [outputs.generate_button, outputs.result_note, outputs.result_download],
+        **PRIVATE,
+    )
     outputs.cancel_button.click(events.cancel, None, outputs.result_note, **PRIVATE)

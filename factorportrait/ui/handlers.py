@@ -32,6 +32,7 @@ from .service import (
     estimate,
     estimate_markdown,
 )
+from .uploads import Refused
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLE_PORTRAIT = ASSETS / "example_portrait.jpg"
@@ -287,6 +288,25 @@ WATCHED_INPUTS = (
 )
 
 
+def preview_request(portrait, driving, *settings) -> tuple:
+    """What a preview is made of, comparable with the page's inputs later: each upload by its
+    file name and size (Gradio serves one file under several paths: a copy in its cache), the
+    settings as numbers and text."""
+
+    def media(path):
+        if not path:
+            return None
+        try:
+            return Path(path).name, Path(path).stat().st_size
+        except OSError:
+            return Path(path).name, None
+
+    def value(setting):
+        return float(setting) if isinstance(setting, int | float) else setting
+
+    return (media(portrait), media(driving), *(value(setting) for setting in settings))
+
+
 @dataclass
 class SessionState:
     """What one browser session's page shows, kept here rather than in a gr.State (a State
@@ -297,6 +317,14 @@ class SessionState:
     result_note: str | None = None  # the last result's note, while it is up to date
     run: RunState | None = None  # the generation running now
     queued: bool = False  # Generate clicked, its run not started yet (waiting in the queue)
+    result_video: str | None = None  # the last run's result (the download button's file)
+    run_error: bool = False  # the run note shows an error (a valid preview or example clears it)
+    # upload slot -> the reason its last file was refused (kept while the slot is emptied)
+    refusals: dict[str, str] = field(default_factory=dict)
+    # what the last preview was made of (``preview_request``): a preview that lands after the
+    # page's inputs changed is marked out of date
+    preview_request: tuple | None = None
+    preview_summary: str | None = None
 
 
 @dataclass
@@ -337,18 +365,28 @@ class Handlers:
             return state
 
     # ---------------------------------------------------------------------- uploads
-    def portrait_uploaded(self, path):
-        """(overlay, note) for the uploaded portrait; no face is a note, not an error."""
-        try:
-            return self.service.track_photo(path)
-        except InputError as exc:
-            return None, texts.warning(str(exc))
+    def portrait_uploaded(self, path, request: gr.Request = None):
+        """(slot, overlay, note) for the uploaded portrait; no face is a note, not an error. A
+        refused file leaves the slot and its reason stays beside it until the input changes."""
+        return self._uploaded("portrait", path, self.service.track_photo, request)
 
-    def driving_uploaded(self, path):
+    def driving_uploaded(self, path, request: gr.Request = None):
+        """(slot, overlay, note) for the uploaded driving clip, as ``portrait_uploaded``."""
+        return self._uploaded("driving", path, self.service.track_clip, request)
+
+    def _uploaded(self, slot: str, path, track, request):
+        refusals = self.session(request).refusals
+        if isinstance(path, Refused):
+            # The slot is emptied (which fires this handler again, with None: the note stays).
+            refusals[slot] = path.reason
+            return None, None, texts.warning(path.reason)
+        if path is None and refusals.pop(slot, None) is not None:
+            return gr.update(), None, gr.update()
+        refusals.pop(slot, None)
         try:
-            return self.service.track_clip(path)
+            return gr.update(), *track(path)
         except InputError as exc:
-            return None, texts.warning(str(exc))
+            return gr.update(), None, texts.warning(str(exc))
 
     def uploads_settled(
         self, portrait, driving, mode, trajectory_json, azimuth, elevation, distance, frames,
@@ -357,6 +395,8 @@ class Handlers:
         """After an upload: the uploads tracked for the page's settings in the background, so
         the first Preview does not track the clip (``Service.track_in_background``). Returns
         at once; nothing it meets reaches the page (the Preview says what is wrong)."""
+        if isinstance(portrait, Refused) or isinstance(driving, Refused):
+            return
         try:
             settings = request_settings(mode, frames, fps, size, azimuth, elevation, distance)
             trajectory = request_trajectory(settings.mode, trajectory_json)
@@ -418,6 +458,10 @@ class Handlers:
         callers see it) and kept for ``preview_settled`` to put in place of the summary."""
         state = self.session(request)
         state.preview_error = None
+        state.preview_request = preview_request(
+            portrait, driving, mode, trajectory_json, azimuth, elevation, distance, frames, fps,
+            size, engine,
+        )  # fmt: skip
         try:
             settings = request_settings(mode, frames, fps, size, azimuth, elevation, distance)
             trajectory = request_trajectory(settings.mode, trajectory_json)
@@ -434,22 +478,50 @@ class Handlers:
         heading = request_heading(
             settings.mode, trajectory, self.presets, azimuth, elevation, distance
         )
+        summary = texts.with_warnings(f"{heading} {result.summary}", result.warnings)
+        state.preview_summary = summary
         return (
             str(result.normals),
             str(result.rays),
             str(result.tracking),
             str(result.strip),
-            texts.with_warnings(f"{heading} {result.summary}", result.warnings),
+            summary,
         )
 
-    def preview_settled(self, request: gr.Request = None):
-        """After a preview: (pose, face, normals, rays, tracking, strip, summary). On success
-        the wan-animate videos (or None) and the rest unchanged; after an error everything
+    def preview_settled(
+        self, portrait=None, driving=None, mode=None, trajectory_json=None, azimuth=None,
+        elevation=None, distance=None, frames=None, fps=None, size=None, engine=None,
+        request: gr.Request = None,
+    ):  # fmt: skip
+        """After a preview, given the page's inputs as they are now: (pose, face, normals,
+        rays, tracking, strip, summary, run note, Generate). On success the wan-animate videos
+        (or None), the summary marked out of date when the inputs changed while it was made,
+        an old run error cleared and Generate as the engine allows; after an error everything
         cleared and the error in place of the summary (never before the old text)."""
         state = self.session(request)
-        if state.preview_error is None:
-            return (*state.engine_videos, *(gr.update(),) * 5)
-        return (None, None, None, None, None, None, texts.error_note(state.preview_error))
+        if state.preview_error is not None:
+            error = texts.error_note(state.preview_error)
+            return (None, None, None, None, None, None, error, gr.update(), gr.update())
+        summary = gr.update()
+        now = preview_request(
+            portrait, driving, mode, trajectory_json, azimuth, elevation, distance, frames, fps,
+            size, engine,
+        )  # fmt: skip
+        if state.preview_request is not None and now != state.preview_request:
+            summary = texts.superseded_preview(state.preview_summary or "")
+        note, button = self.errors_cleared(engine, request)
+        return (*state.engine_videos, *(gr.update(),) * 4, summary, note, button)
+
+    def errors_cleared(self, engine=None, request: gr.Request = None):
+        """(run note, Generate) once valid inputs are shown (a preview, an example): an old
+        run error leaves the note; Generate follows the engine unless a run is going."""
+        state = self.session(request)
+        note = gr.update()
+        if state.run_error and state.run is None:
+            note, state.run_error = "", False
+        if state.run is not None or state.queued:
+            return note, gr.update()
+        return note, self.generate_button(engine)
 
     def engine_videos(self, request: gr.Request = None):
         """The pose and face videos of this session's last preview (None: nothing to show)."""
@@ -509,8 +581,14 @@ class Handlers:
                     shutil.copy(path, folder / Path(path).name) if path else None for path in videos
                 )
                 cached = self._example_previews[key] = (*kept, outputs[4], kept_videos)
-        self.session(request).preview_error = None
-        self.session(request).engine_videos = cached[5]
+        state = self.session(request)
+        state.preview_error = None
+        state.engine_videos = cached[5]
+        state.preview_request = preview_request(
+            str(EXAMPLE_PORTRAIT), str(EXAMPLE_DRIVING), mode, trajectory_json, azimuth,
+            elevation, distance, frames, fps, size, engine,
+        )  # fmt: skip
+        state.preview_summary = cached[4]
         return cached[:5]
 
     def four_modes(
@@ -592,7 +670,24 @@ class Handlers:
         return gr.update(interactive=False), texts.STARTING
 
     def run_finished(self, engine=None, request: gr.Request = None):
-        return self.generate_button(engine)
+        """After a run, whatever its end (result, error, cancel): Generate back as the engine
+        allows."""
+        state = self.session(request)
+        state.queued = False
+        video = state.result_video
+        return self.generate_button(engine), gr.update(value=video, visible=video is not None)
+
+    def run_failed(self, engine=None, request: gr.Request = None):
+        """After a run that ended in an error (Gradio fires no ``.then`` after one): (Generate,
+        run note). A run that never started (the page's inputs were refused before it) says
+        so instead of "Starting…"."""
+        state = self.session(request)
+        note = gr.update()
+        if state.queued:  # never started: its inputs failed before the handler ran
+            state.queued, state.run_error = False, True
+            note = texts.error_note(texts.RUN_NOT_STARTED)
+        state.result_video = None
+        return self.generate_button(engine), note, gr.update(value=None, visible=False)
 
     def generate(
         self,
@@ -622,6 +717,7 @@ class Handlers:
         session = request.session_hash if request is not None else ""
         run = state.run = RunState()
         state.queued = False
+        state.result_video = None
         outcome: dict = {}
 
         def on_progress(done, total, stage="denoising"):
@@ -672,9 +768,11 @@ class Handlers:
             yield None, None, texts.stopped_note(str(error))
             return
         if isinstance(error, InputError):
+            state.run_error = True
             yield None, None, texts.error_note(str(error))
             raise user_error(error)
         if error is not None:
+            state.run_error = True
             raise error
         result = outcome["result"]
         cond = result.conditioning
@@ -699,6 +797,7 @@ class Handlers:
             warnings=result.warnings,
         )
         state.result_note = note
+        state.result_video = str(result.video)
         yield str(result.video), str(result.side_by_side), note
 
     def cancel(self, request: gr.Request = None):

@@ -56,12 +56,47 @@ OUT_OF_MEMORY = (
 CANCELLING = "Cancelling at the next step…"
 CANCELLED_BEFORE_START = "Cancelled before it started."
 NOTHING_TO_CANCEL = "Nothing is running."
+RESULT_LABEL = "**Result**"
+SIDE_BY_SIDE_LABEL = "**Driving | normals (wan-animate: skeleton) | result**"
+DOWNLOAD_RESULT = "Download the result (mp4)"
 STARTING = "Starting…"
-BAD_IMAGE = (
-    "{name} is not a photo this app can read: use a JPEG, PNG, WebP or AVIF image "
-    "(up to {megabytes} MB)."
+RUN_NOT_STARTED = (
+    "the run could not start: an input on the page is not valid (see the note beside the "
+    "upload); replace it and press Generate again"
 )
-BAD_VIDEO = "{name} is not a video this app can read: use an MP4, MOV or WebM clip with a face."
+BAD_IMAGE = (
+    "{name} is not a photo this app can read ({reason}): use a JPEG, PNG, WebP or AVIF image "
+    "(up to {megabytes} MB and {megapixels} megapixels)."
+)
+OVER_LIMIT_IMAGE = "{name} was refused: {reason}. Use a smaller photo."
+BAD_VIDEO = (
+    "{name} is not a video this app can read ({reason}): use an MP4, MOV or WebM clip with a face."
+)
+OVER_LIMIT_VIDEO = "{name} was refused: {reason}. Use a shorter or smaller clip."
+# Reader reasons that mean "a good file, too large" rather than "not a file we can read".
+_OVER_LIMIT = ("over the", "too many pixels", "more than")
+
+
+def refused_image(name: str, reason: str) -> str:
+    """One sentence for a refused photo: the real reason (a limit, with its numbers, or why
+    it cannot be read), naming the file as the user named it."""
+    if any(mark in reason for mark in _OVER_LIMIT):
+        return OVER_LIMIT_IMAGE.format(name=name, reason=reason)
+    return BAD_IMAGE.format(
+        name=name,
+        reason=reason,
+        megabytes=LIMITS.max_image_bytes // 2**20,
+        megapixels=f"{LIMITS.max_image_pixels / 1e6:g}",
+    )
+
+
+def refused_video(name: str, reason: str) -> str:
+    """One sentence for a refused driving clip (as ``refused_image``)."""
+    if any(mark in reason for mark in _OVER_LIMIT):
+        return OVER_LIMIT_VIDEO.format(name=name, reason=reason)
+    return BAD_VIDEO.format(name=name, reason=reason)
+
+
 INVALID_TABLE = "The keyframe table is not valid ({reason}): fix it before Preview or Generate."
 # The trajectory field holds this instead of a path while the table is invalid: Preview and
 # Generate then refuse with the reason (never the last valid path, which no longer matches).
@@ -269,6 +304,14 @@ def error_note(message: str) -> str:
 
 def stale_preview(what: str) -> str:
     return f"{WARNING} Out of date: the {what} changed. Press Preview to see the new conditions."
+
+
+def superseded_preview(summary: str) -> str:
+    """A preview that landed after the page's inputs changed: what it shows is not current."""
+    return warning(
+        "Superseded: the inputs changed while this preview was made, so it may not show them "
+        "(press Preview for the current ones). " + summary
+    )
 
 
 def stale_result(what: str, note: str) -> str:
