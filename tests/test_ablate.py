@@ -21,7 +21,7 @@ import torch
 from factorportrait.checkpoints import make_tiny_checkpoint, tiny_pipeline
 from factorportrait.cli.evaluate import register_ablate
 from factorportrait.errors import InputError
-from factorportrait.evaluation.ablation import ablate, parse_run
+from factorportrait.evaluation.ablation import ablate, parse_run, render_html, render_markdown
 from factorportrait.evaluation.harness import evaluate
 from factorportrait.generation import load_pipeline
 from factorportrait.io import write_video
@@ -122,8 +122,9 @@ def test_ablate_writes_the_table_the_json_and_the_page(ablation, held_out):
         np.testing.assert_array_equal(saved["blendshapes"], sample["blendshapes"].numpy())
         assert saved["reference"].shape == (32, 32, 3)
     table = (ablation / "ablation.md").read_text()
-    assert "| run | engine | PSNR ↑ | SSIM ↑ | LPIPS ↓ | FVD ↓ |" in table
-    assert "| full | factorportrait |" in table and "| C2 | factorportrait |" in table
+    assert "| run | engine | videos | PSNR ↑ | SSIM ↑ | LPIPS ↓ | FVD ↓ |" in table
+    assert "| full | factorportrait | 1 |" in table and "| C2 | factorportrait | 1 |" in table
+    assert "CSIM" not in table.split("\n")[0]  # dlib measured identity (the default): no CSIM
     assert "- lpips: skipped" in table and "- fvd: skipped" in table
     page = (ablation / "ablation.html").read_text()
     for source in ("full/rocking.mp4", "C2/rocking.mp4", "full/rocking.ground_truth.mp4"):
@@ -235,3 +236,59 @@ def test_ablate_refuses_what_it_cannot_compare(held_out, tmp_path):
     assert parse_run("x=wan-animate:Wan-AI/Wan2.2-Animate-14B-Diffusers").engine == "wan-animate"
     assert parse_run(f"x={held_out / 'C2'}").engine == "factorportrait"
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def _comparison(rows: dict, counts: dict, measured: dict) -> dict:
+    """A comparison as ``compare`` makes it, for runs of existing results."""
+    return {
+        "runs": {label: {"engine": "results", "source": label, "results": label} for label in rows},
+        "table": rows,
+        "skipped": {},
+        "reports": {
+            label: {"count": counts[label], "measured": measured[label], "samples": []}
+            for label in rows
+        },
+    }
+
+
+def test_the_table_names_the_identity_embedder_and_counts_the_videos_of_each_mean(tmp_path):
+    """dlib's identity under dlib's headings (distance, lower better; same-person share, higher
+    better), never CSIM; ArcFace's as ArcFace CSIM; each run's videos, and "(n of N)" after a
+    mean over fewer of them (here run a's identity was measured on 1 of its 2 videos)."""
+    dlib = _comparison(
+        {
+            "a": {
+                "dlib_distance": 0.5,
+                "dlib_same_person_share": 1.0,
+                "face_tracked_fraction": 1.0,
+            },
+            "b": {
+                "dlib_distance": 0.7,
+                "dlib_same_person_share": 0.0,
+                "face_tracked_fraction": 1.0,
+            },
+        },
+        {"a": 2, "b": 3},
+        {
+            "a": {"dlib_distance": 1, "dlib_same_person_share": 1},
+            "b": {"dlib_distance": 3, "dlib_same_person_share": 3},
+        },
+    )
+    lines = render_markdown(dlib).splitlines()
+    assert lines[0] == (
+        "| run | engine | videos | dlib distance ↓ | dlib same person ↑ | Face found ↑ |"
+    )
+    assert lines[2] == "| a | results | 2 | **0.5 (1 of 2)** | **1 (1 of 2)** | 1 |"
+    assert lines[3] == "| b | results | 3 | 0.7 | 0 | 1 |"
+    assert any("dlib" in line and "not a CSIM" in line for line in lines[4:])
+    page = render_html(dlib, {}, tmp_path)
+    assert "<th>videos</th>" in page and "<td>2</td>" in page
+    assert "<b>0.5 (1 of 2)</b>" in page and "CSIM ↑" not in page
+    arcface = _comparison(
+        {"a": {"arcface_csim": 0.8}, "b": {"arcface_csim": 0.6}},
+        {"a": 1, "b": 1},
+        {"a": {"arcface_csim": 1}, "b": {"arcface_csim": 1}},
+    )
+    lines = render_markdown(arcface).splitlines()
+    assert lines[0] == "| run | engine | videos | ArcFace CSIM ↑ |"
+    assert lines[2] == "| a | results | 1 | **0.8** |"

@@ -15,7 +15,9 @@ def register(commands) -> None:
         help="measure generated videos against their conditioning (JSON + HTML report)",
         description="Tracks every generated video and measures expression accuracy, head-pose "
         "accuracy, camera accuracy, view consistency, landmark jitter, identity drift and "
-        "identity similarity to the portrait (CSIM) against what was asked (NAME.mp4 + "
+        "identity kept from the portrait (dlib: descriptor distance, dlib_distance, and the "
+        "share of frames under dlib's same-person 0.6, dlib_same_person_share; with --arcface: "
+        "ArcFace CSIM, arcface_csim) against what was asked (NAME.mp4 + "
         "NAME.conditioning.npz from `generate --save-conditioning`), and PSNR/SSIM (LPIPS/FVD "
         "when their networks are given) against NAME.ground_truth.mp4 where present. Writes "
         "OUT/report.json and OUT/report.html.",
@@ -79,7 +81,8 @@ def _add_measure_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--arcface",
         type=Path,
-        help="ArcFace IResNet weights (safetensors) for CSIM; default: dlib's face descriptor",
+        help="ArcFace IResNet weights (safetensors): identity as ArcFace CSIM (arcface_csim); "
+        "default: dlib's face descriptor, its distance (dlib_distance) and same-person share",
     )
     parser.add_argument(
         "--lpips-weights", type=Path, help="LPIPS-VGG weights (safetensors; README: Evaluation)"
@@ -107,8 +110,12 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.harness import evaluate
 
     report = evaluate(args.results, args.out, args.landmarker, _measures(args))
+    count, measured = report["count"], report["measured"]
     for name, value in report["aggregate"].items():
-        print(f"{name:24s} {value:10.4f}")
+        covered = measured.get(name, count)
+        print(
+            f"{name:24s} {value:10.4f}" + (f"  ({covered} of {count})" if covered != count else "")
+        )
     print(f"{report['count']} videos -> {args.out / 'report.json'}, {args.out / 'report.html'}")
     return 0
 

@@ -29,14 +29,24 @@ from ..errors import InputError
 from ..io import staged_output_dir, write_json
 from ..tracking import FaceTracker
 from . import harness
+from .identity import (
+    ARCFACE_CSIM_KEY,
+    DLIB_DISTANCE_KEY,
+    DLIB_SAME_PERSON_DISTANCE,
+    DLIB_SAME_PERSON_KEY,
+)
 
-# The table's columns, in order: (summary key, heading, higher is better).
+# The table's columns, in order: (summary key, heading, higher is better). Identity is headed
+# by the embedder that measured it: only ArcFace's cosine is the CSIM papers quote; dlib's is its
+# descriptor distance (the same person below 0.6) and the share of frames under 0.6.
 COLUMNS = (
     ("psnr_db", "PSNR", True),
     ("ssim", "SSIM", True),
     ("lpips", "LPIPS", False),
     ("fvd", "FVD", False),
-    ("identity_similarity", "CSIM", True),
+    (ARCFACE_CSIM_KEY, "ArcFace CSIM", True),
+    (DLIB_DISTANCE_KEY, "dlib distance", False),
+    (DLIB_SAME_PERSON_KEY, "dlib same person", True),
     ("expression_l1", "Expr. L1", False),
     ("head_rotation_deg", "Pose rot. (°)", False),
     ("head_translation_cm", "Pose trans. (cm)", False),
@@ -330,9 +340,17 @@ def _videos(results: Path, report: dict) -> dict[str, dict[str, Path | None]]:
     }
 
 
+def _covered(comparison: dict, label: str) -> tuple[int, dict[str, int]]:
+    """A run's videos and how many of them each of its means is over (harness's
+    ``measured``)."""
+    report = comparison["reports"][label]
+    return report["count"], report.get("measured", {})
+
+
 def _cells(comparison: dict) -> tuple[list[tuple[str, str, bool]], dict[str, dict[str, str]]]:
     """The columns present in any run (or skipped) and each run's formatted cells, the best
-    value of each column in bold."""
+    value of each column in bold, and "(n of N)" after a mean over fewer than the run's N
+    videos (a metric skipped for some)."""
     table, skipped = comparison["table"], comparison["skipped"]
     columns = [c for c in COLUMNS if any(c[0] in row for row in table.values()) or c[0] in skipped]
     cells = {label: {} for label in table}
@@ -346,6 +364,9 @@ def _cells(comparison: dict) -> tuple[list[tuple[str, str, bool]], dict[str, dic
                 cells[label][key] = "skipped" if key in skipped else "-"
             else:
                 text = f"{values[label]:.4g}"
+                count, measured = _covered(comparison, label)
+                if measured.get(key, count) != count:
+                    text += f" ({measured[key]} of {count})"
                 cells[label][key] = f"**{text}**" if values[label] == best else text
     return columns, cells
 
@@ -354,21 +375,39 @@ def render_markdown(comparison: dict) -> str:
     """The table as in the paper: one row per run, one column per metric (↑ higher is
     better, ↓ lower), the best in bold; notes on skipped metrics below."""
     columns, cells = _cells(comparison)
-    header = "| run | engine | " + " | ".join(
+    header = "| run | engine | videos | " + " | ".join(
         f"{title} {'↑' if higher else '↓'}" for _, title, higher in columns
     )
-    lines = [header + " |", "|---|---|" + "---:|" * len(columns)]
+    lines = [header + " |", "|---|---|---:|" + "---:|" * len(columns)]
     for label, run in comparison["runs"].items():
         row = " | ".join(cells[label][key] for key, _, _ in columns)
-        lines.append(f"| {label} | {run['engine']} | {row} |")
-    samples = {len(r["samples"]) for r in comparison["reports"].values()}
+        lines.append(f"| {label} | {run['engine']} | {_covered(comparison, label)[0]} | {row} |")
     lines += [
         "",
-        f"Means over {', '.join(map(str, sorted(samples)))} held-out videos per run. Pose, camera"
-        " and view errors are on motion relative to the first frame (README: Evaluation).",
+        'Means over each run\'s videos; "(n of N)" after a mean over fewer (a metric skipped for'
+        " some). Pose, camera and view errors are on motion relative to the first frame (README:"
+        " Evaluation).",
     ]
+    lines += [f"- {note}" for note in _identity_notes(columns)]
     lines += [f"- {key}: {reason}" for key, reason in comparison["skipped"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _identity_notes(columns: list[tuple[str, str, bool]]) -> list[str]:
+    """What the identity columns present are (which embedder, which measure)."""
+    keys = {key for key, _, _ in columns}
+    notes = []
+    if DLIB_DISTANCE_KEY in keys or DLIB_SAME_PERSON_KEY in keys:
+        notes.append(
+            f"{DLIB_DISTANCE_KEY}, {DLIB_SAME_PERSON_KEY}: identity by dlib's face descriptor,"
+            " its distance to the portrait (dlib's rule: the same person below"
+            f" {DLIB_SAME_PERSON_DISTANCE}) and the share of frames under it; not a CSIM."
+        )
+    if ARCFACE_CSIM_KEY in keys:
+        notes.append(
+            f"{ARCFACE_CSIM_KEY}: the cosine of ArcFace embeddings, the CSIM papers report."
+        )
+    return notes
 
 
 def render_html(comparison: dict, videos: dict, out: Path) -> str:
@@ -379,6 +418,7 @@ def render_html(comparison: dict, videos: dict, out: Path) -> str:
     )
     rows = "".join(
         f"<tr><td>{html.escape(label)}</td><td>{html.escape(run['engine'])}</td>"
+        f"<td>{_covered(comparison, label)[0]}</td>"
         + "".join(
             "<td>" + _bold(html.escape(cells[label][key].strip("*")), cells[label][key]) + "</td>"
             for key, _, _ in columns
@@ -389,7 +429,7 @@ def render_html(comparison: dict, videos: dict, out: Path) -> str:
     notes = "".join(
         f"<li>{html.escape(key)}: {html.escape(reason)}</li>"
         for key, reason in comparison["skipped"].items()
-    )
+    ) + "".join(f"<li>{html.escape(note)}</li>" for note in _identity_notes(columns))
     names = list(dict.fromkeys(name for per_run in videos.values() for name in per_run))
     labels = list(videos)
     grid = []
@@ -416,6 +456,7 @@ def render_html(comparison: dict, videos: dict, out: Path) -> str:
         "border-bottom:1px solid #ddd;text-align:right}.row{display:flex;gap:8px;"
         "flex-wrap:wrap}.row figure{margin:0}video{width:256px}</style></head><body>"
         "<h1>FactorPortrait comparison</h1><table><tr><th>run</th><th>engine</th>"
+        "<th>videos</th>"
         f"{head}</tr>{rows}</table><ul>{notes}</ul><h2>Videos</h2>"
         + "".join(grid)
         + "</body></html>"

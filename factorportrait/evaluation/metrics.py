@@ -210,6 +210,14 @@ def cosine_similarity(embeddings: np.ndarray, reference: np.ndarray) -> np.ndarr
     return embeddings @ reference / np.maximum(norms, 1e-12)
 
 
+def embedding_distance(embeddings: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Euclidean distance of each embedding (F,D) from the reference's (D,): how dlib compares
+    its face descriptors (one person below 0.6)."""
+    embeddings = np.asarray(embeddings, np.float64)
+    reference = np.asarray(reference, np.float64)
+    return np.linalg.norm(embeddings - reference, axis=-1)
+
+
 # -- distributions (FVD) ------------------------------------------------------------------------
 
 
