@@ -17,9 +17,11 @@ import cv2
 import numpy as np
 
 from .raster import render_attributes
-from .scene import Scene, build_scene
+from .scene import FILL, SEEN, SOURCE, Scene, build_scene
 
 GEOMETRY_NOTICE = "GEOMETRIC WARP of the photo: not diffusion, not FactorPortrait"
+BACKGROUND_OBLIQUE_DEG = 35.0
+FILL_OPAQUE_DEG = 12.0
 
 
 class Stopped(Exception):
@@ -31,12 +33,32 @@ class Stopped(Exception):
 
 
 def background_homography(scene: Scene, K: np.ndarray, c2w: np.ndarray) -> np.ndarray:
-    """(3,3) reference pixels -> this camera's pixels for the background plane (fronto-parallel
-    to the reference camera at ``scene.background_depth``)."""
+    """(3,3) reference pixels -> this camera's pixels for the background plane: fronto-parallel
+    to the reference camera at ``scene.background_depth``; turned towards a camera more than
+    BACKGROUND_OBLIQUE_DEG round, so it is never seen edge on."""
     relative = np.linalg.inv(c2w) @ scene.reference_c2w  # reference camera -> this camera
     rotation, translation = relative[:3, :3], relative[:3, 3]
-    plane = rotation + np.outer(translation, [0.0, 0.0, 1.0 / scene.background_depth])
+    normal = np.array([0.0, 0.0, 1.0])  # in the reference camera
+    axis = rotation.T @ normal  # this camera's optical axis, in the reference camera
+    angle = np.degrees(np.arccos(np.clip(axis @ normal, -1.0, 1.0)))
+    if angle > BACKGROUND_OBLIQUE_DEG:
+        fraction = 1.0 - BACKGROUND_OBLIQUE_DEG / angle
+        normal = normal + fraction * (axis - normal)
+        normal /= np.linalg.norm(normal)
+    offset = normal @ np.array([0.0, 0.0, scene.background_depth])
+    plane = rotation + np.outer(translation, normal / offset)
     return K @ plane @ np.linalg.inv(scene.reference_K)
+
+
+def _fill_opacity(view_deg: float) -> float:
+    """0 from the photo's own view (its background shows where the template is larger than
+    the head), 1 from FILL_OPAQUE_DEG round (the head's far side must not show through)."""
+    return float(np.clip((view_deg - 2.0) / (FILL_OPAQUE_DEG - 2.0), 0.0, 1.0))
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    cosine = a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12)
+    return float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
 
 
 def render_frame(scene: Scene, conditioning, frame: int, cull: np.ndarray) -> np.ndarray:
@@ -49,9 +71,13 @@ def render_frame(scene: Scene, conditioning, frame: int, cull: np.ndarray) -> np
     vertices = np.concatenate([head, body])
     faces = np.concatenate([scene.head_faces, scene.body_faces + len(head)])
     height, width = scene.background.shape[:2]
-    attributes, _, winner = render_attributes(
-        vertices, scene.attributes, faces, cull, K, height, width
-    )
+    # How far round from the reference's view this camera sees the head, and the world.
+    head_pose = np.asarray(conditioning.head_pose[frame], dtype=np.float64)
+    camera_in_head = np.linalg.solve(head_pose, np.r_[c2w[:3, 3], 1.0])[:3]
+    reference_centre = scene.reference_c2w[:3, 3]
+    head_view = _angle_deg(camera_in_head, reference_centre)
+    attributes = scene.attributes_for(head_view, _angle_deg(c2w[:3, 3], reference_centre))
+    attributes, _, winner = render_attributes(vertices, attributes, faces, cull, K, height, width)
     background = cv2.warpPerspective(
         scene.background,
         background_homography(scene, K, c2w),
@@ -59,17 +85,28 @@ def render_frame(scene: Scene, conditioning, frame: int, cull: np.ndarray) -> np
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REFLECT_101,
     )
+    # Projective texturing: the surface point in the reference camera, projected there.
+    source = attributes[..., SOURCE]
+    depth = np.where(source[..., 2] > 0, source[..., 2], 1.0)
+    K_ref = scene.reference_K
     texture = cv2.remap(
         scene.texture,
-        attributes[..., 0] - 0.5,
-        attributes[..., 1] - 0.5,
+        (K_ref[0, 0] * source[..., 0] / depth + (K_ref[0, 2] - 0.5)).astype(np.float32),
+        (K_ref[1, 1] * source[..., 1] / depth + (K_ref[1, 2] - 0.5)).astype(np.float32),
         cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,
     )
-    seen = attributes[..., 2:3]
-    colour = seen * texture[..., :3] + (1.0 - seen) * attributes[..., 3:6]
-    alpha = (seen * (texture[..., 3:] * (1.0 / 255.0)) + (1.0 - seen)) * (winner >= 0)[..., None]
-    out = alpha * colour + (1.0 - alpha) * background
+    # The photo where it saw the person; elsewhere the fill colour: opaque where the photo
+    # never saw the surface, and, as the view turns away from the photo's, where the photo saw
+    # the background through the template (the skull is larger than the head there).
+    seen = attributes[..., SEEN : SEEN + 1]
+    photo = seen * (texture[..., 3:] * (1.0 / 255.0))
+    opaque = (1.0 - seen) + seen * _fill_opacity(head_view)
+    fill = (1.0 - photo) * opaque
+    covered = (winner >= 0)[..., None]
+    alpha = (photo + fill) * covered
+    out = (photo * texture[..., :3] + fill * attributes[..., FILL]) * covered
+    out += (1.0 - alpha) * background
     return np.clip(out + 0.5, 0.0, 255.0).astype(np.uint8)
 
 

@@ -41,11 +41,17 @@ CAVITY_COLOURS = ((70.0, 30.0, 32.0), (18.0, 8.0, 8.0))  # the ring, the back (R
 # Seen-ness by the cosine between a vertex's normal and the way to the reference camera: none
 # at or past the silhouette, full from this far round.
 GRAZING = (0.02, 0.25)
+GRAZING_VIEW_DEG = 20.0  # ... reached this far round from the reference's view
 OCCLUSION_CM = 0.8  # a vertex further behind the reference's depth than this is hidden
 # The face's residual to the landmarks carried onto the skull: weights fall off over this (cm).
 CARRY_CM = 2.5
 BACKGROUND_BEHIND_CM = 25.0  # the background plane, this far behind the head's centre
-ATTRIBUTES = 6  # source x, y (reference pixels), seen-ness, fill R, G, B
+HAIR_PULL = 0.05  # how strongly the unseen skull and body are pulled to their part's colour
+# Per-vertex attributes: the vertex in the reference camera (x, y, z cm: interpolated
+# perspective-correctly and projected per pixel, the texture is exact projective texturing),
+# its seen-ness, its fill colour (R, G, B).
+SOURCE, SEEN, FILL = slice(0, 3), 3, slice(4, 7)
+ATTRIBUTES = 7
 
 
 @dataclass
@@ -55,13 +61,26 @@ class Scene:
     cavity_cull: np.ndarray  # (Th,) bool: cull back faces (False on the cavity)
     body_vertices: np.ndarray  # (Vb, 3) world
     body_faces: np.ndarray
-    attributes: np.ndarray  # (Vh + cavity + Vb, ATTRIBUTES)
+    attributes: np.ndarray  # (Vh + cavity + Vb, ATTRIBUTES); seen-ness for the reference's view
+    cosine: np.ndarray  # (V,) normal . way to the reference camera (1 on the cavity)
+    visible: np.ndarray  # (V,) 1 where the reference camera saw the vertex (not occluded)
+    head_part: int  # the first head_part vertices move with the head, the rest with the world
     face_offsets: np.ndarray | None  # (F, 468, 3) the driving expression, head frame, cm
     texture: np.ndarray  # (H, W, 4) float32: the reference RGB and the person's alpha
     background: np.ndarray  # (H, W, 3) uint8 the reference with the person inpainted out
     background_depth: float  # cm, the plane's depth in the reference camera
     reference_K: np.ndarray
     reference_c2w: np.ndarray
+
+    def attributes_for(self, head_view_deg: float, world_view_deg: float) -> np.ndarray:
+        """The attributes with the seen-ness for a view this far from the reference's (the
+        head's part by the head's angle, the body's by the world's)."""
+        attributes = self.attributes.copy()
+        head = slice(0, self.head_part)
+        body = slice(self.head_part, None)
+        attributes[head, SEEN] = seen_weights(self.cosine[head], self.visible[head], head_view_deg)
+        attributes[body, SEEN] = seen_weights(self.cosine[body], self.visible[body], world_view_deg)
+        return attributes
 
     def posed_head(self, frame: int) -> np.ndarray:
         """(Vh + cavity, 3) head-frame vertices of one frame: the expression applied."""
@@ -102,6 +121,16 @@ def _mouth_cut(faces: np.ndarray) -> np.ndarray:
     return faces[~on_loop]
 
 
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V, 3) unit normals: the area-weighted normals of the triangles around each vertex."""
+    corners = vertices[faces]
+    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    normals = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(normals, faces[:, k], face_normals)
+    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+
+
 def _project(points_world, K, c2w):
     w2c = np.linalg.inv(c2w)
     cam = points_world @ w2c[:3, :3].T + w2c[:3, 3]
@@ -125,7 +154,9 @@ def personalised_head(template, landmarks: np.ndarray, K, c2w) -> np.ndarray:
     distance = np.linalg.norm(skull[:, None] - face[None], axis=-1)
     weights = np.exp(-((distance / CARRY_CM) ** 2))
     carried = weights @ residual / np.maximum(weights.sum(1, keepdims=True), 1e-9)
-    falloff = np.exp(-((distance.min(1, keepdims=True) / CARRY_CM) ** 2))
+    # The ring next to the face moves with it in full (no fold in the band that joins them).
+    nearest = np.maximum(distance.min(1, keepdims=True) - 1.0, 0.0)
+    falloff = np.exp(-((nearest / CARRY_CM) ** 2))
     head[NUM_MESH_VERTICES:] += carried * falloff
     return head
 
@@ -157,32 +188,42 @@ def _seen(vertices, normals, faces, cull, K, c2w, height, width):
     pixels, cam = _project(vertices, K, c2w)
     attributes = np.zeros((len(vertices), 1))
     _, depth, _ = render_attributes(cam, attributes, faces, cull, K, height, width)
-    col = np.clip(np.floor(pixels[:, 0]).astype(int), 0, width - 1)
-    row = np.clip(np.floor(pixels[:, 1]).astype(int), 0, height - 1)
-    # The nearest surface around the vertex's pixel (a vertex on an edge touches 2x2 pixels).
-    nearest = np.full(len(vertices), np.inf)
-    for dr in (-1, 0, 1):
-        for dc in (-1, 0, 1):
+    # Seen when any of the four pixels around the vertex shows a surface no nearer than the
+    # vertex (less OCCLUSION_CM): at an occluding edge (the nose over the cheek) a vertex just
+    # beside it is still seen.
+    col = np.floor(pixels[:, 0] - 0.5).astype(int)
+    row = np.floor(pixels[:, 1] - 0.5).astype(int)
+    farthest = np.zeros(len(vertices))
+    for dr in (0, 1):
+        for dc in (0, 1):
             r = np.clip(row + dr, 0, height - 1)
             c = np.clip(col + dc, 0, width - 1)
-            d = depth[r, c]
-            nearest = np.minimum(nearest, np.where(d > 0, d, np.inf))
+            farthest = np.maximum(farthest, depth[r, c])
     inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < width) & (pixels[:, 1] >= 0)
     inside &= pixels[:, 1] < height
-    unoccluded = cam[:, 2] <= nearest + OCCLUSION_CM
-    if normals is None:
-        facing = np.ones(len(vertices))
-    else:
-        w2c = np.linalg.inv(c2w)
-        towards = -cam / np.linalg.norm(cam, axis=1, keepdims=True)
-        cosine = ((normals @ w2c[:3, :3].T) * towards).sum(1)
-        facing = np.clip((cosine - GRAZING[0]) / (GRAZING[1] - GRAZING[0]), 0.0, 1.0)
-    return facing * (unoccluded & inside), pixels
+    unoccluded = cam[:, 2] <= farthest + OCCLUSION_CM
+    w2c = np.linalg.inv(c2w)
+    towards = -cam / np.linalg.norm(cam, axis=1, keepdims=True)
+    cosine = ((normals @ w2c[:3, :3].T) * towards).sum(1)
+    return cosine, unoccluded & inside, pixels
 
 
-def _harmonic_fill(colours, known, faces, count, default):
-    """Colours of the unknown vertices: harmonic over the mesh's edges from the known ones
-    (a component with none known takes ``default``)."""
+def seen_weights(cosine, visible, view_deg):
+    """How much of the photo to show per vertex for a view ``view_deg`` degrees away from the
+    reference's: from the reference's own view everything it saw (up to its silhouette and
+    beyond: the photo is exact there); further round, less of what it saw at grazing angles (stretched
+    into stripes from the side), down to none below GRAZING[0] and all above GRAZING[1]."""
+    away = np.clip(np.asarray(view_deg, dtype=np.float64) / GRAZING_VIEW_DEG, 0.0, 1.0)
+    low = GRAZING[0] * away
+    high = 0.03 + (GRAZING[1] - 0.03) * away
+    ramp = np.clip((cosine - low) / (high - low), 0.0, 1.0)
+    return (ramp + (1.0 - ramp) * (1.0 - away)) * visible
+
+
+def _harmonic_fill(colours, known, faces, count, default, pull):
+    """Colours of the unknown vertices: harmonic over the mesh's edges from the known ones,
+    each pulled by ``pull`` (V,) towards its ``default`` (V, 3) (so the far back of the head
+    takes the hair's colour, not a mix of what borders it)."""
     edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
     adjacency = sparse.coo_matrix(
         (np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(count, count)
@@ -193,8 +234,10 @@ def _harmonic_fill(colours, known, faces, count, default):
     if len(unknown) == 0:
         return colours
     known_index = np.flatnonzero(known)
-    system = laplacian[unknown][:, unknown] + 1e-4 * sparse.eye(len(unknown))
-    rhs = -laplacian[unknown][:, known_index] @ colours[known_index] + 1e-4 * np.asarray(default)
+    pull = np.maximum(np.asarray(pull, dtype=np.float64)[unknown], 1e-4)
+    system = laplacian[unknown][:, unknown] + sparse.diags(pull)
+    rhs = -laplacian[unknown][:, known_index] @ colours[known_index]
+    rhs = rhs + pull[:, None] * np.asarray(default)[unknown]
     filled = colours.copy()
     filled[unknown] = np.column_stack(
         [spsolve(system.tocsc(), rhs[:, k]) for k in range(colours.shape[1])]
@@ -324,19 +367,16 @@ def build_scene(conditioning) -> Scene:
     faces = _mouth_cut(np.asarray(template.head_faces))
     cavity = _cavity_faces(head_count)
     all_head_faces = np.concatenate([faces, cavity])
-    cull = np.r_[np.ones(len(faces), bool), np.zeros(len(cavity), bool)]
+    # Culled but for the cavity (seen from inside) and the band joining the face to the skull
+    # (drawn from both sides: where the portrait's face is wider than the template's, the band
+    # may fold, and a crack would show the background through the cheek).
+    band = (faces < NUM_MESH_VERTICES).any(1) & (faces >= NUM_MESH_VERTICES).any(1)
+    cull = np.r_[~band, np.zeros(len(cavity), bool)]
     cavity_count = len(INNER_LIPS) + 1
     body = np.asarray(template.body_vertices, dtype=np.float64)
     body_faces = np.asarray(template.body_faces, dtype=np.int64)
     scene_faces = np.concatenate([all_head_faces, body_faces + head_count + cavity_count])
     scene_cull = np.r_[cull, np.ones(len(body_faces), bool)]
-    normals = np.concatenate(
-        [
-            template.head_normals,
-            np.tile([0.0, 0.0, 1.0], (cavity_count, 1)),
-            template.body_normals,
-        ]
-    )
 
     def scene_vertices(head):
         return np.concatenate([head, cavity_vertices(head), body])
@@ -362,32 +402,60 @@ def build_scene(conditioning) -> Scene:
     head = fit_hair(head, silhouette, person, K, c2w)
     vertices = scene_vertices(head)
     background = inpainted_background(reference, person)
+    # The grown head's own normals (the template's no longer fit where the skull grew).
+    normals = np.concatenate(
+        [
+            vertex_normals(head, faces),
+            np.tile([0.0, 0.0, 1.0], (cavity_count, 1)),
+            template.body_normals,
+        ]
+    )
 
-    seen, pixels = _seen(vertices, normals, scene_faces, scene_cull, K, c2w, height, width)
+    cosine, visible, pixels = _seen(
+        vertices, normals, scene_faces, scene_cull, K, c2w, height, width
+    )
     # The cavity shows the photo where the photo's lips part (its teeth, its dark), else its own
     # dark colours, never the lips'.
     cavity_slice = slice(head_count, head_count + cavity_count)
     lips = landmarks[INNER_LIPS, :2].astype(np.float32)
-    seen[cavity_slice] = [
-        float(cv2.pointPolygonTest(lips, (float(x), float(y)), True) > 1.0)
+    cosine[cavity_slice] = 1.0
+    visible[cavity_slice] = [
+        cv2.pointPolygonTest(lips, (float(x), float(y)), True) > 1.0
         for x, y in pixels[cavity_slice]
     ]
+    seen = seen_weights(cosine, visible, GRAZING_VIEW_DEG)
 
     # Fill colours: the blurred photo where the vertex was seen on the person, harmonic
     # across the mesh elsewhere.
-    blurred = cv2.GaussianBlur(reference, (0, 0), 3).astype(np.float64)
+    # The photo blurred over the person only, so no background bleeds into the fill.
+    weight = cv2.GaussianBlur(person, (0, 0), 3)[..., None]
+    blurred = cv2.GaussianBlur(reference.astype(np.float32) * person[..., None], (0, 0), 3)
+    blurred = (blurred / np.maximum(weight, 1e-3)).astype(np.float64)
     col = np.clip(np.round(pixels[:, 0] - 0.5).astype(int), 0, width - 1)
     row = np.clip(np.round(pixels[:, 1] - 0.5).astype(int), 0, height - 1)
     colours = blurred[row, col]
-    on_person = person[row, col] > 0.5
+    on_person = person[row, col] > 0.9
     known = (seen > 0.5) & on_person
     known[cavity_slice] = True  # their own colours, below
     colours[head_count : head_count + len(INNER_LIPS)] = CAVITY_COLOURS[0]
     colours[head_count + len(INNER_LIPS)] = CAVITY_COLOURS[1]
-    skin = blurred[hull > 0].mean(0) if hull.any() else np.full(3, 128.0)
-    colours = _harmonic_fill(colours, known, scene_faces, len(vertices), skin)
+    # The skull's unseen part is pulled towards the hair's colour (the median of the seen skull
+    # above the eyes), the body's towards the body's.
+    skull = np.zeros(len(vertices), bool)
+    skull[NUM_MESH_VERTICES:head_count] = True
+    hair = known & skull & (vertices[:, 1] > vertices[168, 1])
+    body_part = np.zeros(len(vertices), bool)
+    body_part[head_count + cavity_count :] = True
+    default = np.zeros((len(vertices), 3))
+    for part, seen_part in ((skull, hair), (body_part, known & body_part)):
+        fallback = colours[known].mean(0) if known.any() else np.full(3, 128.0)
+        default[part] = np.median(colours[seen_part], 0) if seen_part.sum() > 5 else fallback
+    default[:NUM_MESH_VERTICES] = colours[known[:NUM_MESH_VERTICES].nonzero()[0]].mean(0)
+    pull = np.where(skull | body_part, HAIR_PULL, 1e-4)
+    colours = _harmonic_fill(colours, known, scene_faces, len(vertices), default, pull)
 
-    attributes = np.column_stack([pixels, seen, colours])
+    attributes = np.column_stack([_project(vertices, K, c2w)[1], seen, colours])
+    head_vertices_all = head_count + cavity_count
     texture = np.dstack([reference.astype(np.float32), person.astype(np.float32) * 255.0])
     distance = float(np.linalg.norm(c2w[:3, 3]))
     return Scene(
@@ -397,6 +465,9 @@ def build_scene(conditioning) -> Scene:
         body_vertices=body,
         body_faces=body_faces,
         attributes=attributes,
+        cosine=cosine,
+        visible=visible.astype(np.float64),
+        head_part=head_vertices_all,
         face_offsets=expression_offsets(conditioning, head[:NUM_MESH_VERTICES]),
         texture=texture,
         background=background,
