@@ -37,6 +37,7 @@ from .checkpointing import (
 )
 from .config import TrainConfig
 from .data import PreparedSamples
+from .expression_stats import install_statistics
 from .objective import (
     CONDITION_DROPS,
     FlowMatchingObjective,
@@ -84,6 +85,7 @@ def train(
     set_seed(config.seed)
     pipe = _load_pipeline(checkpoint)
     train_set, val_set = _load_samples(data, pipe, config, accelerator)
+    _expression_statistics(pipe, data, train_set, accelerator)
     ranges = _trained_ranges(train_set, accelerator)
     run = _TrainingRun(config, out, accelerator, pipe, val_set, ranges)
     run.build(train_set)
@@ -165,6 +167,16 @@ def _load_samples(
             f"{accelerator.num_processes} process(es) on {accelerator.device}"
         )
     return train_set, val_set
+
+
+def _expression_statistics(pipe, data, train_set: PreparedSamples, accelerator) -> None:
+    """The expression encoder's input statistics into its config before anything trains:
+    what prepare measured over the training split, or (data prepared before it measured them)
+    measured now over the samples that train."""
+    log = print if accelerator.is_main_process else (lambda *_: None)
+    source = install_statistics(pipe.expression_encoder, data, train_set, log=log)
+    if source.startswith("measured"):
+        log(f"expression encoder: input statistics {source}")
 
 
 def _trained_ranges(train_set: PreparedSamples, accelerator) -> TrainedRanges:

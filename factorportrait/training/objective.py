@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import torch
 
-from ..models import aggregate_codes, expression_input
+from ..models import aggregate_codes
 from ..pipeline import drop_conditions
 from .config import TrainConfig
+from .expression_stats import encoder_features
 
 CONDITION_DROPS = (
     ("expression", "drop_expression"),
@@ -20,13 +21,11 @@ CONDITION_DROPS = (
 
 def expression_codes(encoder, batch: dict) -> torch.Tensor:
     """Per-latent-frame expression codes of a batch of prepared samples, from what the encoder
-    reads: the cached backbone features (or the crops, when prepare kept them instead),
-    the blendshapes, or the crop landmarks (C3)."""
-    if encoder.config.code_type == "image" and "expression_features" in batch:
-        codes = encoder(batch["expression_features"], pooled=True)
-    else:
-        codes = encoder(expression_input(encoder.config.code_type, batch))
-    return aggregate_codes(codes)
+    reads (``expression_stats.encoder_features``): the cached backbone features (or the crops,
+    when prepare kept them instead), the blendshapes, or the crop landmarks (C3). The encoder's
+    forward normalises them by its fixed statistics, as in inference."""
+    features, pooled = encoder_features(encoder, batch)
+    return aggregate_codes(encoder(features, pooled=pooled))
 
 
 def flow_matching_sigmas(

@@ -15,7 +15,8 @@ target's recorded ``cameras`` (one camera-to-world matrix per decoded frame, see
 
 The tracking, normal renders, packed rays, expression crops/blendshapes/landmarks and the VAE
 latents of target, reference and normals are computed once and saved as one safetensors file
-per clip. Re-running skips clips already done (resumable); clips that fail are listed in
+per clip; the expression inputs' per-feature statistics over the training split go to
+``expression_stats.json`` (train puts them into the expression encoder's config). Re-running skips clips already done (resumable); clips that fail are listed in
 skipped.jsonl with the reason, and the run goes on.
 """
 
@@ -38,6 +39,7 @@ from ..io.media import probe_frame_times, read_video
 from ..models import pack_plucker
 from ..tracking import FaceTracker
 from .config import EXPRESSION_CHANGE
+from .expression_stats import write_prepared_statistics
 from .samples import build_sample_conditioning, read_camera_file, sample_ranges
 
 
@@ -182,6 +184,10 @@ def prepare(
             failure.unlink(missing_ok=True)
     index = [_metadata(p) for p in sorted((out / "samples").glob("*.safetensors"))]
     _write_atomically(out / "index.jsonl", "".join(json.dumps(i) + "\n" for i in index))
+    # The expression encoder's input statistics over the training split: train puts them into
+    # the encoder's config (rebuilt like the index, so the last shard to finish has them all).
+    if any(row.get("split") == "train" for row in index):
+        write_prepared_statistics(out)
     failures = sorted((out / "skipped").glob("*.json"))
     _write_atomically(
         out / "skipped.jsonl", "".join(p.read_text(encoding="utf-8") + "\n" for p in failures)
