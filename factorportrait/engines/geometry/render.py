@@ -32,9 +32,11 @@ class Stopped(Exception):
         self.frame_index = frame_index
 
 
-def background_homography(scene: Scene, K: np.ndarray, c2w: np.ndarray) -> np.ndarray:
+def background_homography(
+    scene: Scene, K: np.ndarray, c2w: np.ndarray, depth: float | None = None
+) -> np.ndarray:
     """(3,3) reference pixels -> this camera's pixels for the background plane: fronto-parallel
-    to the reference camera at ``scene.background_depth``; turned towards a camera more than
+    to the reference camera at ``depth`` (default: ``scene.background_depth``); turned towards a camera more than
     BACKGROUND_OBLIQUE_DEG round, so it is never seen edge on."""
     relative = np.linalg.inv(c2w) @ scene.reference_c2w  # reference camera -> this camera
     rotation, translation = relative[:3, :3], relative[:3, 3]
@@ -45,7 +47,8 @@ def background_homography(scene: Scene, K: np.ndarray, c2w: np.ndarray) -> np.nd
         fraction = 1.0 - BACKGROUND_OBLIQUE_DEG / angle
         normal = normal + fraction * (axis - normal)
         normal /= np.linalg.norm(normal)
-    offset = normal @ np.array([0.0, 0.0, scene.background_depth])
+    depth = scene.background_depth if depth is None else depth
+    offset = normal @ np.array([0.0, 0.0, depth])
     plane = rotation + np.outer(translation, normal / offset)
     return K @ plane @ np.linalg.inv(scene.reference_K)
 
@@ -84,7 +87,16 @@ def render_frame(scene: Scene, conditioning, frame: int, cull: np.ndarray) -> np
         (width, height),
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REFLECT_101,
+    ).astype(np.float32)
+    body = cv2.warpPerspective(
+        scene.body_layer,
+        background_homography(scene, K, c2w, scene.body_depth),
+        (width, height),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
     )
+    body_alpha = body[..., 3:] * (1.0 / 255.0)
+    background = background * (1.0 - body_alpha) + body[..., :3] * body_alpha
     # Projective texturing: the surface point in the reference camera, projected there.
     source = attributes[..., SOURCE]
     depth = np.where(source[..., 2] > 0, source[..., 2], 1.0)

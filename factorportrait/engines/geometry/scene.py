@@ -46,6 +46,7 @@ OCCLUSION_CM = 0.8  # a vertex further behind the reference's depth than this is
 # The face's residual to the landmarks carried onto the skull: weights fall off over this (cm).
 CARRY_CM = 2.5
 BACKGROUND_BEHIND_CM = 25.0  # the background plane, this far behind the head's centre
+BODY_BEHIND_CM = 5.0  # the rest of the body's plane (the template's shoulders are ~6 cm back)
 HAIR_PULL = 0.05  # how strongly the unseen skull and body are pulled to their part's colour
 # Per-vertex attributes: the vertex in the reference camera (x, y, z cm: interpolated
 # perspective-correctly and projected per pixel, the texture is exact projective texturing),
@@ -69,6 +70,8 @@ class Scene:
     texture: np.ndarray  # (H, W, 4) float32: the reference RGB and the person's alpha
     background: np.ndarray  # (H, W, 3) uint8 the reference with the person inpainted out
     background_depth: float  # cm, the plane's depth in the reference camera
+    body_layer: np.ndarray  # (H, W, 4) float32 the person beyond the head's region, and alpha
+    body_depth: float  # cm, its plane's depth in the reference camera
     reference_K: np.ndarray
     reference_c2w: np.ndarray
 
@@ -381,12 +384,12 @@ def build_scene(conditioning) -> Scene:
     def scene_vertices(head):
         return np.concatenate([head, cavity_vertices(head), body])
 
-    def silhouette_of(vertices):
+    def silhouette_of(vertices, faces=scene_faces, cull=scene_cull):
         _, depth, _ = render_attributes(
             _project(vertices, K, c2w)[1],
             np.zeros((len(vertices), 1)),
-            scene_faces,
-            scene_cull,
+            faces,
+            cull,
             K,
             height,
             width,
@@ -402,6 +405,16 @@ def build_scene(conditioning) -> Scene:
     head = fit_hair(head, silhouette, person, K, c2w)
     vertices = scene_vertices(head)
     background = inpainted_background(reference, person)
+    # The rest of the person (the body beyond the template's shoulders, a suit, a collar): a
+    # layer of its own at the body's depth, held in the world as the body is.
+    head_only = silhouette_of(vertices[: head_count + cavity_count], all_head_faces, cull)
+    near = max(3, round(0.1 * max(height, width)) | 1)
+    head_region = cv2.dilate(
+        head_only.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (near, near))
+    )
+    head_region = cv2.GaussianBlur(head_region.astype(np.float32), (0, 0), 2)
+    body_alpha = person * (1.0 - np.clip(head_region, 0.0, 1.0))
+    body_layer = np.dstack([reference.astype(np.float32), body_alpha * 255.0])
     # The grown head's own normals (the template's no longer fit where the skull grew).
     normals = np.concatenate(
         [
@@ -472,6 +485,8 @@ def build_scene(conditioning) -> Scene:
         texture=texture,
         background=background,
         background_depth=distance + BACKGROUND_BEHIND_CM,
+        body_layer=body_layer,
+        body_depth=distance + BODY_BEHIND_CM,
         reference_K=K,
         reference_c2w=c2w,
     )
