@@ -1,6 +1,6 @@
 """PNG frames and contact sheets of the geometric engine on the bundled example, for looking at.
 
-    .venv/bin/python scripts/geometry_frames.py OUT [--size 512] [--frames 49]
+    .venv/bin/python scripts/geometry_frames.py OUT [--size 512] [--frames 49] [--speed-only]
 
 Writes, under OUT:
 - ``<mode>/frame_NNN.png`` and ``<mode>_sheet.png`` for the four modes (the expressive clip
@@ -79,9 +79,20 @@ def main() -> None:
     parser.add_argument(
         "--landmarker", default=str(ROOT / ".cache" / "test-media" / "face_landmarker.task")
     )
+    parser.add_argument("--speed-only", action="store_true", help="only time the render")
     args = parser.parse_args()
     print(GEOMETRY_NOTICE)
     with FaceTracker(args.landmarker) as tracker:
+        if args.speed_only:
+            settings = ConditioningSettings(height=args.size, width=args.size, frames=args.frames)
+            conditioning = build_conditioning(PORTRAIT, CLIP, settings=settings, tracker=tracker)
+            render_geometry(conditioning)  # compiled loops loaded
+            fps, setup = speed(conditioning)
+            print(
+                f"render: {fps:.1f} frames/s at {args.size}x{args.size} "
+                f"(scene set-up {setup:.2f} s once per request)"
+            )
+            return
 
         def condition(mode: str, driving=CLIP, **kwargs):
             settings = ConditioningSettings(

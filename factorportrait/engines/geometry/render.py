@@ -16,8 +16,9 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from .compose import composite, source_maps
 from .raster import render_attributes
-from .scene import FILL, SEEN, SOURCE, Scene, build_scene
+from .scene import Scene, build_scene
 
 GEOMETRY_NOTICE = "GEOMETRIC WARP of the photo: not diffusion, not FactorPortrait"
 BACKGROUND_OBLIQUE_DEG = 35.0
@@ -87,7 +88,7 @@ def render_frame(scene: Scene, conditioning, frame: int, cull: np.ndarray) -> np
         (width, height),
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REFLECT_101,
-    ).astype(np.float32)
+    )
     body = cv2.warpPerspective(
         scene.body_layer,
         background_homography(scene, K, c2w, scene.body_depth),
@@ -95,31 +96,19 @@ def render_frame(scene: Scene, conditioning, frame: int, cull: np.ndarray) -> np
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT,
     )
-    body_alpha = body[..., 3:] * (1.0 / 255.0)
-    background = background * (1.0 - body_alpha) + body[..., :3] * body_alpha
     # Projective texturing: the surface point in the reference camera, projected there.
-    source = attributes[..., SOURCE]
-    depth = np.where(source[..., 2] > 0, source[..., 2], 1.0)
-    K_ref = scene.reference_K
+    map_x = np.empty((height, width), np.float32)
+    map_y = np.empty((height, width), np.float32)
+    source_maps(attributes, winner, scene.reference_K, map_x, map_y)
     texture = cv2.remap(
-        scene.texture,
-        (K_ref[0, 0] * source[..., 0] / depth + (K_ref[0, 2] - 0.5)).astype(np.float32),
-        (K_ref[1, 1] * source[..., 1] / depth + (K_ref[1, 2] - 0.5)).astype(np.float32),
-        cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
+        scene.texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
     # The photo where it saw the person; elsewhere the fill colour: opaque where the photo
     # never saw the surface, and, as the view turns away from the photo's, where the photo saw
     # the background through the template (the skull is larger than the head there).
-    seen = attributes[..., SEEN : SEEN + 1]
-    photo = seen * (texture[..., 3:] * (1.0 / 255.0))
-    opaque = (1.0 - seen) + seen * _fill_opacity(head_view)
-    fill = (1.0 - photo) * opaque
-    covered = (winner >= 0)[..., None]
-    alpha = (photo + fill) * covered
-    out = (photo * texture[..., :3] + fill * attributes[..., FILL]) * covered
-    out += (1.0 - alpha) * background
-    return np.clip(out + 0.5, 0.0, 255.0).astype(np.uint8)
+    out = np.empty((height, width, 3), np.uint8)
+    composite(attributes, winner, texture, background, body, _fill_opacity(head_view), out)
+    return out
 
 
 def render_geometry(

@@ -67,10 +67,10 @@ class Scene:
     visible: np.ndarray  # (V,) 1 where the reference camera saw the vertex (not occluded)
     head_part: int  # the first head_part vertices move with the head, the rest with the world
     face_offsets: np.ndarray | None  # (F, 468, 3) the driving expression, head frame, cm
-    texture: np.ndarray  # (H, W, 4) float32: the reference RGB and the person's alpha
+    texture: np.ndarray  # (H, W, 4) uint8: the reference RGB and the person's alpha
     background: np.ndarray  # (H, W, 3) uint8 the reference with the person inpainted out
     background_depth: float  # cm, the plane's depth in the reference camera
-    body_layer: np.ndarray  # (H, W, 4) float32 the person beyond the head's region, and alpha
+    body_layer: np.ndarray  # (H, W, 4) uint8 the person beyond the head's region, and alpha
     body_depth: float  # cm, its plane's depth in the reference camera
     reference_K: np.ndarray
     reference_c2w: np.ndarray
@@ -414,7 +414,7 @@ def build_scene(conditioning) -> Scene:
     )
     head_region = cv2.GaussianBlur(head_region.astype(np.float32), (0, 0), 2)
     body_alpha = person * (1.0 - np.clip(head_region, 0.0, 1.0))
-    body_layer = np.dstack([reference.astype(np.float32), body_alpha * 255.0])
+    body_layer = np.dstack([reference, np.clip(body_alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)])
     # The grown head's own normals (the template's no longer fit where the skull grew).
     normals = np.concatenate(
         [
@@ -469,7 +469,7 @@ def build_scene(conditioning) -> Scene:
 
     attributes = np.column_stack([_project(vertices, K, c2w)[1], seen, colours])
     head_vertices_all = head_count + cavity_count
-    texture = np.dstack([reference.astype(np.float32), person.astype(np.float32) * 255.0])
+    texture = np.dstack([reference, np.clip(person * 255.0 + 0.5, 0, 255).astype(np.uint8)])
     distance = float(np.linalg.norm(c2w[:3, 3]))
     return Scene(
         head_vertices=head,
