@@ -5,12 +5,15 @@ import numpy as np
 import pytest
 
 from factorportrait.config import LIMITS
-from factorportrait.generation import (
+from factorportrait.engines.banner import (
     BANNER_FONT,
     BANNER_MARGIN,
+    GEOMETRY_SHORT,
     banner_layout,
-    label_untrained,
+    label_geometry,
 )
+from factorportrait.engines.geometry import GEOMETRY_NOTICE
+from factorportrait.generation import label_untrained
 from factorportrait.pipeline import UNTRAINED_NOTICE
 from factorportrait.wan_animate import engine
 
@@ -22,6 +25,7 @@ def _texts(width):
         UNTRAINED_NOTICE if width >= 400 else "UNTRAINED MODEL",
         engine.banner_text(width, tiny_random=False),
         engine.banner_text(width, tiny_random=True),
+        GEOMETRY_NOTICE if width >= 400 else GEOMETRY_SHORT,
     ]
 
 
@@ -47,6 +51,7 @@ def test_the_drawn_text_stays_in_the_band_and_clear_of_the_right_edge(size):
         label_untrained(grey),
         engine.label_wan_animate(grey, tiny_random=False),
         engine.label_wan_animate(grey, tiny_random=True),
+        label_geometry(grey),
     ):
         assert np.array_equal(labelled[:, band:], grey[:, band:])  # only the band changes
         text = np.any(labelled[0, :band] != 50, axis=-1)  # 200 * 0.25 = 50 where no text is

@@ -172,3 +172,28 @@ def test_resolve_device_on_machines_with_and_without_cuda(
         assert f"error: {error.value}" == expected
     else:
         assert resolve_device(device) == torch.device(expected)
+
+
+def test_generate_with_the_geometry_engine_needs_no_checkpoint_and_labels_its_video(
+    pyfeat, landmarker_path, tmp_path
+):
+    """`generate --engine geometry`: no checkpoint, no GPU; the video has the requested size and
+    length and carries its banner (its pixels are checked in test_geometry_engine.py)."""
+    out = tmp_path / "geometry.mp4"
+    result = _run(
+        "generate", "--engine", "geometry", "--portrait", str(pyfeat / "single_face.jpg"),
+        "--mode", "camera-only", "--frames", "5", "--size", "256", "--out", str(out),
+        "--landmarker", str(landmarker_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "engine: geometry" in result.stdout and "not diffusion" in result.stdout
+    frames = read_video(out).frames
+    assert frames.shape == (5, 256, 256, 3)
+    band = max(12, 256 // 14)
+    assert frames[:, :band].mean() < frames[:, band:].mean()  # the banner's dark band
+    # Without a diffusion checkpoint the other engines refuse in one sentence.
+    refused = _run(
+        "generate", "--portrait", str(pyfeat / "single_face.jpg"), "--mode", "camera-only",
+        "--out", str(tmp_path / "x.mp4"), "--engine", "factorportrait",
+    )  # fmt: skip
+    assert refused.returncode != 0 and "--checkpoint" in refused.stderr

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..config import GENERATION
+from ..engines import ENGINES
 from ..errors import InputError
 from .arguments import (
     add_conditioning_arguments,
@@ -26,21 +27,23 @@ def register(commands) -> None:
         "frames. Output of an untrained checkpoint is labelled as such in the video. With "
         "--engine wan-animate the public Wan2.2-Animate model is driven instead, by a skeleton "
         "video and face crops made from the same conditioning; its video is labelled as the "
-        "public model, not FactorPortrait.",
+        "public model, not FactorPortrait. With --engine geometry (no checkpoint) the "
+        "portrait's own pixels are warped on the posed template head on the CPU; its video is "
+        "labelled as a geometric warp.",
     )
     parser.add_argument(
         "--checkpoint",
-        required=True,
-        help="pipeline folder or Hub id (safetensors only); for wan-animate e.g. "
+        help="pipeline folder or Hub id (safetensors only; needed by the diffusion engines); "
+        "for wan-animate e.g. "
         "Wan-AI/Wan2.2-Animate-14B-Diffusers or a make-tiny-checkpoint --engine wan-animate folder",
     )
     parser.add_argument(
         "--engine",
-        choices=["factorportrait", "wan-animate"],
+        choices=list(ENGINES),
         default=None,
-        help="factorportrait (a FactorPortrait checkpoint) or wan-animate (the public "
-        "Wan2.2-Animate model driven by our conditioning); default $FACTORPORTRAIT_ENGINE "
-        "or factorportrait",
+        help="factorportrait (a FactorPortrait checkpoint), wan-animate (the public "
+        "Wan2.2-Animate model driven by our conditioning) or geometry (the photo's own pixels "
+        "warped on the CPU, no checkpoint); default $FACTORPORTRAIT_ENGINE or factorportrait",
     )
     parser.add_argument(
         "--offload",
@@ -83,10 +86,15 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engines import WAN_ANIMATE, checked_engine, default_engine
+    from ..engines import GEOMETRY, WAN_ANIMATE, checked_engine, default_engine, engine_info
 
-    if checked_engine(args.engine or default_engine()) == WAN_ANIMATE:
+    engine = checked_engine(args.engine or default_engine())
+    if engine_info(engine).needs_model and not args.checkpoint:
+        raise InputError(f"--checkpoint: the {engine} engine needs one (geometry does not)")
+    if engine == WAN_ANIMATE:
         return run_wan_animate(args)
+    if engine == GEOMETRY:
+        return run_geometry(args)
     from ..generation import (
         generate_frames,
         load_pipeline,
@@ -165,6 +173,38 @@ def run_wan_animate(args: argparse.Namespace) -> int:
         f"{pipeline._execution_device} in {time.perf_counter() - start:.1f}s -> {args.out}"
     )
     print(f"engine: {engine_description(pipeline)} (not FactorPortrait); labelled in the video")
+    return 0
+
+
+def run_geometry(args: argparse.Namespace) -> int:
+    """The same conditioning, rendered from the portrait's own pixels (no model, no torch)."""
+    from ..engines.banner import label_geometry
+    from ..engines.geometry import render_geometry
+    from ..io import write_video
+
+    settings, trajectory, _ = _request(args)
+    start = time.perf_counter()
+    cond = build_conditioning_from_args(args, settings, trajectory)
+    for warning in cond.report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    frames = label_geometry(render_geometry(cond))
+    if args.save_conditioning:
+        from ..generation import write_generation
+
+        write_generation(args.out, frames, cond, save_conditioning=True)
+    else:
+        _check_out(args.out)
+        staged = args.out.with_name(f".{args.out.name}.part.mp4")
+        try:
+            write_video(staged, frames, cond.fps)
+            staged.replace(args.out)
+        finally:
+            staged.unlink(missing_ok=True)
+    print(
+        f"{cond.mode}: {cond.frames} frames at {cond.width}x{cond.height} on the CPU in "
+        f"{time.perf_counter() - start:.1f}s -> {args.out}"
+    )
+    print("engine: geometry (a geometric warp of the photo: not diffusion, not FactorPortrait)")
     return 0
 
 

@@ -1,25 +1,75 @@
-"""Which engine makes the video (README: Engines): FactorPortrait's own model, or the public
-Wan2.2-Animate model driven by our conditioning. Apart from the engine code so that choosing one
-(the `preview` command, the page) loads neither torch nor diffusers."""
+"""Which engine makes the video (README: Engines), and what each one is: FactorPortrait's own
+model, the public Wan2.2-Animate model driven by our conditioning, or the geometric engine that
+warps the portrait's own pixels on the CPU. Apart from the engine code so that choosing one
+(the `preview` command, the page) loads neither torch nor diffusers.
+
+Each engine is described once here (``Engine``: what it is, whether it needs a model, its own
+sampling defaults, the words burnt into its frames); surfaces read these entries rather than
+comparing names where they can."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from ..errors import InputError
 
+FACTORPORTRAIT = "factorportrait"
 WAN_ANIMATE = "wan-animate"
-# The engines every surface offers; $FACTORPORTRAIT_ENGINE picks the default.
-ENGINES = ("factorportrait", WAN_ANIMATE)
+GEOMETRY = "geometry"
 ENGINE_VARIABLE = "FACTORPORTRAIT_ENGINE"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One engine as every surface sees it."""
+
+    name: str
+    summary: str  # one line: what it is and what it is not
+    needs_model: bool  # a diffusion model must be loaded (a checkpoint); else it always runs
+    diffusion: bool  # steps, guidance and seed mean something to it
+    steps: int | None = None  # its own default steps (None: the project's default)
+    guidance: float | None = None  # its own default guidance (None: the project's default)
+
+
+REGISTRY: dict[str, Engine] = {
+    FACTORPORTRAIT: Engine(
+        FACTORPORTRAIT,
+        "FactorPortrait's own diffusion model (normal maps, ray maps, expression codes)",
+        needs_model=True,
+        diffusion=True,
+    ),
+    WAN_ANIMATE: Engine(
+        WAN_ANIMATE,
+        "the public Wan2.2-Animate model driven by our skeleton and face-crop videos "
+        "(NOT FactorPortrait)",
+        needs_model=True,
+        diffusion=True,
+    ),
+    GEOMETRY: Engine(
+        GEOMETRY,
+        "a geometric warp of the portrait's own pixels on the posed, driven template head "
+        "(CPU; not diffusion, not FactorPortrait)",
+        needs_model=False,
+        diffusion=False,
+    ),
+}
+# The engines every surface offers, in the page's order; $FACTORPORTRAIT_ENGINE picks the
+# default.
+ENGINES = tuple(REGISTRY)
 
 
 def default_engine() -> str:
     """$FACTORPORTRAIT_ENGINE, or factorportrait."""
-    return os.environ.get(ENGINE_VARIABLE, "").strip() or ENGINES[0]
+    return os.environ.get(ENGINE_VARIABLE, "").strip() or FACTORPORTRAIT
 
 
 def checked_engine(engine: str) -> str:
-    if engine not in ENGINES:
+    if engine not in REGISTRY:
         raise InputError(f"engine: {engine!r} is not one of {', '.join(ENGINES)}")
     return engine
+
+
+def engine_info(engine: str) -> Engine:
+    """The registry's entry for ``engine`` (InputError for an unknown name)."""
+    return REGISTRY[checked_engine(engine)]

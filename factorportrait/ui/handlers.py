@@ -776,11 +776,7 @@ class Handlers:
             raise error
         result = outcome["result"]
         cond = result.conditioning
-        status = (
-            self.service.wan_animate_status_markdown()
-            if result.engine == WAN_ANIMATE
-            else self.service.status_markdown()
-        )
+        status = self.service.engine_status_markdown(result.engine)
         trajectory = outcome["trajectory"]
         note = texts.result_note(
             status,

@@ -25,7 +25,7 @@ import numpy as np
 from ..conditioning import Conditioning, ConditioningSettings, build_conditioning
 from ..conditioning.build import start_loading_kernels
 from ..cost import estimate_generation, estimate_wan_animate
-from ..engines import WAN_ANIMATE, checked_engine, default_engine
+from ..engines import GEOMETRY, WAN_ANIMATE, checked_engine, default_engine, engine_info
 from ..errors import InputError
 from ..generation import GenerationSettings
 from ..guardrails import TrainedRanges, ranges_of_checkpoint, request_warnings
@@ -67,7 +67,8 @@ class GenerationStopped(InputError):
 
 
 # The long stages of a generation, in order, as ``progress`` reports them (README: Web demo).
-STAGES = ("loading", "encoding", "denoising", "decoding", "writing")
+GEOMETRY_FPS_512 = 25.0  # the geometric engine's render on a 2-core CPU (BENCHMARKS.md)
+STAGES = ("loading", "encoding", "denoising", "decoding", "rendering", "writing")
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,14 @@ class Service:
         status = self.pipeline.transformer.config.training_status
         return texts.status_markdown(self.checkpoint, status, str(self.pipeline.device))
 
+    def engine_status_markdown(self, engine: str) -> str:
+        """What made a result with ``engine``: its model and device, or what it is."""
+        if engine == WAN_ANIMATE:
+            return self.wan_animate_status_markdown()
+        if engine == GEOMETRY:
+            return texts.GEOMETRY_STATUS
+        return self.status_markdown()
+
     def wan_animate_status_markdown(self) -> str:
         """What the wan-animate engine has loaded (one line, for the status area)."""
         if self.wan_animate is None:
@@ -150,8 +159,11 @@ class Service:
         return texts.wan_animate_status(self.wan_animate_checkpoint, str(self.wan_animate.device))
 
     def pipeline_for(self, engine: str):
-        """The loaded pipeline of ``engine``; InputError when that engine has none."""
-        if checked_engine(engine) == WAN_ANIMATE:
+        """The loaded pipeline of ``engine``; InputError when that engine has none (None for
+        an engine that needs no model: the geometric one)."""
+        if not engine_info(engine).needs_model:
+            return None
+        if engine == WAN_ANIMATE:
             if self.wan_animate is None:
                 raise InputError(texts.NO_WAN_ANIMATE)
             return self.wan_animate
@@ -294,6 +306,8 @@ class Service:
         wan-animate, what the public model cannot honour of the request's mode."""
         if engine == WAN_ANIMATE:
             return what_it_cannot_honour(cond.mode)
+        if engine == GEOMETRY:
+            return []  # no trained ranges: it renders whatever the geometry says
         return request_warnings(cond, trajectory, self.trained_ranges)
 
     def preview(
@@ -398,10 +412,13 @@ class Service:
         self, portrait, driving, settings, trajectory, sampling, engine, pipeline, cancel, report,
         started,
     ) -> GenerationResult:  # fmt: skip
-        from ..generation import generate_frames, write_generation
+        from ..generation import generate_frames
 
         report(0, sampling.steps, "loading")
         cond = self.conditioning(portrait, driving, settings, trajectory)
+        if engine == GEOMETRY:
+            frames = self._render_geometry(cond, cancel, report, started)
+            return self._finish(portrait, driving, trajectory, engine, cond, frames, started)
         segments = segment_plan(cond.frames)["segments"] if engine == WAN_ANIMATE else 1
         total = sampling.steps * segments
         done = 0  # steps finished over all segments (the callback's own index restarts)
@@ -448,6 +465,53 @@ class Service:
                 torch.cuda.empty_cache()
             raise InputError(texts.OUT_OF_MEMORY) from None
         report(total, total, "writing")
+        return self._finish(
+            driving=driving,
+            portrait=portrait,
+            trajectory=trajectory,
+            engine=engine,
+            cond=cond,
+            frames=frames,
+            started=started,
+        )
+
+    def _render_geometry(self, cond, cancel, report, started) -> np.ndarray:
+        """The geometric engine's frames, labelled; a Cancel or the time budget stops it at
+        its next frame (GenerationStopped, as a diffusion run stops at its next step)."""
+        from ..engines.banner import label_geometry
+        from ..engines.geometry import Stopped, render_geometry
+
+        total = cond.frames
+
+        def should_stop() -> bool:
+            return cancel.is_set() or time.monotonic() - started > self.max_generation_s
+
+        try:
+            frames = render_geometry(
+                cond, progress=lambda done, _: report(done, total, "rendering"),
+                should_stop=should_stop,
+            )  # fmt: skip
+        except Stopped as stop:
+            done = stop.frame_index
+            if cancel.is_set():
+                log.info("generation cancelled after frame %d of %d", done, total)
+                raise GenerationStopped(
+                    texts.cancelled_after(done, total), step=done, total=total, cancelled=True
+                ) from None
+            raise GenerationStopped(
+                texts.over_time_budget(self.max_generation_s),
+                step=done,
+                total=total,
+                cancelled=False,
+            ) from None
+        report(total, total, "writing")
+        return label_geometry(frames)
+
+    def _finish(self, portrait, driving, trajectory, engine, cond, frames, started):
+        """The result written (with the driving clip's sound when it drives the head) and
+        shown beside what drove it."""
+        from ..generation import write_generation
+
         out = self.request_dir()
         video = write_generation(out / "result.mp4", frames, cond)["video"]
         file = cond.report.driving_file
@@ -509,7 +573,11 @@ def estimate(
     """The one cost model's estimate of a square video with ``engine`` (``cost``:
     FactorPortrait's 1.3B model, or Wan2.2-Animate-14B over its segments), plus the seconds to
     ask ZeroGPU for."""
-    if checked_engine(engine) == WAN_ANIMATE:
+    if checked_engine(engine) == GEOMETRY:
+        # Measured on a 2-core CPU (BENCHMARKS.md): tracking and conditioning, then the render.
+        seconds = 2.0 + frames * (size / 512) ** 2 / GEOMETRY_FPS_512
+        return {"seconds": seconds, "gpu_gib": 0.0, "zerogpu_s": 10}
+    if engine == WAN_ANIMATE:
         plan = segment_plan(frames)
         cost = estimate_wan_animate(
             plan["segment_frame_length"], plan["segments"], size, size, steps, guidance

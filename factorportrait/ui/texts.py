@@ -122,7 +122,8 @@ FOUR_MODES_NOTE = (
 GENERATE_NO_MODEL = "Generate (no model loaded for this engine)"
 STAGE_TEXTS = {
     "loading": "Loading: reading and tracking the inputs",
-    "encoding": "Encoding the portrait",
+    "encoding": "Encoding the conditions (portrait, normal and ray maps, expressions)",
+    "rendering": "Rendering the photo's frames (geometric engine)",
     "denoising": "Denoising",
     "decoding": "Decoding the frames",
     "writing": "Writing the video",
@@ -146,14 +147,23 @@ ENGINE_TEXTS = {
     "wan-animate": "wan-animate: the public Wan2.2-Animate model driven by our skeleton and "
     "face-crop videos. Real weights, but NOT FactorPortrait (no camera control of its own); "
     "wants a large GPU.",
+    "geometry": "geometry: your photo's own pixels moved by the same head poses, expressions "
+    "and cameras as the previews, on any CPU in seconds. A geometric warp: NOT diffusion, NOT "
+    "FactorPortrait (the far side of the head, hair and the inside of the mouth are guessed).",
 }
 
 
 def engine_markdown(selected: str) -> str:
-    """Both engines, one line each, the chosen one in bold."""
+    """Every engine, one line each, the chosen one in bold."""
     return "\n".join(
         f"- **{text}**" if name == selected else f"- {text}" for name, text in ENGINE_TEXTS.items()
     )
+
+
+GEOMETRY_STATUS = (
+    "**geometry:** your photo's own pixels warped on the posed template head, on the CPU: "
+    "a geometric warp, **not diffusion and not FactorPortrait**."
+)
 
 
 def wan_animate_status(checkpoint: str | None, device: str | None, cuda: bool = True) -> str:
@@ -180,7 +190,7 @@ def faces_found(count: int) -> str:
 
 
 def clip_face_found(frames: int, duration_s: float, has_audio: bool) -> str:
-    return f"Face found. {frames} frames, {duration_s:.1f} s" + (
+    return f"Face found. {plural(frames, 'frame')}, {duration_s:.1f} s" + (
         ", with audio." if has_audio else "."
     )
 
@@ -190,6 +200,11 @@ def over_time_budget(budget_s: float) -> str:
         f"Generation stopped: it ran past its time budget of "
         f"{budget_s:.0f} s. Try fewer frames or steps."
     )
+
+
+def plural(count: int, word: str) -> str:
+    """ "1 frame", "2 frames": a count with its noun."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def warning(message: str) -> str:
@@ -224,6 +239,11 @@ def estimate_markdown(
     engine: str = "factorportrait",
     gpu_gib_offload: float | None = None,
 ) -> str:
+    if not gpu_gib and engine == "geometry":
+        return (
+            f"Estimated for the geometric engine: about **{math.ceil(seconds)} s** on this "
+            "machine's CPU; no GPU, no model."
+        )
     model = "Wan2.2-Animate-14B" if engine == "wan-animate" else "the 1.3B model"
     offload = f" ({gpu_gib_offload:.0f} GiB with model CPU offload)" if gpu_gib_offload else ""
     return (
@@ -265,6 +285,8 @@ def run_status(stage: str, done: int, total: int, seconds: float, cancelling: bo
     text = STAGE_TEXTS.get(stage, stage)
     if stage == "denoising":
         text = f"{text}: step {done} of {total}"
+    elif stage == "rendering" and total:
+        text = f"{text}: frame {done} of {total}"
     line = f"⏳ **{text}** · {seconds:.0f} s"
     return f"{line}\n\n{CANCELLING}" if cancelling else line
 
@@ -287,9 +309,14 @@ def result_note(
     """What made a result: engine, mode, path, frames x size, steps, guidance, seed, time and
     warnings, then the engine's status line."""
     camera = f", path: {path}" if path else ""
+    sampling = (
+        f", {plural(steps, 'step')}, guidance {guidance:g}, seed {seed}"
+        if engine != "geometry"
+        else " (a geometric warp: no steps, no seed)"
+    )
     line = (
-        f"✅ **Done in {seconds:.0f} s.** Engine: {engine}, mode: {mode}{camera}; {frames} frames "
-        f"x {width}x{height}, {steps} steps, guidance {guidance:g}, seed {seed}."
+        f"✅ **Done in {seconds:.0f} s.** Engine: {engine}, mode: {mode}{camera}; "
+        f"{plural(frames, 'frame')} x {width}x{height}{sampling}."
     )
     return with_warnings(f"{line}\n\n{status}", warnings)
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..engines import ENGINE_VARIABLE, ENGINES, WAN_ANIMATE, checked_engine
+from ..engines import ENGINE_VARIABLE, FACTORPORTRAIT, GEOMETRY, WAN_ANIMATE, checked_engine
 from ..errors import InputError
 
 HUB_ID = "Wan-AI/Wan2.2-Animate-14B-Diffusers"
@@ -132,7 +132,14 @@ def startup_plan(
             f"public {ENGINE_NAME} engine ({HUB_ID}) instead"
         )
     if explicit is None:
-        explicit = ENGINE_NAME if checkpoint is None and wan_animate_checkpoint else ENGINES[0]
+        if checkpoint is None and wan_animate_checkpoint:
+            explicit = ENGINE_NAME
+        elif checkpoint is None:
+            # No model at all (a CPU, nothing configured): the geometric engine still makes a
+            # real video of the portrait, so Generate works out of the box.
+            explicit = GEOMETRY
+        else:
+            explicit = FACTORPORTRAIT
     return StartupPlan(wan_animate_checkpoint, explicit, note)
 
 
