@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..config import GENERATION, VIDEO
 from ..errors import InputError
 
 FACTORPORTRAIT = "factorportrait"
@@ -28,8 +29,24 @@ class Engine:
     summary: str  # one line: what it is and what it is not
     needs_model: bool  # a diffusion model must be loaded (a checkpoint); else it always runs
     diffusion: bool  # steps, guidance and seed mean something to it
-    steps: int | None = None  # its own default steps (None: the project's default)
-    guidance: float | None = None  # its own default guidance (None: the project's default)
+    # Its own defaults, used by every surface when the user sets none (None: the project's,
+    # config.GENERATION and config.VIDEO).
+    steps: int | None = None
+    guidance: float | None = None
+    fps: float | None = None
+    size: int | None = None  # square side in pixels
+
+    def default_steps(self) -> int:
+        return GENERATION.steps if self.steps is None else self.steps
+
+    def default_guidance(self) -> float:
+        return GENERATION.guidance_scale if self.guidance is None else self.guidance
+
+    def default_fps(self) -> float:
+        return VIDEO.fps if self.fps is None else self.fps
+
+    def default_size(self) -> int:
+        return VIDEO.height if self.size is None else self.size
 
 
 REGISTRY: dict[str, Engine] = {
