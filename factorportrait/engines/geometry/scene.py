@@ -27,6 +27,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import spsolve
 
+from ...errors import InputError
 from ...head_pose.canonical import NUM_MESH_VERTICES
 from ...head_pose.template import STABLE_LANDMARKS
 from ...procrustes import umeyama
@@ -354,7 +355,7 @@ def inpainted_background(reference: np.ndarray, person: np.ndarray) -> np.ndarra
 def build_scene(conditioning) -> Scene:
     template = conditioning.head_template
     if template is None:
-        raise ValueError("geometry engine: the conditioning has no head template")
+        raise InputError("geometry engine: the conditioning has no head template")
     reference = np.ascontiguousarray(conditioning.reference)
     height, width = reference.shape[:2]
     K = np.asarray(conditioning.K[0], dtype=np.float64)
@@ -408,10 +409,15 @@ def build_scene(conditioning) -> Scene:
     # The rest of the person (the body beyond the template's shoulders, a suit, a collar): a
     # layer of its own at the body's depth, held in the world as the body is.
     head_only = silhouette_of(vertices[: head_count + cavity_count], all_head_faces, cull)
-    near = max(3, round(0.1 * max(height, width)) | 1)
+    # Above the chin the head's region reaches out 1/25 of the frame (hair tips GrabCut kept but
+    # the grown skull did not reach must not stay behind); below it, only the silhouette's edge
+    # (the neck and collar there are the body's).
+    near = max(3, round(0.04 * max(height, width)) | 1)
     head_region = cv2.dilate(
         head_only.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (near, near))
     )
+    chin = int(np.clip(landmarks[152, 1], 0, height))
+    head_region[chin:] = cv2.dilate(head_only.astype(np.uint8), np.ones((5, 5), np.uint8))[chin:]
     head_region = cv2.GaussianBlur(head_region.astype(np.float32), (0, 0), 2)
     body_alpha = person * (1.0 - np.clip(head_region, 0.0, 1.0))
     body_layer = np.dstack([reference, np.clip(body_alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)])
