@@ -2,7 +2,8 @@
 27): measured by ``prepare`` over the training data, put into the encoder's config by
 ``train``, carried by every checkpoint, applied by the encoder's forward in training and
 inference alike. Not a per-sample LayerNorm, which is blind to scale: an expression and the same
-expression three times as strong got one code."""
+expression three times as strong got one code. And C3's landmark codes in the head's own frame
+(issue 27, "C3 that carries expression"), at the end."""
 
 from __future__ import annotations
 
@@ -263,3 +264,88 @@ def test_train_puts_the_statistics_into_the_checkpoints(prepared, tmp_path, caps
     again = load_pipeline(result["final_checkpoint"], device="cpu").expression_encoder
     assert again.config.feature_mean == pytest.approx(stats["mean"], rel=1e-6, abs=1e-6)
     assert "measured now" in capsys.readouterr().out
+
+
+# C3's landmark codes: in the head's own frame, so they carry the expression, not the pose.
+
+
+def _synthetic_face() -> np.ndarray:
+    """MediaPipe's canonical face as 478 landmarks (head frame, cm; the 10 iris points at the
+    eyes' lid centres)."""
+    from factorportrait.head_pose import load_canonical_face
+
+    vertices = load_canonical_face("assets/face_landmarker.task").vertices
+    irises = np.repeat(vertices[[159, 386]], 5, axis=0)
+    return np.concatenate([vertices, irises])
+
+
+def _open_mouth(face: np.ndarray, opening_cm: float) -> np.ndarray:
+    """The jaw dropped: points below the mouth corners move down, the lower the more (the
+    chin by ``opening_cm``)."""
+    line = face[[61, 291], 1].mean()
+    below = np.clip((line - face[:, 1]) / 6.0, 0, 1) ** 0.5 * (face[:, 1] < line - 0.05)
+    return face - np.outer(opening_cm * below, [0.0, 1.0, 0.0])
+
+
+def _tracked(face, yaw=0.0, pitch=0.0, roll=0.0, shift=(0.0, 0.0), distance=60.0):
+    """The face's landmarks as MediaPipe gives them (pixels: x right, y down, z away from the
+    camera, z scaled like x at the head's depth), seen by our camera model: 30 degrees over a
+    512-pixel frame the face fills about half of (a pinhole: perspective included)."""
+    from scipy.spatial.transform import Rotation
+
+    focal, centre = 256 / np.tan(np.radians(15)), 256.0
+    rotation = Rotation.from_euler("yxz", [yaw, pitch, roll], degrees=True).as_matrix()
+    camera = (face @ rotation.T) * [1, -1, -1] + [shift[0], shift[1], distance]
+    return np.column_stack(
+        [
+            focal * camera[:, :2] / camera[:, 2:] + centre,
+            (camera[:, 2] - distance) * focal / distance,
+        ]
+    )
+
+
+def test_the_canonical_stable_points_are_the_landmarker_bundles():
+    from factorportrait.expression.landmarks import CANONICAL_STABLE
+    from factorportrait.head_pose import load_canonical_face
+    from factorportrait.head_pose.template import STABLE_LANDMARKS
+
+    canonical = load_canonical_face("assets/face_landmarker.task").vertices
+    np.testing.assert_allclose(CANONICAL_STABLE, canonical[STABLE_LANDMARKS], atol=1e-5)
+
+
+def test_an_expression_moves_the_c3_codes_more_than_a_pose_or_camera_change():
+    """The mouth opened by 1 cm against a head turned by 20 degrees, tilted by 15, rolled by
+    15, or moved 5 cm aside: in the head's own frame the expression moves the codes at least
+    twice as much as any of them (the perspective of a camera this near is what is left of the
+    pose); in the aligned crop (the codes before) a head turn moved them ten times more than
+    the expression. As the conditioning stage computes them (``landmarks_in_crops``)."""
+    from factorportrait.expression import landmarks_in_crops
+    from factorportrait.expression.crops import landmarks_in_aligned_crops
+
+    face = _synthetic_face()
+    neutral = _tracked(face)
+    expression = _tracked(_open_mouth(face, 1.0))
+    poses = {
+        "yaw 20": _tracked(face, yaw=20),
+        "pitch 15": _tracked(face, pitch=15),
+        "roll 15": _tracked(face, roll=15),
+        "5 cm aside": _tracked(face, shift=(4.0, 3.0)),
+        "nearer": _tracked(face, distance=45),
+    }
+
+    def moved(codes, a, b):
+        return float(((codes(a[None]) - codes(b[None])) ** 2).mean())
+
+    for codes, holds in ((landmarks_in_crops, True), (landmarks_in_aligned_crops, False)):
+        by_expression = moved(codes, expression, neutral)
+        by_pose = {name: moved(codes, pose, neutral) for name, pose in poses.items()}
+        assert (by_expression > 2 * max(by_pose.values())) == holds, (
+            codes.__name__,
+            by_expression,
+            by_pose,
+        )
+    # The stable points are pinned by the fit: 0 in every frame.
+    from factorportrait.head_pose.template import STABLE_LANDMARKS
+
+    codes = landmarks_in_crops(np.stack([neutral, expression, poses["yaw 20"]]))
+    assert codes.shape == (3, 478, 2) and not codes[:, STABLE_LANDMARKS].any()

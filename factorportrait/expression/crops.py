@@ -12,6 +12,7 @@ import cv2  # OpenCV arrives with mediapipe (its drawing utilities need it)
 import numpy as np
 
 from ..procrustes import umeyama
+from .landmarks import head_frame_landmarks
 
 CROP_SIZE = 224
 # Eye centres from the eye corners (not the irises, which move with gaze), mouth from its
@@ -51,7 +52,17 @@ def aligned_crops(frames: np.ndarray, landmarks: np.ndarray, size: int = CROP_SI
 
 
 def landmarks_in_crops(landmarks: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
-    """(F, 478, 3) image landmarks -> (F, 478, 2) in their aligned crops, scaled to [0, 1]."""
+    """The C3 ablation's landmark codes, (F, 478, 3) image landmarks -> (F, 478, 2), under the
+    name the conditioning stage calls: since issue 27 they are the landmarks in the head's own
+    frame (``landmarks.head_frame_landmarks``: pose and camera removed, in units of the face's
+    size, the stable points 0), no longer in the aligned crop, where a head turn moved them ten
+    times more than an expression. ``size`` is not used (kept for the callers)."""
+    return head_frame_landmarks(landmarks)
+
+
+def landmarks_in_aligned_crops(landmarks: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """(F, 478, 3) image landmarks -> (F, 478, 2) in their aligned crops, scaled to [0, 1] (the
+    C3 codes before issue 27; kept for comparison)."""
     out = np.empty(landmarks.shape[:2] + (2,))
     for i, points in enumerate(landmarks):
         matrix = alignment_matrix(points, size)
