@@ -34,13 +34,14 @@ EXPRESSION_CORRELATION = 0.8
 # about the horizontal axis, on a 31.6 degree turn; 31.6 with the path ignored).
 VIEW_TOLERANCE_DEG = 6.5
 # What a driving clip changes stays put: the jaw and the blinks (the expressive clip moves them
-# by 0.3-0.5; seen here: at most 0.07); MediaPipe reads the brows higher when the camera looks
-# down on the face (seen 0.11 at the orbit's 20 degrees of elevation), a reading of the view.
+# by 0.3-0.5; seen here: at most 0.07). MediaPipe reads the brows higher when the camera looks
+# down on the face (the orbit's 20 degrees of elevation; the brows sit under the fringe): seen
+# 0.10-0.28 as the engine's hair changed, where the expressive clip moves them by 0.75.
 FROZEN_BLENDSHAPES = {
     "jawOpen": 0.15,
     "eyeBlinkLeft": 0.15,
     "eyeBlinkRight": 0.15,
-    "browInnerUp": 0.2,
+    "browInnerUp": 0.3,
 }
 
 

@@ -80,7 +80,7 @@ def render_frame(scene: Scene, conditioning, frame: int, cull: np.ndarray) -> np
     camera_in_head = np.linalg.solve(head_pose, np.r_[c2w[:3, 3], 1.0])[:3]
     reference_centre = scene.reference_c2w[:3, 3]
     head_view = _angle_deg(camera_in_head, reference_centre)
-    attributes = scene.attributes_for(head_view, _angle_deg(c2w[:3, 3], reference_centre))
+    attributes = scene.attributes_for(head_view, _angle_deg(c2w[:3, 3], reference_centre), frame)
     attributes, _, winner = render_attributes(vertices, attributes, faces, cull, K, height, width)
     background = cv2.warpPerspective(
         scene.background,

@@ -38,6 +38,8 @@ INNER_LIPS = np.array(
     [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95]
 )
 CAVITY_DEPTH_CM = (0.8, 1.6)  # the ring behind the lips, the cavity's back, behind the lip loop
+LOWER_LIP_RING = np.arange(11, 20)  # INNER_LIPS[11:]: the lower lip, between the corners
+MOUTH_DARK_CM = 0.6  # a mouth this much wider open than the photo's is dark at its back
 CAVITY_COLOURS = ((70.0, 30.0, 32.0), (18.0, 8.0, 8.0))  # the ring, the back (RGB)
 # Seen-ness by the cosine between a vertex's normal and the way to the reference camera: none
 # at or past the silhouette, full from this far round.
@@ -67,6 +69,8 @@ class Scene:
     cosine: np.ndarray  # (V,) normal . way to the reference camera (1 on the cavity)
     visible: np.ndarray  # (V,) 1 where the reference camera saw the vertex (not occluded)
     head_part: int  # the first head_part vertices move with the head, the rest with the world
+    lips_apart: float  # cm between the inner lips' middles (13, 14) in the photo
+    cavity_offset: np.ndarray  # (cavity, 3) head frame: moves the cavity onto the photo's mouth
     face_offsets: np.ndarray | None  # (F, 468, 3) the driving expression, head frame, cm
     texture: np.ndarray  # (H, W, 4) uint8: the reference RGB and the person's alpha
     background: np.ndarray  # (H, W, 3) uint8 the reference with the person inpainted out
@@ -76,14 +80,25 @@ class Scene:
     reference_K: np.ndarray
     reference_c2w: np.ndarray
 
-    def attributes_for(self, head_view_deg: float, world_view_deg: float) -> np.ndarray:
+    def attributes_for(
+        self, head_view_deg: float, world_view_deg: float, frame: int | None = None
+    ) -> np.ndarray:
         """The attributes with the seen-ness for a view this far from the reference's (the
-        head's part by the head's angle, the body's by the world's)."""
+        head's part by the head's angle, the body's by the world's); in ``frame`` a mouth open
+        wider than the photo's shows its dark back, not the photo's teeth stretched over it."""
         attributes = self.attributes.copy()
         head = slice(0, self.head_part)
         body = slice(self.head_part, None)
         attributes[head, SEEN] = seen_weights(self.cosine[head], self.visible[head], head_view_deg)
         attributes[body, SEEN] = seen_weights(self.cosine[body], self.visible[body], world_view_deg)
+        if frame is not None and self.face_offsets is not None:
+            lips = self.head_vertices[[13, 14]] + self.face_offsets[frame][[13, 14]]
+            wider = np.linalg.norm(lips[0] - lips[1]) - self.lips_apart
+            # The back and the lower lip's side of the ring darken (the photo's teeth stay
+            # under the upper lip, where the upper teeth are).
+            first = len(self.head_vertices)
+            darken = first + np.r_[LOWER_LIP_RING, len(INNER_LIPS)]
+            attributes[darken, SEEN] *= np.clip(1.0 - wider / MOUTH_DARK_CM, 0.0, 1.0)
         return attributes
 
     def posed_head(self, frame: int) -> np.ndarray:
@@ -92,7 +107,7 @@ class Scene:
         if self.face_offsets is not None:
             head = head.copy()
             head[:NUM_MESH_VERTICES] += self.face_offsets[frame]
-        return np.concatenate([head, cavity_vertices(head)])
+        return np.concatenate([head, cavity_vertices(head) + self.cavity_offset])
 
 
 def cavity_vertices(head: np.ndarray) -> np.ndarray:
@@ -437,10 +452,24 @@ def build_scene(conditioning) -> Scene:
     # dark colours, never the lips'.
     cavity_slice = slice(head_count, head_count + cavity_count)
     lips = landmarks[INNER_LIPS, :2].astype(np.float32)
+    # It lies where the photo shows the inside of the mouth: the ring a quarter of the way in
+    # from the lips, the back at the middle, in the photo's pixels, each at its own depth (a
+    # cavity only set back would project onto the upper lip from a camera that looks down on
+    # the face); it keeps that offset from the lips as they move.
+    source = _project(vertices, K, c2w)[1]
+    lips_px = landmarks[INNER_LIPS, :2]
+    middle = lips_px.mean(0)
+    mouth_px = np.concatenate([lips_px + 0.25 * (middle - lips_px), middle[None]])
+    depth = source[cavity_slice, 2:]
+    on_rays = np.c_[(mouth_px - K[:2, 2]) / np.diag(K)[:2] * depth, depth]
+    moved = on_rays @ c2w[:3, :3].T + c2w[:3, 3]  # world = the photo's head frame
+    cavity_offset = moved - vertices[cavity_slice]
+    vertices[cavity_slice] = moved
+    source[cavity_slice] = on_rays
+    pixels[cavity_slice] = mouth_px
     cosine[cavity_slice] = 1.0
     visible[cavity_slice] = [
-        cv2.pointPolygonTest(lips, (float(x), float(y)), True) > 1.0
-        for x, y in pixels[cavity_slice]
+        cv2.pointPolygonTest(lips, (float(x), float(y)), True) > 0.5 for x, y in mouth_px
     ]
     seen = seen_weights(cosine, visible, GRAZING_VIEW_DEG)
 
@@ -473,7 +502,7 @@ def build_scene(conditioning) -> Scene:
     pull = np.where(skull | body_part, HAIR_PULL, 1e-4)
     colours = _harmonic_fill(colours, known, scene_faces, len(vertices), default, pull)
 
-    attributes = np.column_stack([_project(vertices, K, c2w)[1], seen, colours])
+    attributes = np.column_stack([source, seen, colours])
     head_vertices_all = head_count + cavity_count
     texture = np.dstack([reference, np.clip(person * 255.0 + 0.5, 0, 255).astype(np.uint8)])
     distance = float(np.linalg.norm(c2w[:3, 3]))
@@ -487,6 +516,8 @@ def build_scene(conditioning) -> Scene:
         cosine=cosine,
         visible=visible.astype(np.float64),
         head_part=head_vertices_all,
+        lips_apart=float(np.linalg.norm(head[13] - head[14])),
+        cavity_offset=cavity_offset,
         face_offsets=expression_offsets(conditioning, head[:NUM_MESH_VERTICES]),
         texture=texture,
         background=background,
