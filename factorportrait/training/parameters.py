@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import InputError
 from ..models.transformer_factorportrait import LATENT_CHANNELS
 
 
@@ -18,7 +19,12 @@ def select_parameters(
     whole transformer too, Wan's channels of the patch embedding included."""
     transformer.requires_grad_(trainable == "full")
     if trainable == "lora":
-        from peft import LoraConfig
+        try:
+            from peft import LoraConfig
+        except ImportError:  # an extra: the app and inference do not need it
+            raise InputError(
+                'LoRA training needs peft: pip install -e ".[train]" (README: Quick start)'
+            ) from None
 
         transformer.add_adapter(
             LoraConfig(
