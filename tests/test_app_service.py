@@ -371,7 +371,10 @@ def _path_centres(figure) -> np.ndarray:
 
 def test_choosing_a_preset_fills_the_table_with_its_keyframes():
     presets = load_presets()
-    table, easing, figure, trajectory_json, message, thumbnail = preset_chosen(presets, "sweep")
+    table, easing, figure, trajectory_json, message, thumbnail, selected = preset_chosen(
+        presets, "sweep"
+    )
+    assert selected == 1  # the keyframe the view highlights
     on_disk = json.loads((ROOT / "camera_presets/sweep.json").read_text())
     assert table == [[key[c] for c in editor.COLUMNS] for key in on_disk["keyframes"]]
     assert easing == on_disk["easing"] == "ease-in-out" and message == ""
@@ -418,6 +421,24 @@ def test_an_invalid_table_blocks_preview_and_generate_with_its_reason(pyfeat):
     )
     with pytest.raises(gr.Error, match="keyframe 2: every cell must be a number"):
         list(run)
+
+
+def test_the_editor_counts_keyframes_from_one_and_an_edit_makes_the_path_custom():
+    """Issue 29, item 6: the table's rows and "Selected keyframe" count from 1, and the
+    editor's messages did not ("keyframes[1].distance" for row 2); after an invalid edit the
+    preset menu still said "orbit"."""
+    far = [[0.0, 0.0, 0.0, 1.0, 0.0, 30.0], [1.0, 0.0, 0.0, 9.0, 0.0, 30.0]]
+    _, _, message, _, preset = table_edited(far, "linear")
+    assert "keyframe 2: distance" in message and "keyframes[" not in message, message
+    assert preset == "custom keyframes"
+    backwards = [
+        [0.0, 0, 0, 1, 0, 30],
+        [0.6, 0, 0, 1, 0, 30],
+        [0.4, 0, 0, 1, 0, 30],
+        [1, 0, 0, 1, 0, 30],
+    ]
+    _, _, message, _, _ = table_edited(backwards, "linear")
+    assert "keyframe 3: t" in message, message
 
 
 def test_save_then_load_round_trips_and_a_bad_file_is_a_clear_error(tmp_path):

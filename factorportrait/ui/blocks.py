@@ -358,6 +358,7 @@ def _wire(
             camera.trajectory_json,
             camera.error,
             camera.thumbnail,
+            camera.selected,
         ],
         **PRIVATE,
     )

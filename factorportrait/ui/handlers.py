@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import shutil
 import threading
 import time
@@ -138,18 +139,30 @@ def _path_outputs(trajectory: Trajectory, presets, selected: int = 0) -> tuple:
     )
 
 
+def counted_from_one(reason: str) -> str:
+    """A trajectory error as the editor's user reads it: keyframes counted from 1, as the table's
+    rows and "Selected keyframe" count them ("keyframes[1].distance" is "keyframe 2: distance";
+    files and the API keep the 0-based JSON path)."""
+    return re.sub(
+        r"keyframes\[(\d+)\]\.(\w+)", lambda m: f"keyframe {int(m[1]) + 1}: {m[2]}", reason
+    )
+
+
 def _invalid_outputs(reason: str) -> tuple:
     """The same outputs for an invalid table: the view and thumbnail cleared (they would show
-    a path that no longer matches), the JSON marked so Preview and Generate refuse."""
+    a path that no longer matches), the JSON marked so Preview and Generate refuse, and the
+    preset menu saying the table is no longer a preset."""
+    reason = counted_from_one(reason)
     message = texts.warning(texts.INVALID_TABLE.format(reason=reason))
-    return None, texts.INVALID_TABLE_MARK + reason, message, None, gr.update()
+    return None, texts.INVALID_TABLE_MARK + reason, message, None, texts.CUSTOM_PATH
 
 
 def preset_chosen(presets: dict[str, Trajectory], name: str):
     """A preset picked: (keyframe table, easing, 3D view, trajectory JSON, editor message,
-    thumbnail); "custom keyframes" keeps the table as it is."""
+    thumbnail, selected keyframe: 1, the one the view highlights); "custom keyframes" keeps
+    the table as it is."""
     if name not in presets:
-        return (gr.update(),) * 6
+        return (gr.update(),) * 7
     trajectory = presets[name]
     figure, trajectory_json, message, thumbnail, _ = _path_outputs(trajectory, presets)
     return (
@@ -159,6 +172,7 @@ def preset_chosen(presets: dict[str, Trajectory], name: str):
         trajectory_json,
         message,
         thumbnail,
+        1,
     )
 
 
@@ -536,7 +550,7 @@ class Handlers:
         example = EXAMPLES[mode]
         preset = example.get("preset", DEFAULT_PRESET if DEFAULT_PRESET in self.presets else None)
         trajectory = self.presets[preset] if preset else next(iter(self.presets.values()))
-        table, easing, figure, trajectory_json, message, thumbnail = preset_chosen(
+        table, easing, figure, trajectory_json, message, thumbnail, _ = preset_chosen(
             self.presets, path_name(trajectory, self.presets)
         )
         return (
