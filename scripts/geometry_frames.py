@@ -1,6 +1,7 @@
 """PNG frames and contact sheets of the geometric engine on the bundled example, for looking at.
 
     .venv/bin/python scripts/geometry_frames.py OUT [--size 512] [--frames 49] [--speed-only]
+        [--portrait PHOTO]
 
 Writes, under OUT:
 - ``<mode>/frame_NNN.png`` and ``<mode>_sheet.png`` for the four modes (the expressive clip
@@ -80,12 +81,15 @@ def main() -> None:
         "--landmarker", default=str(ROOT / ".cache" / "test-media" / "face_landmarker.task")
     )
     parser.add_argument("--speed-only", action="store_true", help="only time the render")
+    parser.add_argument("--portrait", type=Path, default=PORTRAIT, help="another photo")
     args = parser.parse_args()
     print(GEOMETRY_NOTICE)
     with FaceTracker(args.landmarker) as tracker:
         if args.speed_only:
             settings = ConditioningSettings(height=args.size, width=args.size, frames=args.frames)
-            conditioning = build_conditioning(PORTRAIT, CLIP, settings=settings, tracker=tracker)
+            conditioning = build_conditioning(
+                args.portrait, CLIP, settings=settings, tracker=tracker
+            )
             render_geometry(conditioning)  # compiled loops loaded
             fps, setup = speed(conditioning)
             print(
@@ -98,7 +102,7 @@ def main() -> None:
             settings = ConditioningSettings(
                 mode=mode, height=args.size, width=args.size, frames=args.frames, **kwargs
             )
-            return build_conditioning(PORTRAIT, driving, settings=settings, tracker=tracker)
+            return build_conditioning(args.portrait, driving, settings=settings, tracker=tracker)
 
         made = {}
         for mode in MODES:
@@ -133,7 +137,7 @@ def main() -> None:
         for azimuth in (60, 90):
             view = Trajectory.static(azimuth, 0.0, 1.0, name="view")
             far = build_conditioning(
-                PORTRAIT,
+                args.portrait,
                 None,
                 settings=ConditioningSettings(
                     mode="camera-only", height=args.size, width=args.size, frames=5

@@ -291,7 +291,7 @@ def fit_hair(head, silhouette, person, K, c2w) -> np.ndarray:
     ratio = _ray_extent(person > 0.5, centre_px[0], angles) / np.maximum(
         _ray_extent(silhouette, centre_px[0], angles), 1.0
     )
-    upward = np.sin(angles) < np.sin(np.radians(55.0))  # image y down: above, or just below
+    upward = np.sin(angles) < np.sin(np.radians(40.0))  # image y down: above, or just below
     ratio = np.where(upward, np.clip(ratio, 1.0, 2.0), 1.0)
     kernel = np.exp(-0.5 * (np.arange(-6, 7) / 3.0) ** 2)
     ratio = np.convolve(np.r_[ratio[-6:], ratio, ratio[:6]], kernel / kernel.sum(), "valid")
@@ -322,19 +322,6 @@ def person_mask(reference: np.ndarray, silhouette: np.ndarray, face_hull: np.nda
     # The whole band starts as "probably the person": the background's colour model is then
     # learnt from beyond it only, and the band's background pixels leave the person for it.
     mask = np.where(grown > 0, cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8)
-    # In the band, pixels of the backdrop's colour (the frame's top and sides, in Lab, as a
-    # Gaussian) start as probably not the person.
-    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float64)
-    edge = max(2, round(0.04 * max(size)))
-    border = np.zeros(mask.shape, bool)
-    border[:edge], border[:, :edge], border[:, -edge:] = True, True, True
-    border &= grown == 0
-    if border.sum() > 30:
-        samples = lab[border]
-        mean, cov = samples.mean(0), np.cov(samples.T) + np.eye(3) * 4.0
-        delta = lab - mean
-        distance = np.einsum("...i,ij,...j->...", delta, np.linalg.inv(cov), delta)
-        mask[(grown > 0) & (sil == 0) & (distance < 16.0)] = cv2.GC_PR_BGD
     mask[hull > 0] = cv2.GC_FGD
     if (mask == cv2.GC_BGD).sum() < 50 or (mask == cv2.GC_FGD).sum() < 50:
         return silhouette.astype(np.float32)
@@ -418,6 +405,18 @@ def build_scene(conditioning) -> Scene:
     cv2.fillConvexPoly(hull, cv2.convexHull(landmarks[:, :2].astype(np.int32)), 1)
     silhouette = silhouette_of(scene_vertices(head))
     person = person_mask(reference, silhouette, hull > 0)
+    # Inside the template's own head (a little in from its outline) it is the person whatever
+    # GrabCut says: hair the colour of the backdrop (or of a dark frame edge the backdrop's
+    # model learnt) would otherwise stay behind in the background and leave the head bald.
+    inner = max(3, round(0.03 * max(height, width)) | 1)
+    template_head = silhouette_of(
+        scene_vertices(head)[: head_count + cavity_count], all_head_faces, cull
+    )
+    template_head = cv2.erode(
+        template_head.astype(np.uint8),
+        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (inner, inner)),
+    )
+    person = np.maximum(person, cv2.GaussianBlur(template_head.astype(np.float32), (0, 0), 1))
     head = fit_hair(head, silhouette, person, K, c2w)
     vertices = scene_vertices(head)
     background = inpainted_background(reference, person)
