@@ -29,7 +29,7 @@ from pathlib import Path
 
 from factorportrait.config import LIMITS
 from factorportrait.errors import InputError
-from factorportrait.ui.blocks import PAGE_CSS, build_demo
+from factorportrait.ui.blocks import PAGE_CSS, PAGE_JS, build_demo
 from factorportrait.ui.service import Service
 
 
@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         allowed_paths=[],  # nothing on disk is served but what the app itself returns
         show_error=True,
         css=PAGE_CSS,
+        js=PAGE_JS,
     )
 
 

@@ -370,3 +370,46 @@ def test_each_modes_example_generates_a_real_result_on_the_geometry_engine(small
         assert "Engine: geometry" in text and "not diffusion and not FactorPortrait" in text, text
         page.locator("#result-video video").first.wait_for(state="attached", timeout=30_000)
     _no_error_shown(page)
+
+
+def test_an_example_plays_its_preview_by_itself_with_the_modes_controls_in_view(small_page):
+    """Issue 29, item 5: the examples' previews did not play by themselves, a click scrolled
+    past the camera editor, and camera-only's example loaded a clip it ignores."""
+    page = small_page
+    page.locator("#example-all-dynamic").click()
+    page.locator("#preview-summary").get_by_text("Mode: all-dynamic").wait_for(timeout=180_000)
+    page.locator("#strip-video video").first.wait_for(state="attached", timeout=30_000)
+    playing = (
+        "(video) => !video.paused && video.muted && video.loop && video.currentTime > 0"
+    )  # fmt: skip
+    wait_for(
+        lambda: page.locator("#strip-video video").first.evaluate(playing),
+        timeout=20,
+        what="the preview playing by itself, muted and looping",
+    )
+    # The page stays where the mode and its camera editor are (not scrolled past them).
+    assert _in_first_viewport(page, "#mode"), page.locator("#mode").bounding_box()
+    page.locator("#example-camera-only").click()
+    page.locator("#preview-summary").get_by_text("Mode: camera-only").wait_for(timeout=180_000)
+    wait_for(
+        lambda: page.locator("#driving video").count() == 0,
+        timeout=15,
+        what="no driving clip loaded by the camera-only example",
+    )
+
+
+def test_on_a_phone_the_3d_view_and_the_engine_texts_take_the_width(browser, app_url):
+    """Issue 29, item 7: at 390 px the camera editor's 3D view was squeezed to about 160 px
+    (path and legend cut off) and the engine texts to a tall narrow column."""
+    page = _open_page(browser, app_url, 390, 844)
+    try:
+        page.locator("#mode").get_by_text("all-dynamic", exact=True).click()
+        plot = page.locator("#path-view .js-plotly-plot")
+        plot.wait_for(state="visible", timeout=10_000)
+        plot.scroll_into_view_if_needed()
+        box = plot.bounding_box()
+        assert box["width"] >= 300 and box["height"] >= 300, box
+        text = page.locator("#engine-text").bounding_box()
+        assert text["width"] >= 300, text
+    finally:
+        page.close()

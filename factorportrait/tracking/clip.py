@@ -60,7 +60,10 @@ def assemble_clip(
     times = np.asarray(times, dtype=np.float64)
     found = np.array([o is not None for o in observations])
     if not found.any():
-        raise InputError(f"{name}: no face found in any of its {len(observations)} frames")
+        # Frames looked at: a driving clip is sampled once per output frame (a short clip repeats).
+        raise InputError(
+            f"{name}: no face found in any of the {len(observations)} frames looked at"
+        )
     known = np.flatnonzero(found)
     obs = [observations[i] for i in known]
     t_known = times[known]

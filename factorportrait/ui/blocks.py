@@ -31,6 +31,23 @@ PAGE_CSS = """
 """
 PRIVATE = {"api_visibility": "private"}  # UI plumbing: not part of the public API
 DEFAULT_PRESET = handlers.DEFAULT_PRESET
+# Previews and results play by themselves, looping, muted (PAGE_JS mutes every player: browsers
+# start only muted videos by themselves; the volume control unmutes a result with sound).
+PLAYS_ITSELF = {"autoplay": True, "loop": True}
+PAGE_JS = """() => {
+    const mute = () => document.querySelectorAll('video:not([data-muted-once])').forEach(v => {
+        v.muted = true;
+        v.dataset.mutedOnce = '1';
+        v.play?.().catch(() => {});
+    });
+    new MutationObserver(mute).observe(document.body, {subtree: true, childList: true});
+    mute();
+}"""
+# An example brings the mode and its controls (camera editor or view sliders) into view: they
+# are what makes one mode's example differ from another's.
+SCROLL_TO_MODE = (
+    "() => { document.getElementById('mode')?.scrollIntoView({block: 'start'}); return []; }"
+)
 # Generate and Preview bring the buttons, the run's status and the result into view.
 SCROLL_TO_RUN = (
     "() => { document.getElementById('run-panel')?.scrollIntoView({block: 'start'}); return []; }"
@@ -258,7 +275,7 @@ def _outputs_section(engine: str, loaded: bool) -> SimpleNamespace:
             with gr.Column(min_width=160):
                 gr.Markdown(texts.RESULT_LABEL, elem_id="result-label")
                 result_video = gr.Video(
-                    show_label=False, buttons=[], autoplay=True, loop=True, elem_id="result-video"
+                    show_label=False, buttons=[], elem_id="result-video", **PLAYS_ITSELF
                 )
                 result_download = gr.DownloadButton(
                     texts.DOWNLOAD_RESULT, visible=False, size="sm", elem_id="result-download"
@@ -266,22 +283,32 @@ def _outputs_section(engine: str, loaded: bool) -> SimpleNamespace:
             with gr.Column(min_width=160):
                 gr.Markdown(texts.SIDE_BY_SIDE_LABEL, elem_id="side-label")
                 side_video = gr.Video(
-                    show_label=False, buttons=[], autoplay=True, loop=True, elem_id="side-video"
+                    show_label=False, buttons=[], elem_id="side-video", **PLAYS_ITSELF
                 )
     with gr.Row():
-        normals_video = gr.Video(label="Normal maps (head pose)", elem_id="normals-video")
-        rays_video = gr.Video(label="Ray maps (camera)", elem_id="rays-video")
-        tracking_video = gr.Video(label="Tracking")
+        normals_video = gr.Video(
+            label="Normal maps (head pose)", elem_id="normals-video", **PLAYS_ITSELF
+        )
+        rays_video = gr.Video(label="Ray maps (camera)", elem_id="rays-video", **PLAYS_ITSELF)
+        tracking_video = gr.Video(label="Tracking", elem_id="tracking-video", **PLAYS_ITSELF)
     gr.Markdown(texts.RAYS_EXPLAINED, elem_id="rays-explained")
     # What drives wan-animate: shown only when that engine is chosen.
     with gr.Row():
         pose_video = gr.Video(
-            label="Skeleton (wan-animate's pose video)", visible=wan_animate, elem_id="pose-video"
+            label="Skeleton (wan-animate's pose video)",
+            visible=wan_animate,
+            elem_id="pose-video",
+            **PLAYS_ITSELF,
         )
         face_video = gr.Video(
-            label="Face crops (wan-animate's face video)", visible=wan_animate, elem_id="face-video"
+            label="Face crops (wan-animate's face video)",
+            visible=wan_animate,
+            elem_id="face-video",
+            **PLAYS_ITSELF,
         )
-    strip_video = gr.Video(label="Side by side: tracking | normals | rays")
+    strip_video = gr.Video(
+        label="Side by side: tracking | normals | rays", elem_id="strip-video", **PLAYS_ITSELF
+    )
     return SimpleNamespace(
         engine=engine_radio,
         engine_text=engine_text,
@@ -311,7 +338,10 @@ def _four_modes_section() -> SimpleNamespace:
         modes = list(Mode)
         for row in (modes[:2], modes[2:]):
             with gr.Row():
-                videos += [gr.Video(label=str(mode), elem_id=f"four-{mode}") for mode in row]
+                videos += [
+                    gr.Video(label=str(mode), elem_id=f"four-{mode}", **PLAYS_ITSELF)
+                    for mode in row
+                ]
     return SimpleNamespace(button=button, note=note, videos=videos)
 
 
@@ -549,7 +579,7 @@ def _wire(
             functools.partial(events.example_chosen, example_mode),
             None,
             example_outputs,
-            js=SCROLL_TO_RUN,
+            js=SCROLL_TO_MODE,
             **PRIVATE,
         ).then(
             events.example_preview,

@@ -53,6 +53,12 @@ EXAMPLES = {
 DEFAULT_PRESET = "orbit"
 
 
+def example_driving(mode) -> str | None:
+    """The clip a mode's example loads: none for camera-only, which keeps the photo's own head
+    and expression (a clip there would be tracked and shown, then ignored)."""
+    return str(EXAMPLE_DRIVING) if Mode.parse(mode).drives_head else None
+
+
 def user_error(exc: Exception) -> gr.Error:
     return gr.Error(str(exc), print_exception=False)
 
@@ -555,7 +561,7 @@ class Handlers:
         )
         return (
             str(EXAMPLE_PORTRAIT),
-            str(EXAMPLE_DRIVING),
+            example_driving(mode),
             mode.value,
             path_name(trajectory, self.presets),
             table,
@@ -584,7 +590,7 @@ class Handlers:
             cached = self._example_previews.get(key)
             if cached is None:
                 outputs = self.preview(
-                    str(EXAMPLE_PORTRAIT), str(EXAMPLE_DRIVING), mode, trajectory_json,
+                    str(EXAMPLE_PORTRAIT), example_driving(mode), mode, trajectory_json,
                     azimuth, elevation, distance, frames, fps, size, engine, request,
                 )  # fmt: skip
                 folder = self.service.output_root / "examples" / key
@@ -599,7 +605,7 @@ class Handlers:
         state.preview_error = None
         state.engine_videos = cached[5]
         state.preview_request = preview_request(
-            str(EXAMPLE_PORTRAIT), str(EXAMPLE_DRIVING), mode, trajectory_json, azimuth,
+            str(EXAMPLE_PORTRAIT), example_driving(mode), mode, trajectory_json, azimuth,
             elevation, distance, frames, fps, size, engine,
         )  # fmt: skip
         state.preview_summary = cached[4]
