@@ -423,15 +423,16 @@ def build_scene(conditioning) -> Scene:
     # The rest of the person (the body beyond the template's shoulders, a suit, a collar): a
     # layer of its own at the body's depth, held in the world as the body is.
     head_only = silhouette_of(vertices[: head_count + cavity_count], all_head_faces, cull)
-    # Above the chin the head's region reaches out 1/25 of the frame (hair tips GrabCut kept but
-    # the grown skull did not reach must not stay behind); below it, only the silhouette's edge
-    # (the neck and collar there are the body's).
+    # Above the ears the head's region reaches out 1/25 of the frame (hair tips GrabCut kept
+    # but the grown skull did not reach must not stay behind); below them it is the head's own
+    # silhouette: the jaw's edge, the neck, the collar and hair down to the shoulders are the
+    # body's, held in the world (else a gap opens between the jaw and the template's neck).
     near = max(3, round(0.04 * max(height, width)) | 1)
     head_region = cv2.dilate(
         head_only.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (near, near))
     )
-    chin = int(np.clip(landmarks[152, 1], 0, height))
-    head_region[chin:] = cv2.dilate(head_only.astype(np.uint8), np.ones((5, 5), np.uint8))[chin:]
+    ears = int(np.clip(landmarks[[234, 454], 1].min(), 0, height))
+    head_region[ears:] = head_only[ears:]
     head_region = cv2.GaussianBlur(head_region.astype(np.float32), (0, 0), 2)
     body_alpha = person * (1.0 - np.clip(head_region, 0.0, 1.0))
     body_layer = np.dstack([reference, np.clip(body_alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)])
