@@ -30,7 +30,11 @@ EXAMPLE_DRIVING = ASSETS / "example_driving.mp4"
 PREVIEW_API = "= conditioning (API call)"
 PREVIEW_WITH_FILES = "= preview incl. writing files"
 PREVIEW_UI = "= preview in the web service"
-NORMALS_IN_PREVIEW = "normals"  # the preview summary's stage: the rasteriser's share
+NORMALS_IN_PREVIEW = "normals"
+GEOMETRY_RENDER = "geometry engine render at {size}"
+GEOMETRY_GENERATE = (
+    "= geometry Generate in the web service"  # the preview summary's stage: the rasteriser's share
+)
 
 
 def _time(fn: Callable[[], object], repeats: int) -> list[float]:
@@ -145,6 +149,56 @@ def preview_ui_benchmark(
         return [(PREVIEW_UI, _time(request, repeats))]
     finally:
         shutil.rmtree(service.output_root, ignore_errors=True)
+
+
+def geometry_benchmark(
+    portrait: Path,
+    driving: Path,
+    frames: int,
+    size: int,
+    repeats: int,
+    landmarker: Path | None = None,
+) -> list[tuple[str, list[float]]]:
+    """The geometric engine: its render alone (all-dynamic along the orbit, at ``size`` and at
+    512), and a Generate through the web service after that request's preview (what a click on
+    Generate waits for, the video written; the page's own transfer not included)."""
+    import shutil
+
+    from .conditioning import ConditioningSettings, build_conditioning
+    from .engines.geometry import render_geometry
+    from .tracking import FaceTracker
+    from .ui.service import Service
+    from .viewpoint import load_preset
+
+    rows = []
+    orbit = load_preset("orbit")
+    with FaceTracker(landmarker) as tracker:
+        for side in sorted({size, 512}):
+            settings = ConditioningSettings(
+                mode=Mode.ALL_DYNAMIC, frames=frames, height=side, width=side
+            )
+            cond = build_conditioning(
+                portrait, driving, settings=settings, trajectory=orbit, tracker=tracker
+            )
+            render_geometry(cond)  # warm-up: the compiled loops load
+            rows.append(
+                (
+                    GEOMETRY_RENDER.format(size=side),
+                    _time(lambda c=cond: render_geometry(c), repeats),
+                )
+            )
+    settings = ConditioningSettings(mode=Mode.ALL_DYNAMIC, frames=frames, height=size, width=size)
+    service = Service(landmarker=str(landmarker) if landmarker else None, engine="geometry")
+    try:
+        service.preview(str(portrait), str(driving), settings, orbit, engine="geometry")
+
+        def generate():
+            service.generate(str(portrait), str(driving), settings, orbit, engine="geometry")
+
+        rows.append((GEOMETRY_GENERATE, _time(generate, repeats)))
+    finally:
+        shutil.rmtree(service.output_root, ignore_errors=True)
+    return rows
 
 
 def print_report(
@@ -348,6 +402,12 @@ def summary_json(
         out[f"render_fps_{size}_in_preview"] = frames / median(NORMALS_IN_PREVIEW)
     if PREVIEW_UI in rows:
         out[f"preview_ui_{frames}f_{size}_s"] = median(PREVIEW_UI)
+    for name in rows:
+        if name.startswith(GEOMETRY_RENDER.format(size="")):
+            side = name.rsplit(" ", 1)[1]
+            out[f"render_fps_geometry_{side}"] = frames / median(name)
+    if GEOMETRY_GENERATE in rows:
+        out[f"geometry_generate_{frames}f_{size}_s"] = median(GEOMETRY_GENERATE)
     for name, key in (
         ("tiny VAE encode (normals video)", "tiny_vae_encode_s"),
         ("tiny VAE decode", "tiny_vae_decode_s"),

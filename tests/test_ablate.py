@@ -172,7 +172,7 @@ def test_training_validation_writes_what_evaluate_reads(held_out, tmp_path, land
     assert report["samples"][0]["summary"]["psnr_db"] == pytest.approx(psnr, abs=1e-4)
 
 
-def test_two_engines_side_by_side_on_the_same_inputs(held_out, tmp_path, landmarker_path):
+def test_every_engine_side_by_side_on_the_same_inputs(held_out, tmp_path, landmarker_path):
     make_tiny_wan_animate_checkpoint(tmp_path / "animate")
     truth = np.full((5, 64, 64, 3), 128, np.uint8)
     write_video(tmp_path / "truth.mp4", truth, 16)
@@ -193,6 +193,7 @@ def test_two_engines_side_by_side_on_the_same_inputs(held_out, tmp_path, landmar
         [
             "--checkpoint", f"factorportrait={held_out / 'full'}",
             "--checkpoint", f"animate={tmp_path / 'animate'}",  # engine read from the folder
+            "--checkpoint", "geo=geometry",  # the geometric engine: no checkpoint
             "--inputs", str(tmp_path / "inputs.jsonl"),
             "--steps", "1", "--device", "cpu",
             "--landmarker", str(landmarker_path),
@@ -202,8 +203,9 @@ def test_two_engines_side_by_side_on_the_same_inputs(held_out, tmp_path, landmar
     comparison = json.loads((out / "ablation.json").read_text())
     assert comparison["runs"]["factorportrait"]["engine"] == "factorportrait"
     assert comparison["runs"]["animate"]["engine"] == "wan-animate"
+    assert comparison["runs"]["geo"]["engine"] == "geometry"
     saved = {}
-    for label in ("factorportrait", "animate"):
+    for label in ("factorportrait", "animate", "geo"):
         video = read_video(out / label / "nasa.mp4").frames
         assert video.shape == (5, 64, 64, 3)
         # Every engine's output carries its banner: the top band darkened to a quarter.
@@ -212,11 +214,13 @@ def test_two_engines_side_by_side_on_the_same_inputs(held_out, tmp_path, landmar
         assert comparison["table"][label]["psnr_db"] == pytest.approx(psnr, abs=1e-4)
         with np.load(out / label / "nasa.conditioning.npz") as arrays:
             saved[label] = {key: arrays[key] for key in ("c2w", "head_pose", "blendshapes")}
-    for key in saved["animate"]:  # the same conditioning, built once, for both engines
+    for key in saved["animate"]:  # the same conditioning, built once, for every engine
         np.testing.assert_array_equal(saved["animate"][key], saved["factorportrait"][key])
+        np.testing.assert_array_equal(saved["geo"][key], saved["factorportrait"][key])
     page = (out / "ablation.html").read_text()
     assert "src='animate/nasa.mp4'" in page and "src='factorportrait/nasa.mp4'" in page
     assert "| animate | wan-animate |" in (out / "ablation.md").read_text()
+    assert "| geo | geometry |" in (out / "ablation.md").read_text()
 
 
 def test_ablate_refuses_what_it_cannot_compare(held_out, tmp_path):

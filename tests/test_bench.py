@@ -41,6 +41,9 @@ def test_bench_writes_the_required_keys(tmp_path, landmarker_path, capsys):
         "tiny_vae_encode_s",
         "tiny_vae_decode_s",
         "tiny_denoise_step_s",
+        "render_fps_geometry_512",
+        "render_fps_geometry_64",
+        "geometry_generate_5f_64_s",
     ):
         assert isinstance(figures[key], float) and figures[key] > 0, key
     assert figures["settings"] == {"frames": 5, "size": 64, "repeats": 1}
@@ -53,6 +56,8 @@ def test_bench_writes_the_required_keys(tmp_path, landmarker_path, capsys):
         > stages["= conditioning (API call)"]["median_s"]
     )
     assert figures["preview_ui_5f_64_s"] == stages["= preview in the web service"]["median_s"]
+    geometry = stages["geometry engine render at 512"]["median_s"]
+    assert figures["render_fps_geometry_512"] == 5 / geometry
     markdown = table.read_text()
     for key in ("render_fps_512", "render_fps_64_in_preview", "preview_ui_5f_64_s"):
         assert f"| `{key}` |" in markdown

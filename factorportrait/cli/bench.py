@@ -66,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
         portrait, driving, frames, height, width, args.repeats, args.landmarker
     )
     render_rows = bench.render_benchmark(frames, (256, 512, 1024), args.repeats, args.landmarker)
+    render_rows += bench.geometry_benchmark(
+        portrait, driving, frames, height, args.repeats, args.landmarker
+    )
     pipeline_rows = bench.tiny_pipeline_benchmark(frames, height, args.repeats)
     print()
     bench.print_report(

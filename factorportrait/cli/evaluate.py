@@ -46,10 +46,11 @@ def register_ablate(commands) -> None:
         "--checkpoint",
         action="append",
         default=[],
-        metavar="LABEL=[ENGINE:]PATH",
+        metavar="LABEL=[ENGINE:]PATH|LABEL=geometry",
         help="a run to generate, e.g. full=runs/full/checkpoint-2000, "
         "C2=runs/c2/checkpoint-2000, animate=wan-animate:Wan-AI/Wan2.2-Animate-14B-Diffusers "
-        "(ENGINE: factorportrait or wan-animate; read from a local folder when left out)",
+        "(ENGINE: factorportrait or wan-animate; read from a local folder when left out); "
+        "geo=geometry for the geometric engine (no checkpoint, --inputs only)",
     )
     parser.add_argument(
         "--results",

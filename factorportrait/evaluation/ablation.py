@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engines import FACTORPORTRAIT, GEOMETRY, WAN_ANIMATE, engine_info
 from ..errors import InputError
 from ..io import staged_output_dir, write_json
 from ..tracking import FaceTracker
@@ -58,8 +59,6 @@ COLUMNS = (
     ("landmark_jitter_px", "Jitter (px)", False),
     ("face_tracked_fraction", "Face found", True),
 )
-FACTORPORTRAIT = "factorportrait"
-WAN_ANIMATE = "wan-animate"
 
 
 @dataclass(frozen=True)
@@ -74,13 +73,16 @@ class Run:
 
 def parse_run(spec: str, *, results: bool = False) -> Run:
     """``LABEL=PATH`` or ``LABEL=ENGINE:PATH`` (ENGINE: factorportrait or wan-animate; without
-    it a local checkpoint's model_index.json tells, a Hub id is factorportrait)."""
+    it a local checkpoint's model_index.json tells, a Hub id is factorportrait), or
+    ``LABEL=geometry`` (the geometric engine: no checkpoint)."""
     label, sep, source = spec.partition("=")
     if not sep or not label or not source:
         raise InputError(f"{spec!r}: expected LABEL=PATH (e.g. full=runs/full/checkpoint-2000)")
     if not all(c.isalnum() or c in "-_." for c in label):
         raise InputError(f"{spec!r}: a label may hold letters, digits, '-', '_' and '.' only")
     engine, colon, rest = source.partition(":")
+    if source.rstrip(":") == GEOMETRY:
+        return Run(label, GEOMETRY, "")
     if colon and engine in (FACTORPORTRAIT, WAN_ANIMATE):
         return Run(label, engine, rest)
     if results:
@@ -250,7 +252,13 @@ def generate_inputs(
 
     from ..generation import generate_frames, load_pipeline, write_generation
 
-    if run.engine == WAN_ANIMATE:
+    if not engine_info(run.engine).needs_model:  # the geometric engine: no checkpoint
+        from ..engines.banner import label_geometry
+        from ..engines.geometry import render_geometry
+
+        def make(cond):
+            return label_geometry(render_geometry(cond))
+    elif run.engine == WAN_ANIMATE:
         from ..wan_animate.engine import generate_wan_animate, load_wan_animate
 
         pipeline = load_wan_animate(run.source, device)
