@@ -142,9 +142,12 @@ def test_a_frontal_motionless_neutral_request_gives_back_the_portraits_crop(stil
     assert min(psnr) >= FACE_PSNR_DB, f"PSNR over the face {np.round(psnr, 1)} dB"
 
 
-def test_a_head_yawed_20_degrees_is_retracked_at_20(still, tracker):
+@pytest.mark.parametrize("side", [1.0, -1.0], ids=["left", "right"])
+def test_a_head_yawed_20_degrees_is_retracked_at_20(still, tracker, side):
+    """Both ways: MediaPipe reads this portrait's turns a little asymmetrically (seen 17.9 one
+    way, 19.6 the other)."""
     count = len(still.c2w)
-    requested_yaw = np.linspace(0.0, YAW_DEG, count)
+    requested_yaw = np.linspace(0.0, side * YAW_DEG, count)
     # A turn about the camera's vertical axis through the head (the portrait's camera looks
     # down on it a little: a turn about the head's own up axis would read as some roll).
     in_camera = metrics.requested_head_in_camera(still.c2w, still.head_pose)
