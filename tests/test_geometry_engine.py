@@ -26,7 +26,11 @@ from factorportrait.io.media import read_image
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 SIZE = 256
-FACE_PSNR_DB = 30.0
+# The issue asks at least 30 dB; the engine gives 38.9 (projective texturing is exact at the
+# photo's own view; what is left is the still clip's tracking noise and the jaw's edge). 35 dB
+# also catches the subtler bugs: texture looked up half a pixel off (30.6 dB) or from a photo
+# blurred by a pixel (32.9 dB).
+FACE_PSNR_DB = 35.0
 YAW_DEG, YAW_TOLERANCE_DEG = 20.0, 3.0
 EXPRESSION_CORRELATION = 0.8
 # Camera-only: the re-tracked view against the path's. MediaPipe reads a face seen from up to
