@@ -67,6 +67,7 @@ class GenerationStopped(InputError):
 
 
 # The long stages of a generation, in order, as ``progress`` reports them (README: Web demo).
+SIDE_BY_SIDE_HEIGHT = 256  # the result's side-by-side: panels no higher than the page shows
 GEOMETRY_FPS_512 = 25.0  # the geometric engine's render on a 2-core CPU (BENCHMARKS.md)
 STAGES = ("loading", "encoding", "denoising", "decoding", "rendering", "writing")
 
@@ -513,21 +514,28 @@ class Service:
         from ..generation import write_generation
 
         out = self.request_dir()
-        video = write_generation(out / "result.mp4", frames, cond)["video"]
+        # The result is encoded (its own ffmpeg process) while the side-by-side is composed.
+        with ThreadPoolExecutor(1, thread_name_prefix="write-result") as writer:
+            written = writer.submit(write_generation, out / "result.mp4", frames, cond)
+            # What drove the result beside it: the normal maps, or wan-animate's skeleton; at
+            # most SIDE_BY_SIDE_HEIGHT high, the size the page shows it (three panels in half
+            # the page's width).
+            height = min(cond.height, SIDE_BY_SIDE_HEIGHT)
+            if engine == WAN_ANIMATE:
+                from ..wan_animate.skeleton import pose_video
+
+                control = np.asarray(pose_video(cond))
+            else:
+                control = cond.normals_rgb()
+            strip = side_by_side([tracking_frames(cond, height), control, frames], height)
+            side = write_video(out / "side_by_side.mp4", strip, cond.fps)
+            video = written.result()["video"]
         file = cond.report.driving_file
         if driving and file is not None and file.has_audio and cond.mode.drives_head:
             video = mux_audio(video, driving, out / "result_with_audio.mp4")
-        # What drove the result beside it: the normal maps, or wan-animate's skeleton.
-        if engine == WAN_ANIMATE:
-            from ..wan_animate.skeleton import pose_video
-
-            control = np.asarray(pose_video(cond))
-        else:
-            control = cond.normals_rgb()
-        strip = side_by_side([tracking_frames(cond), control, frames], cond.height)
         return GenerationResult(
             video=video,
-            side_by_side=write_video(out / "side_by_side.mp4", strip, cond.fps),
+            side_by_side=side,
             conditioning=cond,
             warnings=self.warnings(cond, trajectory, engine),
             engine=engine,
