@@ -1,12 +1,13 @@
 """The geometric engine's frames: the portrait's own pixels on the posed template, over the
-background layer, one output frame at a time (ARCHITECTURE.md: Conventions, for the cameras).
+layers behind it, one output frame at a time (ARCHITECTURE.md: Conventions, for the cameras).
 
 Per frame: the head (with the frame's expression) posed by ``head_pose`` and the body held in
 the world, both seen from the frame's camera (``K``, ``c2w``: the same poses and cameras the
-normal maps and ray maps use); rasterised with each vertex's source pixel in the reference,
-its seen-ness and its fill colour interpolated; the reference sampled there (``cv2.remap``),
-blended into the fill colour where the photo never saw the surface; over the background
-plane warped by its homography for this camera.
+normal maps and ray maps use: the head sits where the previewed normals are); rasterised with
+each vertex's point in the reference camera, its seen-ness and its fill colour interpolated;
+the reference sampled where that point projects (``cv2.remap``), blended into the fill colour
+where the photo never saw the surface; over the body's and the backdrop's planes, each warped
+by its homography for this camera. Per-pixel passes are numba loops (``compose``); no torch.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def render_geometry(
     scene = build_scene(conditioning)
     count = len(conditioning.c2w)
     height, width = scene.background.shape[:2]
-    cull = np.r_[scene.cavity_cull, np.ones(len(scene.body_faces), bool)]
+    cull = np.r_[scene.head_cull, np.ones(len(scene.body_faces), bool)]
     frames = np.empty((count, height, width, 3), np.uint8)
     for frame in range(count):
         if should_stop is not None and should_stop():

@@ -1,21 +1,31 @@
 """What the geometric engine builds once per request: the portrait's textured head and body,
-the driving expression as per-frame offsets of the face, and the background layer.
+the driving expression as per-frame offsets of the face, and the layers behind them.
 
 - Geometry: the Conditioning's template (the head posed by ``head_pose``, the neck and
   shoulders held in the world, as the normal maps render it), with its face vertices moved
   across the reference camera's rays onto the portrait's own tracked landmarks (depth kept)
-  and the skull carried along near the face, so the texture's eyes and mouth sit on the
-  mesh's. The face mesh is cut open between the inner lips and a cavity is added behind them.
-- Texture: every vertex projected through the reference camera gives its source pixel. Which
-  vertices the photo really saw comes from a depth render of the same mesh from that camera
-  (occluded or facing away: not seen), weighted down towards grazing angles.
+  and the skull carried along near the face, so the photo's eyes and lips sit on the mesh's
+  (what lets a blink close the photo's own eyelids). The skull is grown, direction by
+  direction, to the outline of the person's hair above the ears, so the hair turns with the
+  head. The face mesh is cut open between the inner lips and a cavity is added behind them.
+- Texture: projective texturing through the reference camera: each vertex keeps its point in
+  that camera, interpolated perspective-correctly and projected per pixel, so the photo's own
+  view gives the photo back exactly. What the photo really saw comes from a depth render of
+  the same mesh from its camera (occluded or facing away: not seen); the further a frame's
+  view is from the photo's, the less of what was seen at grazing angles is used (stretched
+  into stripes from the side).
 - Unseen parts (the back and far side of the head, the back of the neck, grazing sides): a
-  fill colour per vertex, the harmonic interpolation over the mesh's edges of the colours of
-  the seen vertices (a blurred photo sampled there, the background left out), so the back of
-  the skull takes the hair's colour from the visible skull and the neck's back the neck's.
-  The mouth's cavity is filled dark.
-- Background: the photo with the person removed (GrabCut from the template's silhouette,
-  then OpenCV's inpainting), a plane behind the head, warped per camera by its homography.
+  fill colour per vertex, harmonic over the mesh's edges from the colours of the seen vertices
+  (the photo blurred over the person only, no background bleeding in), pulled towards the
+  median colour of the seen skull above the eyes (the hair) on the skull and of the seen body
+  on the body: the back of the head is the hair's colour, smooth, never stripes or holes.
+- Mouth: where the photo's lips part the cavity shows the photo (its teeth); a mouth opened
+  wider than the photo's shows a dark back and lower side (``attributes_for``).
+- Layers behind: the backdrop (the photo with the person removed: GrabCut started from the
+  template's silhouette, then OpenCV's inpainting) on a plane behind the head, and the rest of
+  the person (collar, suit, hair on the shoulders) on a plane at the body's depth, both held
+  in the world and warped per camera by their homographies: parallax under camera motion, and
+  what the head uncovers is the inpainted backdrop.
 """
 
 from __future__ import annotations
@@ -62,7 +72,7 @@ ATTRIBUTES = 7
 class Scene:
     head_vertices: np.ndarray  # (Vh, 3) head frame: personalised face + skull (no cavity)
     head_faces: np.ndarray  # (Th, 3) the mouth cut open, then the cavity's triangles
-    cavity_cull: np.ndarray  # (Th,) bool: cull back faces (False on the cavity)
+    head_cull: np.ndarray  # (Th,) bool: cull back faces (not on the cavity, the face's join)
     body_vertices: np.ndarray  # (Vb, 3) world
     body_faces: np.ndarray
     attributes: np.ndarray  # (Vh + cavity + Vb, ATTRIBUTES); seen-ness for the reference's view
@@ -203,7 +213,8 @@ def expression_offsets(conditioning, template_face: np.ndarray) -> np.ndarray | 
 
 
 def _seen(vertices, normals, faces, cull, K, c2w, height, width):
-    """Per vertex: how well the reference camera saw it (0..1) and its source pixel."""
+    """Per vertex: the cosine between its normal and the way to the reference camera, whether
+    that camera saw it (in the frame, not occluded) and its pixel there."""
     pixels, cam = _project(vertices, K, c2w)
     attributes = np.zeros((len(vertices), 1))
     _, depth, _ = render_attributes(cam, attributes, faces, cull, K, height, width)
@@ -229,9 +240,9 @@ def _seen(vertices, normals, faces, cull, K, c2w, height, width):
 
 def seen_weights(cosine, visible, view_deg):
     """How much of the photo to show per vertex for a view ``view_deg`` degrees away from the
-    reference's: from the reference's own view everything it saw (up to its silhouette and
-    beyond: the photo is exact there); further round, less of what it saw at grazing angles (stretched
-    into stripes from the side), down to none below GRAZING[0] and all above GRAZING[1]."""
+    reference's: from the reference's own view everything it saw (the photo is exact there,
+    grazing or not); further round, less of what it saw at grazing angles (stretched into
+    stripes from the side), down to none below GRAZING[0] and all above GRAZING[1]."""
     away = np.clip(np.asarray(view_deg, dtype=np.float64) / GRAZING_VIEW_DEG, 0.0, 1.0)
     low = GRAZING[0] * away
     high = 0.03 + (GRAZING[1] - 0.03) * away
@@ -448,8 +459,8 @@ def build_scene(conditioning) -> Scene:
     cosine, visible, pixels = _seen(
         vertices, normals, scene_faces, scene_cull, K, c2w, height, width
     )
-    # The cavity shows the photo where the photo's lips part (its teeth, its dark), else its own
-    # dark colours, never the lips'.
+    # The cavity shows the photo where the photo's lips part (its teeth), else its own dark
+    # colours, never the lips'.
     cavity_slice = slice(head_count, head_count + cavity_count)
     lips = landmarks[INNER_LIPS, :2].astype(np.float32)
     # It lies where the photo shows the inside of the mouth: the ring a quarter of the way in
@@ -473,9 +484,8 @@ def build_scene(conditioning) -> Scene:
     ]
     seen = seen_weights(cosine, visible, GRAZING_VIEW_DEG)
 
-    # Fill colours: the blurred photo where the vertex was seen on the person, harmonic
-    # across the mesh elsewhere.
-    # The photo blurred over the person only, so no background bleeds into the fill.
+    # Fill colours: the photo blurred over the person only (no background bleeds in) where the
+    # vertex was seen on the person, harmonic across the mesh elsewhere.
     weight = cv2.GaussianBlur(person, (0, 0), 3)[..., None]
     blurred = cv2.GaussianBlur(reference.astype(np.float32) * person[..., None], (0, 0), 3)
     blurred = (blurred / np.maximum(weight, 1e-3)).astype(np.float64)
@@ -509,7 +519,7 @@ def build_scene(conditioning) -> Scene:
     return Scene(
         head_vertices=head,
         head_faces=all_head_faces,
-        cavity_cull=cull,
+        head_cull=cull,
         body_vertices=body,
         body_faces=body_faces,
         attributes=attributes,
