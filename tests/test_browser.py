@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
+from factorportrait.engines import engine_info
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / ".cache" / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -214,6 +216,22 @@ def test_choosing_wan_animate_shows_what_drives_it(page):
     page.locator("#engine").get_by_text("wan-animate", exact=True).click()
     page.locator("#engine-text strong").get_by_text("wan-animate:").wait_for(timeout=10_000)
     page.locator("#estimate").get_by_text("Wan2.2-Animate-14B").wait_for(timeout=10_000)
+    # Its sliders follow it: the engine's own defaults (engines.REGISTRY).
+    own = engine_info("wan-animate")
+    steps, guidance = (
+        page.locator("#steps input[type=number]"),
+        page.locator("#guidance input[type=number]"),
+    )
+    size = page.locator("#size input")
+    wait_for(
+        lambda: (
+            float(steps.input_value()) == own.default_steps()
+            and float(guidance.input_value()) == own.default_guidance()
+            and size.input_value() == str(own.default_size())
+        ),
+        timeout=10,
+        what="the engine's own steps, guidance and size",
+    )
     page.locator("#preview-button").click()
     page.locator("#pose-video video").first.wait_for(state="attached", timeout=120_000)
     page.locator("#face-video video").first.wait_for(state="attached", timeout=60_000)
@@ -357,6 +375,12 @@ def test_each_modes_example_generates_a_real_result_on_the_geometry_engine(small
     page = small_page
     page.locator("#engine").get_by_text("geometry", exact=True).click()
     page.locator("#engine-text strong").get_by_text("geometry:").wait_for(timeout=10_000)
+    # Steps and guidance mean nothing to it: greyed out.
+    wait_for(
+        lambda: page.locator("#steps input[type=number]").is_disabled(),
+        timeout=10,
+        what="steps greyed out for the geometric engine",
+    )
     for mode in ("frontal-dynamic", "novel-dynamic", "camera-only", "all-dynamic"):
         page.locator(f"#example-{mode}").click()
         page.locator("#preview-summary").get_by_text(f"Mode: {mode}").wait_for(timeout=180_000)

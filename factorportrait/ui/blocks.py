@@ -10,14 +10,14 @@ import gradio as gr
 import spaces
 
 from ..config import GENERATION, LIMITS, VIDEO
-from ..engines import ENGINES, WAN_ANIMATE
+from ..engines import ENGINES, WAN_ANIMATE, engine_info
 from ..modes import Mode
 from ..viewpoint import Trajectory, load_presets
 from . import editor, handlers, texts
 from .service import Service, estimate_markdown
 from .uploads import checked_image, checked_video
 
-SIZES = [256, 384, 512, 768]
+SIZES = list(texts.SIZES)
 # Given to launch() (Gradio 6 takes a page's CSS there). The players' empty button corners are
 # not drawn over the banner a result carries; on a phone the camera editor's 3D view and the
 # engine's description take the whole width instead of a squeezed column each.
@@ -202,6 +202,10 @@ def _novel_view_section() -> SimpleNamespace:
 
 
 def _settings_section(engine: str) -> SimpleNamespace:
+    """Frames, rate, size and the sampling settings, starting at the page's engine's own
+    defaults (they follow the engine chosen: ``handlers.engine_settings``)."""
+    info = engine_info(engine)
+    note = None if info.diffusion else texts.NOT_DIFFUSION_SETTING
     with gr.Accordion("Video and diffusion settings", open=True):
         with gr.Row():
             frames = gr.Slider(
@@ -212,24 +216,44 @@ def _settings_section(engine: str) -> SimpleNamespace:
                 label="Frames (4k+1)",
                 elem_id="frames",
             )
-            fps = gr.Slider(8, 30, value=VIDEO.fps, step=1, label="Frames per second")
-            size = gr.Dropdown(SIZES, value=VIDEO.height, label="Size (px)", elem_id="size")
+            fps = gr.Slider(
+                8, 30, value=info.default_fps(), step=1, label="Frames per second", elem_id="fps"
+            )
+            size = gr.Dropdown(
+                SIZES,
+                value=info.default_size() if info.default_size() in SIZES else VIDEO.height,
+                label="Size (px)",
+                elem_id="size",
+            )
         with gr.Row():
             steps = gr.Slider(
-                LIMITS.min_steps, 60, value=GENERATION.steps, step=1, label="Steps", elem_id="steps"
+                LIMITS.min_steps,
+                60,
+                value=info.default_steps(),
+                step=1,
+                label="Steps",
+                elem_id="steps",
+                interactive=info.diffusion,
+                info=note,
             )
             guidance = gr.Slider(
                 LIMITS.min_guidance_scale,
                 8.0,
-                value=GENERATION.guidance_scale,
+                value=info.default_guidance(),
+                interactive=info.diffusion,
+                info=note,
                 step=0.5,
                 label="Guidance",
+                elem_id="guidance",
             )
             seed = gr.Number(value=GENERATION.seed, precision=0, label="Seed")
             randomize = gr.Button("🎲", size="sm", min_width=40)
             fast = gr.Button(texts.FAST_BUTTON, size="sm")
         estimate = gr.Markdown(
-            estimate_markdown(VIDEO.frames, VIDEO.height, 30, 3.0, engine), elem_id="estimate"
+            estimate_markdown(
+                VIDEO.frames, VIDEO.height, info.default_steps(), info.default_guidance(), engine
+            ),
+            elem_id="estimate",
         )
     return SimpleNamespace(
         frames=frames,
@@ -543,6 +567,14 @@ def _wire(
         [outputs.engine_text, outputs.pose_video, outputs.face_video],
         **PRIVATE,
     ).then(events.generate_button, outputs.engine, outputs.generate_button, **PRIVATE)
+    # The sliders follow the engine chosen: its own defaults (a user's choice of engine, not a
+    # value loaded with an example: .input, not .change).
+    outputs.engine.input(
+        handlers.engine_settings,
+        outputs.engine,
+        [settings.steps, settings.guidance, settings.fps, settings.size],
+        **PRIVATE,
+    )
 
     # Examples: the inputs, mode and camera set, then the (cached) preview.
     example_outputs = [

@@ -19,7 +19,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..conditioning import ConditioningSettings
-from ..engines import ENGINES
+from ..engines import ENGINES, engine_info
 from ..errors import InputError
 from ..generation import GenerationSettings
 from ..modes import Mode
@@ -277,6 +277,21 @@ def engine_changed(engine: str):
         texts.engine_markdown(engine),
         gr.update(visible=wan_animate),
         gr.update(visible=wan_animate),
+    )
+
+
+def engine_settings(engine: str):
+    """(steps, guidance, fps, size) as the chosen engine wants them by default: each engine's
+    own defaults (engines.REGISTRY); steps and guidance greyed out for an engine that does not
+    diffuse."""
+    info = engine_info(engine if engine in ENGINES else ENGINES[0])
+    size = info.default_size()
+    note = None if info.diffusion else texts.NOT_DIFFUSION_SETTING
+    return (
+        gr.update(value=info.default_steps(), interactive=info.diffusion, info=note),
+        gr.update(value=info.default_guidance(), interactive=info.diffusion, info=note),
+        gr.update(value=info.default_fps()),
+        gr.update(value=size) if size in texts.SIZES else gr.update(),
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 from ..config import LIMITS
+from ..engines import REGISTRY
 from ..modes import Mode
 
 TITLE = "FactorPortrait"
@@ -57,6 +58,9 @@ CANCELLING = "Cancelling at the next step…"
 CANCELLED_BEFORE_START = "Cancelled before it started."
 NOTHING_TO_CANCEL = "Nothing is running."
 RESULT_LABEL = "**Result**"
+NOT_DIFFUSION_SETTING = "not used by the geometric engine (no diffusion)"
+# The page's output sizes (square): the usual ones and each engine's own default.
+SIZES = tuple(sorted({256, 384, 512, 768} | {e.default_size() for e in REGISTRY.values()}))
 SIDE_BY_SIDE_LABEL = "**Driving | normals (wan-animate: skeleton) | result**"
 DOWNLOAD_RESULT = "Download the result (mp4)"
 STARTING = "Starting…"
