@@ -197,3 +197,88 @@ def test_generate_with_the_geometry_engine_needs_no_checkpoint_and_labels_its_vi
         "--out", str(tmp_path / "x.mp4"), "--engine", "factorportrait",
     )  # fmt: skip
     assert refused.returncode != 0 and "--checkpoint" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("engine", "expected"),
+    [
+        ("wan-animate", {"steps": 20, "guidance": 1.0, "fps": 30.0, "size": 720}),
+        ("factorportrait", {"steps": 30, "guidance": 3.0, "fps": 16.0, "size": 512}),
+        ("geometry", {"steps": 30, "guidance": 3.0, "fps": 16.0, "size": 512}),
+    ],
+)
+def test_generate_takes_the_engines_own_defaults_when_none_are_given(engine, expected, monkeypatch):
+    """Nothing set: the engine's own sampling and video defaults (engines.REGISTRY); whatever
+    the user sets wins. The engine may come from --engine or $FACTORPORTRAIT_ENGINE."""
+    from factorportrait.cli import build_parser
+    from factorportrait.cli.arguments import conditioning_settings
+    from factorportrait.cli.generate import sampling_settings
+
+    monkeypatch.delenv("FACTORPORTRAIT_ENGINE", raising=False)
+    base = ["generate", "--portrait", "p.jpg", "--mode", "frontal-dynamic", "--out", "o.mp4"]
+    for args in ([*base, "--engine", engine], base):
+        if "--engine" not in args:
+            monkeypatch.setenv("FACTORPORTRAIT_ENGINE", engine)
+        parsed = build_parser().parse_args(args)
+        settings, _ = conditioning_settings(parsed)
+        sampling = sampling_settings(parsed)
+        assert {
+            "steps": sampling.steps,
+            "guidance": sampling.guidance_scale,
+            "fps": settings.fps,
+            "size": settings.height,
+        } == expected
+        assert settings.width == settings.height
+    chosen = build_parser().parse_args(
+        [*base, "--engine", engine, "--steps", "7", "--guidance", "2.5", "--fps", "24",
+         "--size", "256"]
+    )  # fmt: skip
+    settings, _ = conditioning_settings(chosen)
+    sampling = sampling_settings(chosen)
+    assert (sampling.steps, sampling.guidance_scale, settings.fps, settings.height) == (
+        7, 2.5, 24.0, 256,
+    )  # fmt: skip
+
+
+def test_wan_animate_generate_resamples_the_driving_clip_to_its_30_fps(
+    landmarker_path, tmp_path, monkeypatch, capsys
+):
+    """`generate --engine wan-animate` with nothing set: 20 steps at guidance 1, 720x720, and
+    the driving clip read at 30 fps (each output frame the clip's frame nearest its time, as
+    Wan's preprocessing reads it); a 16 fps request becomes 30 fps with a note. The model is
+    stood in for: what it is handed is checked."""
+    from pathlib import Path
+
+    from factorportrait.cli import main
+    from factorportrait.wan_animate import engine
+
+    assets = Path(__file__).resolve().parents[1] / "assets"
+    clip = assets / "example_expressive.mp4"
+    handed = {}
+
+    def fake_generate(pipeline, cond, *, steps, guidance, seed, callback=None):
+        handed.update(cond=cond, steps=steps, guidance=guidance)
+        return np.zeros((cond.frames, cond.height, cond.width, 3), np.uint8)
+
+    monkeypatch.setattr(
+        engine, "load_wan_animate", lambda *a, **k: type("Stub", (), {"_execution_device": "cpu"})()
+    )
+    monkeypatch.setattr(engine, "generate_wan_animate", fake_generate)
+    monkeypatch.delenv("FACTORPORTRAIT_ENGINE", raising=False)
+    args = ["generate", "--engine", "wan-animate", "--checkpoint", "Wan-AI/stub",
+            "--portrait", str(assets / "example_portrait.jpg"), "--driving", str(clip),
+            "--mode", "frontal-dynamic", "--frames", "9", "--landmarker", str(landmarker_path)]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "a.mp4")]) == 0
+    cond = handed["cond"]
+    assert (handed["steps"], handed["guidance"]) == (20, 1.0)
+    assert cond.fps == 30.0 and (cond.height, cond.width) == (720, 720)
+    video = read_video(clip)
+    times = np.arange(cond.frames) / 30.0
+    nearest = np.abs(video.times[None, :] - times[:, None]).argmin(axis=1)
+    np.testing.assert_array_equal(cond.driving_frames, video.frames[nearest])
+    assert "works at 30 fps" not in capsys.readouterr().out  # nothing asked otherwise
+    assert main([*args, "--fps", "16", "--out", str(tmp_path / "b.mp4")]) == 0
+    printed = capsys.readouterr().out
+    assert "wan-animate works at 30 fps" in printed and "16 fps" in printed
+    assert handed["cond"].fps == 30.0
+    assert read_video(tmp_path / "b.mp4").frames.shape[0] == 9

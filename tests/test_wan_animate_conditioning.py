@@ -8,6 +8,7 @@ Face crops: the box rule of Wan-Animate's preprocessing (1.3x the area of the fa
 aspect, extra height 3:1 above:below), and crops equal to a direct cv2 crop and resize.
 """
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -108,19 +109,91 @@ def test_still_camera_keeps_shoulders_while_the_head_moves(driven):
         )
 
 
-def test_orbit_moves_neck_and_shoulders_as_the_cameras_project_them(orbit):
+def test_orbit_keeps_the_body_still_and_turns_the_head(orbit):
+    """The public model films with a still camera: under an orbit the neck and shoulders stay
+    where the portrait's own camera sees the template's body (frame 0 is that camera), and the
+    camera's turn about the head reaches the skeleton as the head turning."""
     keypoints = skeleton_keypoints(orbit)
     world = np.array([WORLD_SHOULDERS[R_SHOULDER], WORLD_SHOULDERS[L_SHOULDER]], float)
-    expected = _project(world, orbit.K, orbit.c2w)
-    np.testing.assert_allclose(keypoints[:, R_SHOULDER], expected[:, 0], atol=1e-6)
-    np.testing.assert_allclose(keypoints[:, L_SHOULDER], expected[:, 1], atol=1e-6)
+    still = _project(world, orbit.K[:1], orbit.reference_c2w[None])[0]
+    for slot, expected in ((R_SHOULDER, still[0]), (L_SHOULDER, still[1])):
+        np.testing.assert_allclose(keypoints[:, slot], np.broadcast_to(expected, (FRAMES, 2)))
     # the neck is the midpoint of the two shoulders IN THE IMAGE, as Wan-Animate derives it
     # from a whole-body detector's 2D shoulders (not the projected 3D midpoint)
-    np.testing.assert_allclose(keypoints[:, NECK], expected.mean(axis=1), atol=1e-6)
-    assert np.ptp(keypoints[:, NECK, 0]) > 5.0  # the orbit really moves them
-    # the person's right shoulder is on the image's left while the camera is in front
+    np.testing.assert_allclose(keypoints[:, NECK], np.broadcast_to(still.mean(axis=0), (FRAMES, 2)))
+    nose_offset = keypoints[:, NOSE, 0] - keypoints[:, NECK, 0]
+    assert np.ptp(nose_offset) > 5.0  # the orbit turns the head over the still body
+    # the person's right shoulder is on the image's left
     assert keypoints[0, R_SHOULDER, 0] < keypoints[0, L_SHOULDER, 0]
     assert keypoints[0, R_EYE, 0] < keypoints[0, L_EYE, 0]
+
+
+def _yawed(cond, degrees):
+    """``cond`` with the head turned ``degrees`` about its vertical axis in every frame."""
+    t = np.radians(degrees)
+    turn = np.eye(4)
+    turn[0, 0], turn[0, 2], turn[2, 0], turn[2, 2] = np.cos(t), np.sin(t), -np.sin(t), np.cos(t)
+    return dataclasses.replace(cond, head_pose=np.broadcast_to(turn, cond.head_pose.shape).copy())
+
+
+def _colour_drawn(video, colour):
+    return (video == np.array(colour, np.uint8)).all(axis=-1).any(axis=(1, 2))
+
+
+@pytest.mark.parametrize("degrees", [60, -60])
+def test_at_a_head_yaw_of_60_degrees_the_drawn_skeleton_has_one_ear(driven, degrees):
+    """A pose estimator does not report the ear the head hides: at 60 degrees only the near
+    ear is drawn (at 0 both are)."""
+    turned = _yawed(driven, degrees)
+    keypoints = skeleton_keypoints(turned)
+    ears = np.isfinite(keypoints[:, [R_EAR, L_EAR], 0])
+    # the face turned towards +x (the image's right, the person's left) takes the left ear
+    # behind the head
+    near = R_EAR if degrees > 0 else L_EAR
+    assert ears.sum(axis=1).tolist() == [1] * FRAMES
+    assert np.isfinite(keypoints[:, near]).all()
+    video = pose_video(turned)
+    drawn = {ear: _colour_drawn(video, PALETTE[ear]) for ear in (R_EAR, L_EAR)}
+    assert drawn[near].all() and not drawn[R_EAR + L_EAR - near].any()
+    # both eyes and the nose are still seen at 60 degrees; at 0 both ears are
+    assert np.isfinite(keypoints[:, [NOSE, R_EYE, L_EYE]]).all()
+    frontal = pose_video(_yawed(driven, 0))
+    assert all(_colour_drawn(frontal, PALETTE[ear]).all() for ear in (R_EAR, L_EAR))
+
+
+def test_keypoints_outside_the_frame_are_left_out(driven):
+    # the same head and body seen through a camera that has them half out of the picture
+    moved = dataclasses.replace(driven, reference_c2w=driven.reference_c2w.copy())
+    moved.reference_c2w[0, 3] += 12.0  # the camera 12 cm to the right: the body shifts left
+    moved.c2w = np.broadcast_to(moved.reference_c2w, driven.c2w.shape).copy()
+    keypoints = skeleton_keypoints(moved)
+    assert np.isnan(keypoints[:, R_SHOULDER]).all()  # off the left edge
+    assert np.isnan(keypoints[:, NECK]).all()  # no neck without both shoulders
+    assert np.isfinite(keypoints[:, L_SHOULDER]).all()
+
+
+@pytest.mark.parametrize("mode", ["frontal-dynamic", "novel-dynamic", "camera-only", "all-dynamic"])
+def test_at_the_default_framing_both_shoulders_lie_inside_the_frame_in_every_mode(tracker, mode):
+    """The bundled example at wan-animate's own frame rate, in each mode with its default
+    camera (the novel view 30 degrees aside, the orbit): both shoulders and the neck are in
+    every frame of the pose video."""
+    from factorportrait.engines import WAN_ANIMATE, engine_info
+
+    info = engine_info(WAN_ANIMATE)
+    settings = ConditioningSettings(
+        mode=mode, frames=FRAMES, height=SIZE, width=SIZE, fps=info.default_fps()
+    )
+    driving = None if mode == "camera-only" else ASSETS / "example_expressive.mp4"
+    cond = build_conditioning(
+        ASSETS / "example_portrait.jpg", driving, tracker=tracker, settings=settings
+    )
+    keypoints = skeleton_keypoints(cond)
+    body = keypoints[:, [R_SHOULDER, L_SHOULDER, NECK]]
+    assert np.isfinite(body).all()
+    assert (body >= 0).all() and (body[..., 0] < SIZE).all() and (body[..., 1] < SIZE).all()
+    video = pose_video(cond)
+    for slot in (R_SHOULDER, L_SHOULDER):
+        assert _colour_drawn(video, PALETTE[slot]).all()
 
 
 def test_pose_video_draws_wan_colours_at_the_keypoints(driven):

@@ -15,7 +15,7 @@ from factorportrait.cli import main
 from factorportrait.errors import InputError
 from factorportrait.io.media import read_video
 from factorportrait.modes import MODES
-from factorportrait.wan_animate import engine
+from factorportrait.wan_animate import engine, windows
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 FRAMES, SIZE = 9, 64
@@ -123,9 +123,16 @@ def test_preview_writes_the_pose_and_face_videos(landmarker_path, tmp_path):
 
 
 def test_segment_plan_follows_the_pipelines_segments():
-    # One segment when the clip fits (F = 4k+1 <= 77).
-    assert engine.segment_plan(9) == {"segment_frame_length": 9, "segments": 1, "note": None}
-    assert engine.segment_plan(77)["segments"] == 1
+    # Always whole 77-frame windows (Wan's get_valid_len, diffusers' padding): a short clip is
+    # one full window, padded and trimmed, and the note says so.
+    plan = engine.segment_plan(9)
+    assert {k: plan[k] for k in ("segment_frame_length", "segments", "padded")} == {
+        "segment_frame_length": 77,
+        "segments": 1,
+        "padded": 77,
+    }
+    assert "one 77-frame window" in plan["note"] and "trimmed back to 9" in plan["note"]
+    assert engine.segment_plan(77)["segments"] == 1 and engine.segment_plan(77)["note"] is None
     # 10 s at 16 fps: 161 frames; each segment after the first adds 77 - 1 = 76 new frames, so
     # 1 + 76 * 3 = 229 >= 161 > 1 + 76 * 2 = 153: three segments.
     plan = engine.segment_plan(161)
@@ -146,7 +153,7 @@ def test_several_segments_give_exactly_the_requested_frames_and_encode_the_promp
     )
     monkeypatch.setattr(engine, "driving_videos", lambda cond, face_size: videos)
     # Segments of 5 frames carrying 1: 9 frames need (9 - 1) / 4 = 2 segments.
-    monkeypatch.setattr(engine, "SEGMENT_FRAMES", 5)
+    monkeypatch.setattr(windows, "SEGMENT_FRAMES", 5)
     assert engine.segment_plan(frames)["segments"] == 2
     calls = []
     pipeline.text_encoder.register_forward_hook(lambda *_: calls.append(1))
@@ -273,3 +280,113 @@ def test_the_python_api_makes_the_requested_video_in_every_mode(
     assert video.shape == (5, 48, 32, 3) and video.dtype == np.uint8
     band = max(12, 48 // 14)
     assert np.median(video[:, :band]) < 0.5 * np.median(video[:, band + 4 :]) + 2
+
+
+def _latent_frames_seen(pipeline) -> list[int]:
+    """The latent frames of every transformer call (the window's, plus the reference's)."""
+    seen = []
+    pipeline.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["hidden_states"].shape[2]),
+        with_kwargs=True,
+    )
+    return seen
+
+
+def test_a_49_frame_request_runs_one_77_frame_window_and_returns_49_frames(monkeypatch):
+    """As Wan's generate and diffusers make it: the driving videos padded to one full window
+    of 77 frames (20 latent frames, plus the reference's), the output trimmed to 49."""
+    pipeline = engine.tiny_wan_animate_pipeline(seed=2)
+    frames, size = 49, 32
+    rng = np.random.default_rng(1)
+    motion_size = pipeline.transformer.config.motion_encoder_size
+    videos = (
+        rng.integers(0, 256, (frames, size, size, 3), dtype=np.uint8),
+        rng.integers(0, 256, (frames, motion_size, motion_size, 3), dtype=np.uint8),
+    )
+    monkeypatch.setattr(engine, "driving_videos", lambda cond, face_size: videos)
+    seen = _latent_frames_seen(pipeline)
+    cond = SimpleNamespace(
+        reference=np.full((size, size, 3), 128, np.uint8), frames=frames, height=size, width=size
+    )
+    video = engine.generate_wan_animate(pipeline, cond, steps=1, guidance=1.0, seed=0)
+    assert video.shape == (frames, size, size, 3)
+    assert seen == [(77 - 1) // 4 + 1 + 1]  # one step of one 77-frame window
+
+
+@pytest.mark.parametrize("frames", [1, 0, 3, 10])
+def test_frame_counts_the_pipeline_cannot_take_are_refused_in_one_sentence(frames):
+    from factorportrait.conditioning import ConditioningSettings
+
+    with pytest.raises(InputError) as refused:
+        engine.segment_plan(frames)
+    message = str(refused.value)
+    assert message.startswith("frames: wan-animate") and message.endswith(".")
+    assert message.count(". ") == 0 and "\n" not in message  # one sentence
+    # The request itself is refused, before any conditioning or model (the service and the
+    # command line check it first).
+    if frames >= 1:
+        with pytest.raises(InputError, match="frames: wan-animate"):
+            engine.wan_animate_request(ConditioningSettings(frames=frames))
+
+
+def test_generate_refuses_one_frame_before_anything_loads(tmp_path, monkeypatch, capsys):
+    """`generate --engine wan-animate --frames 1`: one line, exit 2, no model and no
+    conditioning touched (the checkpoint does not even exist)."""
+    from factorportrait import conditioning
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("loaded before the request was checked")
+
+    monkeypatch.setattr(engine, "load_wan_animate", must_not_run)
+    monkeypatch.setattr(conditioning, "build_conditioning", must_not_run)
+    code = main(["generate", "--engine", "wan-animate", "--checkpoint", str(tmp_path / "none"),
+                 "--portrait", str(ASSETS / "example_portrait.jpg"), "--mode", "camera-only",
+                 "--frames", "1", "--out", str(tmp_path / "o.mp4")])  # fmt: skip
+    assert code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: frames: wan-animate makes videos")
+
+
+def test_a_16_fps_request_becomes_the_engines_30_fps_with_a_note():
+    from factorportrait.conditioning import ConditioningSettings
+
+    settings, notes = engine.wan_animate_request(ConditioningSettings(fps=16, frames=49))
+    assert settings.fps == 30 and settings.frames == 49
+    assert len(notes) == 1 and "30 fps" in notes[0] and "16 fps" in notes[0]
+    same, none = engine.wan_animate_request(ConditioningSettings(fps=30))
+    assert same.fps == 30 and none == []
+
+
+def test_the_prompt_is_512_tokens_and_no_negative_prompt_is_encoded_at_guidance_1():
+    """Wan's text_len and diffusers' max_sequence_length: 512 (no attention mask: the padding
+    count is part of the input). At guidance 1 only the prompt is encoded."""
+    pipeline = engine.tiny_wan_animate_pipeline(seed=4)
+    calls = []
+    pipeline.text_encoder.register_forward_hook(lambda module, args, out: calls.append(args))
+    positive, negative = engine.prompt_embeddings(pipeline, guidance=1.0)
+    assert positive.shape[:2] == (1, 512) and negative is None
+    assert len(calls) == 1
+    positive, negative = engine.prompt_embeddings(pipeline, guidance=3.0)
+    assert positive.shape[:2] == negative.shape[:2] == (1, 512)
+    assert len(calls) == 3  # the prompt again (a new cache key) and the negative prompt
+
+
+def test_the_scheduler_is_unipc_with_flow_shift_5_whatever_the_folder_carries(tiny_checkpoint):
+    """Wan's generate.py samples Wan-Animate with UniPC at shift 5; diffusers' conversion
+    writes the same for the Hub folder. A folder with another scheduler gets that one."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    def is_wans(scheduler):
+        config = scheduler.config
+        return (
+            type(scheduler).__name__ == "UniPCMultistepScheduler"
+            and config.prediction_type == "flow_prediction"
+            and config.use_flow_sigmas
+            and config.flow_shift == 5.0
+        )
+
+    assert is_wans(engine.load_wan_animate(tiny_checkpoint, "cpu").scheduler)
+    pipeline = engine.tiny_wan_animate_pipeline(seed=5)
+    pipeline.scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    engine._pin_scheduler(pipeline)
+    assert is_wans(pipeline.scheduler)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..config import VIDEO, check_frame_count, parse_size
+from ..engines import REGISTRY
 from ..errors import InputError
 from ..modes import MODES
 
@@ -86,8 +87,22 @@ def add_conditioning_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="output frames, 4k+1 (default: the driving video's length, or 49)",
     )
-    add_fps(parser)
-    add_size(parser, help="S or WxH, multiples of 16 (default 512)")
+    # None: the engine's own (engines.REGISTRY; conditioning_settings resolves it).
+    parser.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="output frame rate (default: the engine's own: "
+        + ", ".join(f"{e.name} {e.default_fps():g}" for e in REGISTRY.values())
+        + ")",
+    )
+    parser.add_argument(
+        "--size",
+        default=None,
+        help="S or WxH, multiples of 16 (default: the engine's own square: "
+        + ", ".join(f"{e.name} {e.default_size()}" for e in REGISTRY.values())
+        + ")",
+    )
     parser.add_argument(
         "--pose-strength",
         type=float,
@@ -118,11 +133,12 @@ def conditioning_settings(args: argparse.Namespace):
     from ..conditioning import ConditioningSettings
     from ..viewpoint import resolve_trajectory
 
-    height, width = parse_size(args.size)
+    info = request_engine(args)
+    height, width = parse_size(str(info.default_size()) if args.size is None else args.size)
     settings = ConditioningSettings(
         mode=args.mode,
         frames=args.frames,
-        fps=args.fps,
+        fps=info.default_fps() if args.fps is None else args.fps,
         height=height,
         width=width,
         smoothing=not args.no_smoothing,
@@ -139,6 +155,14 @@ def conditioning_settings(args: argparse.Namespace):
             "or all-dynamic to follow a trajectory"
         )
     return settings, trajectory
+
+
+def request_engine(args: argparse.Namespace):
+    """The registry's entry for the engine a command names (--engine, else
+    $FACTORPORTRAIT_ENGINE, else factorportrait): its defaults fill what the user left unset."""
+    from ..engines import default_engine, engine_info
+
+    return engine_info(getattr(args, "engine", None) or default_engine())
 
 
 def build_conditioning_from_args(args: argparse.Namespace, settings, trajectory):

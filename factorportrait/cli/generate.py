@@ -8,13 +8,14 @@ import time
 from pathlib import Path
 
 from ..config import GENERATION
-from ..engines import ENGINES
+from ..engines import ENGINES, REGISTRY
 from ..errors import InputError
 from .arguments import (
     add_conditioning_arguments,
     add_device,
     build_conditioning_from_args,
     conditioning_settings,
+    request_engine,
 )
 
 
@@ -61,17 +62,22 @@ def register(commands) -> None:
     parser.add_argument("--lora-scale", type=float, default=1.0, help="LoRA strength (default 1)")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
     add_conditioning_arguments(parser)
+    # None: the engine's own (engines.REGISTRY), resolved in _request.
     parser.add_argument(
         "--steps",
         type=int,
-        default=GENERATION.steps,
-        help=f"denoising steps (default {GENERATION.steps})",
+        default=None,
+        help="denoising steps (default: the engine's own: "
+        + ", ".join(f"{e.name} {e.default_steps()}" for e in REGISTRY.values() if e.diffusion)
+        + ")",
     )
     parser.add_argument(
         "--guidance",
         type=float,
-        default=GENERATION.guidance_scale,
-        help=f"classifier-free guidance scale, 1 = off (default {GENERATION.guidance_scale:g})",
+        default=None,
+        help="classifier-free guidance scale, 1 = off (default: the engine's own: "
+        + ", ".join(f"{e.name} {e.default_guidance():g}" for e in REGISTRY.values() if e.diffusion)
+        + ")",
     )
     parser.add_argument("--seed", type=int, default=GENERATION.seed)
     add_device(parser, help="auto, cpu, cuda or cuda:N")
@@ -140,10 +146,21 @@ def run_wan_animate(args: argparse.Namespace) -> int:
         is_tiny_random,
         load_wan_animate,
         segment_plan,
+        wan_animate_request,
+        what_it_cannot_honour,
     )
 
     settings, trajectory, sampling = _request(args)
+    # Before anything loads: the engine's frame rate (a note when another was asked for) and
+    # a frame count its windows can make (one sentence otherwise).
+    settings, notes = wan_animate_request(settings)
+    for note in notes:
+        print(f"note: {note}")
     start = time.perf_counter()
+    cond = build_conditioning_from_args(args, settings, trajectory)
+    for warning in cond.report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    note = segment_plan(cond.frames)["note"]
     pipeline = load_wan_animate(
         args.checkpoint,
         args.device,
@@ -158,10 +175,8 @@ def run_wan_animate(args: argparse.Namespace) -> int:
             f"note: {args.checkpoint} is a tiny RANDOM Wan2.2-Animate pipeline: the video is "
             "noise and is labelled so"
         )
-    cond = build_conditioning_from_args(args, settings, trajectory)
-    for warning in cond.report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    note = segment_plan(cond.frames)["note"]
+    for line in what_it_cannot_honour(cond.mode):
+        print(f"note: {line}")
     if note:
         print(f"note: {note}")
     frames = generate_wan_animate(
@@ -211,14 +226,25 @@ def run_geometry(args: argparse.Namespace) -> int:
 def _request(args: argparse.Namespace):
     """(conditioning settings, trajectory, sampling settings) of a generate call, all checked
     (and --out) before anything is loaded: the same for both engines."""
-    from ..generation import GenerationSettings
 
     settings, trajectory = conditioning_settings(args)
-    sampling = GenerationSettings(
-        steps=args.steps, guidance_scale=args.guidance, seed=args.seed
-    ).validated()
+    sampling = sampling_settings(args)
     _check_out(args.out)
     return settings, trajectory, sampling
+
+
+def sampling_settings(args: argparse.Namespace):
+    """GenerationSettings of a generate call, checked: --steps and --guidance, or the engine's
+    own where the user gave none (engines.REGISTRY: wan-animate samples with 20 steps at
+    guidance 1, as Wan-Animate does)."""
+    from ..generation import GenerationSettings
+
+    info = request_engine(args)
+    return GenerationSettings(
+        steps=info.default_steps() if args.steps is None else args.steps,
+        guidance_scale=info.default_guidance() if args.guidance is None else args.guidance,
+        seed=args.seed,
+    ).validated()
 
 
 def _check_out(out: Path) -> None:

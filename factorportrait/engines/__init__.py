@@ -62,6 +62,16 @@ REGISTRY: dict[str, Engine] = {
         "(NOT FactorPortrait)",
         needs_model=True,
         diffusion=True,
+        # Wan-Animate's own (Wan2.2 wan/configs/wan_animate_14B.py: sample_steps 20,
+        # sample_guide_scale 1.0, sample_fps 30; diffusers' WanAnimatePipeline defaults to the
+        # same steps and guidance). Its one supported size is 1280x720 (wan/configs/__init__.py
+        # SUPPORTED_SIZES, the preprocessing's resolution_area); our frames are square, so the
+        # side is its short side, 720 (the 960x960 square of the same area is estimated at 78
+        # GiB and over 6 minutes per 77-frame window: cost.estimate_wan_animate).
+        steps=20,
+        guidance=1.0,
+        fps=30.0,
+        size=720,
     ),
     GEOMETRY: Engine(
         GEOMETRY,

@@ -24,6 +24,14 @@ from PIL import Image
 
 from ..engines import ENGINE_VARIABLE, FACTORPORTRAIT, GEOMETRY, WAN_ANIMATE, checked_engine
 from ..errors import InputError
+from .windows import (  # noqa: F401 (re-exported: the engine's windows)
+    MIN_FRAMES,
+    PREVIOUS_SEGMENT_FRAMES,
+    SEGMENT_FRAMES,
+    check_frames,
+    segment_plan,
+    wan_animate_request,
+)
 
 HUB_ID = "Wan-AI/Wan2.2-Animate-14B-Diffusers"
 ENGINE_NAME = WAN_ANIMATE
@@ -41,13 +49,20 @@ TINY_RANDOM_SHORT = "TINY RANDOM public Wan-Animate"
 
 # ASSUMPTION: Wan-Animate's own default prompt means "the person in the video is moving"; a
 # plain English prompt to the same effect. Guidance is off by default (Wan-Animate's own default
-# is 1), so the negative prompt is only encoded when guidance > 1.
+# is 1: engines.REGISTRY), so the negative prompt is only encoded when guidance > 1.
 DEFAULT_PROMPT = "A person in the video is talking and moving their head."
 DEFAULT_NEGATIVE_PROMPT = "blurry, distorted face, static, low quality, artifacts"
-PROMPT_MAX_TOKENS = 226  # encode_prompt's default for the Wan pipelines
-# The pipeline's own default segment: 77 frames (4k+1), 1 frame carried into the next segment.
-SEGMENT_FRAMES = 77
-PREVIOUS_SEGMENT_FRAMES = 1
+# The text context the model was trained with: Wan2.2 wan/configs/shared_config.py text_len =
+# 512 (its T5 output zero-padded to 512 by the model), diffusers' WanAnimatePipeline.__call__
+# max_sequence_length = 512. There is no attention mask over the padding, so the count matters.
+PROMPT_MAX_TOKENS = 512
+# The original's sampler: Wan2.2 generate.py runs Wan-Animate with --sample_solver unipc (its
+# default) and wan/configs/wan_animate_14B.py sample_shift 5.0 (WanAnimate.generate's own
+# default solver, dpm++, is only reached by calling it directly); diffusers'
+# scripts/convert_wan_to_diffusers.py writes the Hub folder's scheduler as UniPC with flow
+# sigmas and flow_shift 5.0 for "Animate". The loader sets exactly this (``wan_scheduler``)
+# whatever the folder carries.
+SCHEDULER_SHIFT = 5.0
 # How the components meet the GPU (load_wan_animate): all resident, model CPU offload, or
 # group offloading of the transformer's blocks.
 OFFLOAD_MODES = ("none", "model", "group")
@@ -92,13 +107,13 @@ TINY_VOCABULARY = 32
 
 def auto_offload(gpu_gib: float | None) -> str:
     """The offloading a card of ``gpu_gib`` GiB (as CUDA reports it) needs for the model in
-    bf16 (None: no CUDA GPU, nothing to offload). From the demo's estimate (``cost``) at
-    77x512x512: everything resident about 57 GiB (an 80 GB card reports 79 GiB); with model
-    offload the 32 GiB transformer and its activations, about 44 GiB (too tight for a 48 GB
-    card); below that, group offloading."""
+    bf16 (None: no CUDA GPU, nothing to offload). From the demo's estimate (``cost``) of one
+    77-frame window at the engine's default 720x720: everything resident about 65 GiB (an 80
+    GB card reports 79 GiB); with model offload the 32 GiB transformer and its activations,
+    about 52 GiB (a 64 GB card, not a 48 GB one); below that, group offloading."""
     if gpu_gib is None or gpu_gib >= 72:
         return "none"
-    return "model" if gpu_gib >= 50 else "group"
+    return "model" if gpu_gib >= 60 else "group"
 
 
 @dataclass(frozen=True)
@@ -143,11 +158,28 @@ def startup_plan(
     return StartupPlan(wan_animate_checkpoint, explicit, note)
 
 
+def wan_scheduler(config=None):
+    """The scheduler Wan-Animate samples with: UniPC over flow-matching sigmas shifted by 5
+    (``SCHEDULER_SHIFT``; the original's default solver and shift, and what diffusers'
+    conversion writes), built from ``config`` (a loaded scheduler's) where given."""
+    from diffusers import UniPCMultistepScheduler
+
+    settings = dict(
+        prediction_type="flow_prediction",
+        use_flow_sigmas=True,
+        flow_shift=SCHEDULER_SHIFT,
+        num_train_timesteps=1000,
+    )
+    if config is None:
+        return UniPCMultistepScheduler(**settings)
+    return UniPCMultistepScheduler.from_config(config, **settings)
+
+
 def tiny_wan_animate_pipeline(seed: int = 0):
     """A complete ``WanAnimatePipeline`` of tiny random components: every code path runs on a
     CPU in seconds; the output is noise. The pipeline has no optional components, so the
     tokenizer, text encoder, CLIP image encoder and processor are tiny too."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, WanAnimatePipeline
+    from diffusers import WanAnimatePipeline
     from diffusers.models import WanAnimateTransformer3DModel
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
@@ -189,7 +221,7 @@ def tiny_wan_animate_pipeline(seed: int = 0):
         tokenizer=tokenizer,
         text_encoder=text_encoder,
         vae=tiny_wan_vae(seed),
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+        scheduler=wan_scheduler(),
         image_processor=CLIPImageProcessor(crop_size=32, size=32),
         image_encoder=image_encoder,
         transformer=transformer,
@@ -274,6 +306,7 @@ def load_wan_animate(
         where = "" if local.exists() else " (not in the local Hub cache and not downloadable?)"
         raise InputError(f"checkpoint {name_or_path}: cannot load it{where} ({reason})") from None
     marker = local / ENGINE_MARKER
+    _pin_scheduler(pipeline)
     if local.exists() and marker.is_file():
         pipeline.factorportrait_tiny_random = bool(
             json.loads(marker.read_text()).get("tiny_random")
@@ -299,6 +332,31 @@ def load_wan_animate(
     return pipeline
 
 
+def _pin_scheduler(pipeline) -> None:
+    """Sample as the original does (``wan_scheduler``), whatever scheduler the folder carries:
+    the Hub folder's is expected to be the same UniPC with flow shift 5 (diffusers' conversion),
+    so this changes nothing there; a folder that carries another one is said in the log."""
+    import logging
+
+    current = pipeline.scheduler
+    config = dict(getattr(current, "config", {}) or {})
+    same = (
+        type(current).__name__ == "UniPCMultistepScheduler"
+        and config.get("prediction_type") == "flow_prediction"
+        and config.get("use_flow_sigmas")
+        and float(config.get("flow_shift", 0.0)) == SCHEDULER_SHIFT
+    )
+    if not same:
+        logging.getLogger(__name__).info(
+            "wan-animate: the folder's scheduler (%s, shift %s) replaced by UniPC with flow "
+            "shift %g, as Wan-Animate samples",
+            type(current).__name__,
+            config.get("flow_shift", config.get("shift")),
+            SCHEDULER_SHIFT,
+        )
+    pipeline.scheduler = wan_scheduler(config or None)
+
+
 def _load_lora(pipeline, lora: str, weight_name: str | None, scale: float) -> None:
     """diffusers' Wan LoRA loader (it also converts the common non-diffusers Wan LoRA layouts);
     safetensors only. A missing file or a LoRA that fits no layer is a clear error."""
@@ -321,30 +379,6 @@ def _load_lora(pipeline, lora: str, weight_name: str | None, scale: float) -> No
 
 def _looks_like_hub_id(name: str) -> bool:
     return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None and not name.startswith((".", "/"))
-
-
-def segment_plan(frames: int) -> dict:
-    """How Wan-Animate makes ``frames`` frames: segments of 4k+1 frames, each after the first
-    carrying the last PREVIOUS_SEGMENT_FRAMES of the one before. A clip that fits one segment
-    is one segment of its own length; a longer one is cut into SEGMENT_FRAMES segments and the
-    pipeline pads the driving videos to the last segment's end and trims its output back to
-    ``frames``. Returns segment_frame_length, segments and a note for the user."""
-    if frames < 1:
-        raise InputError(f"frames: expected at least 1, got {frames}")
-    if frames <= SEGMENT_FRAMES:
-        length = (frames - 1) // 4 * 4 + 1  # the core already asks for 4k+1 frames
-        if length != frames:
-            raise InputError(f"frames: Wan-Animate needs 4k+1 frames, got {frames}")
-        return {"segment_frame_length": length, "segments": 1, "note": None}
-    step = SEGMENT_FRAMES - PREVIOUS_SEGMENT_FRAMES
-    segments = -(-(frames - PREVIOUS_SEGMENT_FRAMES) // step)
-    padded = segments * step + PREVIOUS_SEGMENT_FRAMES
-    note = (
-        f"Wan-Animate makes {frames} frames as {segments} segments of {SEGMENT_FRAMES} "
-        f"(each continuing from the last frame of the one before; the driving videos are "
-        f"padded to {padded} frames and the output trimmed back to {frames})"
-    )
-    return {"segment_frame_length": SEGMENT_FRAMES, "segments": segments, "note": note}
 
 
 def driving_videos(cond, face_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
@@ -419,8 +453,8 @@ def generate_wan_animate(
     from ..generation import GenerationSettings
 
     GenerationSettings(steps=steps, guidance_scale=guidance, seed=seed).validated()
+    plan = segment_plan(cond.frames)  # refuses a count it cannot make before any work
     pose, face = driving_videos(cond, pipeline.transformer.config.motion_encoder_size)
-    plan = segment_plan(cond.frames)
     positive, negative = prompt_embeddings(pipeline, guidance=guidance)
     # A CPU generator gives the same noise on every device: same seed, same frames.
     generator = torch.Generator("cpu").manual_seed(seed)
@@ -430,6 +464,7 @@ def generate_wan_animate(
         face_video=[Image.fromarray(frame) for frame in face],
         prompt_embeds=positive,
         negative_prompt_embeds=negative,
+        max_sequence_length=PROMPT_MAX_TOKENS,
         height=cond.height,
         width=cond.width,
         segment_frame_length=plan["segment_frame_length"],
@@ -446,25 +481,28 @@ def generate_wan_animate(
 
 
 def what_it_cannot_honour(mode) -> list[str]:
-    """What the public model cannot do of ``mode`` (README: Engines): it was trained without
-    camera control, so a camera away from the portrait's own or moving is conveyed only through
-    the projected skeleton. Shown with every wan-animate preview and result of that mode,
-    instead of FactorPortrait's trained-range warnings (they describe a FactorPortrait
-    checkpoint, not this model)."""
+    """What the public model cannot do of ``mode`` (README: Engines), in plain words. It was
+    trained on videos from still cameras, without camera control, so its skeleton is drawn as
+    the portrait's own, still camera films it (``skeleton``): a camera's rotation about the head
+    reaches it only as the head turning on a still body. Shown with every wan-animate preview
+    and result of that mode, instead of FactorPortrait's trained-range warnings (they describe
+    a FactorPortrait checkpoint, not this model)."""
     from ..modes import Mode
 
     mode = Mode(mode)
     notes = []
     if mode.moving_camera:
         notes.append(
-            "wan-animate was not trained for camera control: the camera's motion reaches it "
-            "only through the projected skeleton (the background and the face's own view do "
-            "not follow)."
+            "wan-animate cannot move the camera: the camera path reaches it only as the head "
+            "turning, nodding and tilting on a still body; the background, the body and the "
+            "framing stay as in the portrait, and the camera's distance and zoom are not "
+            "followed."
         )
     elif mode.novel_view:
         notes.append(
-            "wan-animate was not trained for camera control: the novel view reaches it only "
-            "through the skeleton seen from that view; the portrait's own view may persist."
+            "wan-animate cannot show a novel view: the chosen view reaches it only as the head "
+            "turned by that much on a still body; the background, the body and the framing stay "
+            "as in the portrait, and the view's distance is not followed."
         )
     if not mode.drives_head:
         notes.append(

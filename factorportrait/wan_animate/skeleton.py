@@ -2,9 +2,10 @@
 
 Wan-Animate is conditioned on a skeleton video drawn by its preprocessing
 (``wan/modules/animate/preprocess/process_pipepline.py`` of the Wan2.2 repository calls
-``draw_aapose_by_meta_new``; the drawing code, ``human_visualization.py``, was read in a public
-fork, starsFriday/ComfyUI-MultiPoseToolkit ``toolkit/pose_utils/human_visualization.py``, which
-carries the Wan team's copyright header). What we follow from it, in our own code:
+``draw_aapose_by_meta_new`` of ``human_visualization.py`` in the same folder: ``draw_aapose_new``
+with ``stickwidth_type='v2'`` and a score threshold of 0.5; first read in a public fork,
+starsFriday/ComfyUI-MultiPoseToolkit, now checked against Wan2.2's own file). What we follow from
+it, in our own code:
 
 - 20 body keypoints in OpenPose order: nose, neck, right shoulder/elbow/wrist, left
   shoulder/elbow/wrist, right hip/knee/ankle, left hip/knee/ankle, right eye, left eye, right ear,
@@ -17,7 +18,27 @@ carries the Wan team's copyright header). What we follow from it, in our own cod
   take the i-th colour of the 20-entry OpenPose palette below.
 - A keypoint that was not detected (score under the threshold) is not drawn, nor its limbs: we
   leave out the keypoints our template does not have (elbows, wrists, hips, legs, toes) the same
-  way, as NaN.
+  way, as NaN, and those a pose estimator would not report (below): the skeleton is one a real
+  video's pose estimation could give.
+
+What a pose estimator reports (Wan draws only points scored at least 0.5, and its
+``pose2d_utils.AAPoseMeta.is_valid`` takes none outside the image):
+- a face point turned away from the camera is left out: each has an outward direction on the
+  head (``FACE_OUTWARD``) and is drawn only while it faces the camera. An ear faces sideways and
+  ``EAR_FORWARD_DEG`` forward, so the far ear goes once the head turns more than 20 to 25
+  degrees from the camera (at 30 degrees an ear behind the cheek is not seen, where drawing it
+  put it on the eye); an eye faces forward and ``EYE_OUTWARD_DEG`` outward, so the far eye goes
+  past about 70 degrees and the nose past about 85;
+- a point outside the frame is left out (the neck with either shoulder).
+
+What a still camera films (the public model has no camera input: nothing tells it that a
+camera moved, so a body that moves over a background that does not reads as the body moving):
+the skeleton is drawn as the portrait's own camera sees it. The body (neck,
+shoulders) stays where that camera sees it in every mode; a moving or novel camera reaches the
+head only as its rotation relative to the camera (``still_camera_head``): the head turns, nods
+or tilts on a still body, where the camera's rotation about it would have turned it; the
+camera's distance, field of view and the body's or background's motion are not honoured
+(``engine.what_it_cannot_honour`` says so).
 """
 
 from __future__ import annotations
@@ -25,7 +46,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..config import CAMERA
 from ..head_pose import posing
+from ..viewpoint import intrinsics_from_fov
 
 # OpenPose body order as Wan-Animate draws it (indices into the keypoint array).
 NOSE, NECK, RIGHT_SHOULDER, LEFT_SHOULDER = 0, 1, 2, 5
@@ -69,23 +92,82 @@ WORLD_SHOULDERS = {
 }
 
 
-def skeleton_keypoints(cond) -> np.ndarray:
-    """(F, 20, 2) keypoints in output pixels, OpenPose order; NaN where the template has none.
+# Each face keypoint's outward direction on the head (head frame: x to the image's right for a
+# frontal face, i.e. the person's left; y up; z out of the face). A point is reported while it
+# faces the camera (the direction to the camera within 90 degrees of it).
+EAR_FORWARD_DEG = 30.0  # an ear faces sideways, turned this far forward
+EYE_OUTWARD_DEG = 20.0  # an eye faces forward, turned this far outward
+_EAR, _EYE = np.radians(EAR_FORWARD_DEG), np.radians(EYE_OUTWARD_DEG)
+FACE_OUTWARD = {
+    NOSE: (0.0, 0.0, 1.0),
+    RIGHT_EYE: (-np.sin(_EYE), 0.0, np.cos(_EYE)),
+    LEFT_EYE: (np.sin(_EYE), 0.0, np.cos(_EYE)),
+    RIGHT_EAR: (-np.cos(_EAR), 0.0, np.sin(_EAR)),
+    LEFT_EAR: (np.cos(_EAR), 0.0, np.sin(_EAR)),
+}
 
-    Face keypoints follow the posed template head (``cond.face_pixels``), so head pose and
-    viewpoint both move them; shoulders and neck are world points seen through each frame's
-    camera, so only the viewpoint moves them, as the template's body stays put in the world.
+
+def still_camera(cond) -> tuple[np.ndarray, np.ndarray]:
+    """K (3,3) and c2w (4,4) of the portrait's own camera, the still camera the skeleton is
+    filmed by (our camera model: the default field of view over the framed output)."""
+    K = intrinsics_from_fov(CAMERA.fov_deg, cond.height, cond.width)
+    c2w = cond.c2w[0] if cond.reference_c2w is None else cond.reference_c2w
+    return K, np.asarray(c2w, float)
+
+
+def still_camera_head(cond) -> np.ndarray:
+    """(F, 4, 4) head -> still-camera transforms: each frame's head rotated as the frame's own
+    camera sees it (so a camera turning about the head turns the head), placed where the
+    still camera sees the head (so the camera's distance and sideways motion do not move it)."""
+    _, still_c2w = still_camera(cond)
+    seen = np.linalg.inv(cond.c2w) @ cond.head_pose  # the head in each frame's own camera
+    placed = np.linalg.inv(still_c2w) @ cond.head_pose  # the head in the still camera
+    head = seen.copy()
+    head[:, :3, 3] = placed[:, :3, 3]
+    return head
+
+
+def skeleton_keypoints(cond) -> np.ndarray:
+    """(F, 20, 2) keypoints in output pixels, OpenPose order; NaN where the template has none
+    and where a pose estimator would report none (turned away from the camera, or outside the
+    frame).
+
+    Filmed by the portrait's own, still camera (``still_camera``): the face keypoints follow the
+    posed template head as ``still_camera_head`` places it, so head pose and the camera's
+    rotation move them; shoulders and neck are the template's body, fixed in the world and seen
+    by the still camera, so nothing moves them.
     """
     frames = len(cond.c2w)
+    K, still_c2w = still_camera(cond)
     keypoints = np.full((frames, NUM_KEYPOINTS, 2), np.nan)
-    for index, vertices in FACE_VERTICES.items():
-        keypoints[:, index] = cond.face_pixels[:, list(vertices)].mean(axis=1)
+    head = still_camera_head(cond)
+    vertices = cond.head_template.face_vertices
+    identity = np.broadcast_to(np.eye(4), (frames, 4, 4))
+    Ks = np.broadcast_to(K, (frames, 3, 3))
+    for index, indices in FACE_VERTICES.items():
+        point = vertices[list(indices)].mean(axis=0)
+        in_camera = point @ head[:, :3, :3].transpose(0, 2, 1) + head[:, :3, 3]  # (F, 3)
+        outward = head[:, :3, :3] @ np.asarray(FACE_OUTWARD[index])  # (F, 3)
+        facing = np.einsum("fi,fi->f", outward, -in_camera) > 0  # towards the camera
+        # The middle of the vertices in the image (an eye's two corners), as drawn.
+        pixels = posing.project_points(vertices[list(indices)], head, Ks, identity).mean(axis=1)
+        keypoints[facing, index] = pixels[facing]
     world = np.array(list(WORLD_SHOULDERS.values()), float)
-    held = np.broadcast_to(np.eye(4), (frames, 4, 4))  # world points: no head motion
-    shoulders = posing.project_points(world, held, cond.K, cond.c2w)
+    still = np.broadcast_to(still_c2w, (frames, 4, 4))
+    shoulders = posing.project_points(world, identity, Ks, still)
     for slot, index in enumerate(WORLD_SHOULDERS):
         keypoints[:, index] = shoulders[:, slot]
+    # The neck: the midpoint of the two shoulders in the image, as Wan derives it.
     keypoints[:, NECK] = shoulders.mean(axis=1)
+    inside = (
+        (keypoints[..., 0] >= 0)
+        & (keypoints[..., 0] < cond.width)
+        & (keypoints[..., 1] >= 0)
+        & (keypoints[..., 1] < cond.height)
+    )
+    keypoints[~inside] = np.nan
+    both = inside[:, RIGHT_SHOULDER] & inside[:, LEFT_SHOULDER]
+    keypoints[~both, NECK] = np.nan  # no neck without both shoulders
     return keypoints
 
 
