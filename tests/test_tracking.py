@@ -64,7 +64,9 @@ def test_every_frame_of_a_real_clip(tracker, pyfeat):
 def test_clip_without_a_face_is_an_error(tracker, pyfeat):
     video = read_video(pyfeat / "no_face.mp4", max_side=480)
     observations = tracker.track_frames(video.frames, video.times)
-    with pytest.raises(InputError, match=r"driving video: no face found in any of the 95 frames looked at"):
+    with pytest.raises(
+        InputError, match=r"driving video: no face found in any of the 95 frames looked at"
+    ):
         assemble_clip(observations, video.times)
 
 
