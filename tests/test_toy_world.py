@@ -112,6 +112,39 @@ def test_world_samples_are_prepared_samples(tmp_path):
             if fact["split"] == "train" and fact["kind"] == "moving" and fact["changes_expression"]
         }
         assert {row["id"] for row in filtered.rows} == {r["id"] for r in train_set.rows} - combined
+    # Prepare's expression statistics beside each index (train reads them, measures nothing).
+    for data in ("data", "data-first-frame-rays", "data-shuffled-codes"):
+        stats = json.loads((tmp_path / data / "expression_stats.json").read_text())
+        assert stats["samples"] == 8 and {"blendshapes", "landmarks"} <= set(stats)
+    # The noise floor: every training sample has another's codes, held-out ones their own.
+    plain = PreparedSamples(tmp_path / "data", "train")
+    shuffled = PreparedSamples(tmp_path / "data-shuffled-codes", "train")
+    codes = [plain[i]["blendshapes"] for i in range(8)]
+    for i in range(8):
+        moved = shuffled[i]["blendshapes"]
+        assert not torch.equal(moved, codes[i]) and any(torch.equal(moved, c) for c in codes)
+        assert torch.equal(shuffled[i]["target_latents"], plain[i]["target_latents"])
+    val = PreparedSamples(tmp_path / "data-shuffled-codes", "val")
+    assert torch.equal(
+        val[0]["blendshapes"], PreparedSamples(tmp_path / "data", "val")[0]["blendshapes"]
+    )
+    # The paired measure's clips: each held-out clip again with one factor from its partner,
+    # which changes that factor's conditions and no other.
+    from safetensors.torch import load_file
+
+    held_out = PreparedSamples(tmp_path / "data", "val")
+    for index, row in enumerate(held_out.rows):
+        partners = truth[row["id"]]["partners"]
+        assert set(partners) == set(world.FACTOR_FIELDS)
+        for factor, fields in world.FACTOR_FIELDS.items():
+            other = load_file(
+                str(tmp_path / "data" / "counterfactual" / factor / f"{row['id']}.safetensors")
+            )
+            own = held_out[index]
+            assert not torch.equal(other["target_latents"], own["target_latents"]), factor
+            for key in PREPARED_KEYS - {"target_latents"}:
+                same = torch.allclose(other[key], own[key], atol=1e-5)
+                assert same != (key in fields), (factor, key)
     # The known expression is the code: jawOpen and both eye blinks.
     row = PreparedSamples(tmp_path / "data", "val")
     assert set(np.nonzero(row[0]["blendshapes"].abs().sum(0).numpy())[0]) <= {9, 10, 25}
@@ -122,8 +155,64 @@ def test_world_samples_are_prepared_samples(tmp_path):
     }
 
 
+def test_c3_codes_are_in_the_heads_own_frame():
+    """The toy world's landmark codes (C3) are as the real ones: x, y on the head in units of
+    the face's size, before any pose or camera (so nothing but the expression moves them); the
+    points that do not move with expression are 0."""
+    points = world.face_points(np.random.default_rng(0))
+    codes = world.crop_landmarks(points, np.array([0.0, 1.0]), np.array([0.0, 1.0]))
+    assert codes.shape == (2, world.LANDMARKS, 2)
+    moved = np.abs(codes[1] - codes[0]).max(axis=1)
+    assert (moved[:80] > 0).sum() >= 60 and moved.max() > 0.2
+    np.testing.assert_array_equal(codes[:, 80:], 0.0)
+    # A larger mouth and eyes (worlds b-d) move them more.
+    larger = world.crop_landmarks(points, np.array([0.0, 1.0]), np.array([0.0, 1.0]), 1.5)
+    assert np.abs(larger[1] - larger[0]).max() > 1.3 * moved.max()
+
+
+def test_graded_worlds_hold_what_they_say():
+    """World (a) holds the subject, the head and the camera, so only the expression differs
+    between its clips; (d) varies them all."""
+    rng = np.random.default_rng(3)
+    spec = world.WORLDS["a"]
+    draws = [world.draw_clip(1, rng, "frontal", bool(i % 2), spec) for i in range(4)]
+    for draw in draws:
+        np.testing.assert_array_equal(draw.head_pose, np.tile(np.eye(4), (world.FRAMES, 1, 1)))
+        np.testing.assert_allclose(draw.c2w, draws[0].c2w)
+        np.testing.assert_allclose(draw.reference_c2w, draw.c2w[0])
+    assert spec.varies(1) == {
+        "reference": False,
+        "head_pose": False,
+        "camera": False,
+        "expression": True,
+    }
+    assert all(world.WORLDS["d"].varies(8).values())
+    # A partner's cameras are put relative to the clip's own reference camera: the rays of the
+    # clip with the partner's cameras are the partner's.
+    spec = world.WORLDS["d"]
+    one, two = (world.draw_clip(4, rng, "novel", False, spec) for _ in range(2))
+    moved = world.with_partners_factor(one, two, "camera")
+    relative = world.invert_rigid(moved.reference_c2w) @ moved.c2w
+    np.testing.assert_allclose(relative, world.invert_rigid(two.reference_c2w) @ two.c2w, atol=1e-9)
+    np.testing.assert_allclose(np.linalg.norm(moved.c2w[:, :3, 3], axis=1), spec.distance_cm)
+
+
+def test_paired_beta_is_one_for_a_copy_and_zero_for_a_blind_model():
+    from factorportrait.toy_world.experiment import paired_beta
+
+    generator = torch.Generator().manual_seed(0)
+    truth_a, truth_b = (torch.randn(12, 16, 3, 8, 8, generator=generator) for _ in range(2))
+    exact = paired_beta(truth_a, truth_b, truth_a, truth_b)
+    assert exact["mean"] == pytest.approx(1.0) and exact["se"] == pytest.approx(0.0, abs=1e-6)
+    blind = torch.randn(12, 16, 3, 8, 8, generator=generator)
+    assert paired_beta(blind, blind, truth_a, truth_b)["mean"] == 0.0
+    half = paired_beta(0.5 * truth_a, 0.5 * truth_b, truth_a, truth_b)
+    assert half["mean"] == pytest.approx(0.5) and half["n"] == 12
+
+
 # "Clearly worse": a condition the model ignores gives a swap ratio of 1.000 +- 0.0003 (the C2
-# model's normals, the expression in EXPERIMENTS.md), so 1% more error is well clear of it.
+# model's normals in EXPERIMENTS.md), so 1% more error is well clear of it. Expression is
+# tested in world (a), below: in this world the short run does not learn it (EXPERIMENTS.md).
 MARGIN = 1.01
 SHORT_STEPS = 300
 
@@ -140,22 +229,7 @@ def short_run(tmp_path_factory):
     return json.loads((out / "results.json").read_text())
 
 
-@pytest.mark.parametrize(
-    "factor",
-    [
-        "reference",
-        "normals",
-        "rays",
-        pytest.param(
-            "expression",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the small model does not learn expression in a few CPU minutes "
-                "(EXPERIMENTS.md: findings); strict, so the day it does, this says so",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("factor", ["reference", "normals", "rays"])
 def test_toy_world_learns_each_factor(short_run, factor):
     """Held-out targets generated with their own conditions are closer to the truth than with
     this one condition swapped for another held-out sample's (EXPERIMENTS.md has the long run,
@@ -163,3 +237,27 @@ def test_toy_world_learns_each_factor(short_run, factor):
     ratios = short_run["swap_ratio"]
     assert set(ratios) == {"reference", "normals", "rays", "expression"}
     assert ratios[factor] > MARGIN, f"swapping the {factor} is not clearly worse: {ratios}"
+
+
+# World (a) of the graded worlds, short: one subject, a still frontal head, a held camera.
+EXPRESSION_STEPS = 200
+
+
+@pytest.mark.slow
+def test_toy_world_learns_expression_where_it_is_all_that_changes(tmp_path):
+    """In world (a) the full model renders the expression its codes carry: the paired measure
+    (each held-out clip generated again with a partner's expression, the same noise) moves the
+    generated latents along the true change, beta_expression above zero by 3 standard errors
+    (EXPERIMENTS.md: the graded worlds; seeds 0 and 1 gave 5.8 and 5.9 SE at these settings),
+    and swapping the codes makes the target worse."""
+    from factorportrait.cli.main import main
+
+    out = tmp_path / "run"
+    arguments = ["toy-world", "--world", "a", "--out", str(out), "--seed", "0"]
+    sizes = ["--steps", str(EXPRESSION_STEPS), "--train-samples", "160", "--val-samples", "24"]
+    assert main([*arguments, "--variants", "full", *sizes]) == 0
+    results = json.loads((out / "results.json").read_text())
+    beta = results["beta"]["expression"]
+    assert set(results["beta"]) == {"expression"}  # world (a) holds every other factor
+    assert beta["mean"] > 3 * beta["se"], beta
+    assert results["swap_ratio"]["expression"] > 1.005, results["swap_ratio"]

@@ -10,7 +10,20 @@ from ..errors import InputError
 from .arguments import add_out
 
 # The keys of toy_world.experiment.VARIANTS (named here so --help needs no torch import).
-VARIANT_NAMES = ("full", "c2-no-normals", "c3-landmarks", "c1-no-combined", "first-frame-rays")
+VARIANT_NAMES = (
+    "full",
+    "c2-no-normals",
+    "c3-landmarks",
+    "c1-no-combined",
+    "first-frame-rays",
+    "shuffled-codes",
+)
+# The keys of toy_world.world.WORLDS: issue 27's graded worlds and the first experiment's.
+WORLD_NAMES = ("original", "a", "b", "c", "d")
+# What --variants means by default: every model in the first experiment's world; in a graded
+# world the full model, the C3 ablation and the noise floor (EXPERIMENTS.md: the graded table).
+DEFAULT_VARIANTS = VARIANT_NAMES[:5]
+GRADED_VARIANTS = ("full", "c3-landmarks", "shuffled-codes")
 
 
 def register(commands) -> None:
@@ -34,11 +47,21 @@ def register(commands) -> None:
     parser.add_argument("--seed", type=int, default=0, help="world, model and training seed")
     add_out(parser, help="run folder (the world in OUT/world is reused when it matches)")
     parser.add_argument(
+        "--world",
+        choices=WORLD_NAMES,
+        default="original",
+        help="which world: a (expression only: one subject, a still frontal head, a held "
+        "camera), b (+ several subjects), c (+ head pose), d (+ cameras; b-d with a nearer "
+        "camera and a larger mouth and eyes), or the first experiment's (default)",
+    )
+    parser.add_argument(
         "--variants",
         nargs="+",
         choices=VARIANT_NAMES,
-        default=list(VARIANT_NAMES),
-        help="which models to train (default: all)",
+        default=None,
+        help="which models to train (default: the full model and the ablations C2, C3, C1 and "
+        "the old ray convention; in worlds a-d the full model, C3 and shuffled-codes, the "
+        "noise floor: expression codes shuffled between training samples)",
     )
     parser.add_argument("--train-samples", type=int, default=None)
     parser.add_argument("--val-samples", type=int, default=None)
@@ -57,11 +80,13 @@ def run_toy_world(args: argparse.Namespace) -> int:
             raise InputError(f"--{name.replace('_', '-')}: expected at least 1")
     from ..toy_world.experiment import Settings, run
 
+    default_variants = DEFAULT_VARIANTS if args.world == "original" else GRADED_VARIANTS
     sizes = {k: getattr(args, k) for k in ("train_samples", "val_samples") if getattr(args, k)}
     settings = Settings(
         minutes=args.minutes,
         seed=args.seed,
-        variants=tuple(args.variants),
+        world=args.world,
+        variants=tuple(args.variants or default_variants),
         steps=args.steps,
         **sizes,
     )
@@ -69,5 +94,6 @@ def run_toy_world(args: argparse.Namespace) -> int:
     print((args.out / "table.md").read_text(), end="")
     if "swap_ratio" in results:
         print("swap ratios (full model):", json.dumps(results["swap_ratio"]))
+        print("beta (full model):", json.dumps(results["beta"]))
     print(f"{results['seconds']:.0f} s; results in {args.out / 'results.json'}")
     return 0

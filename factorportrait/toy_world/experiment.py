@@ -18,7 +18,15 @@ from ..training.data import PreparedSamples
 from ..training.loop import train
 from ..training.objective import expression_codes
 from .model import set_latent_stats, toy_pipeline, toy_vae
-from .world import draw_sample, face_points, head_mesh, make_subjects, write_world
+from .world import (
+    FACTOR_FIELDS,
+    WORLDS,
+    draw_sample,
+    face_points,
+    head_mesh,
+    make_subjects,
+    write_world,
+)
 
 # The factors and the sample fields that carry each (the expression swap moves both of its
 # codes, so the C3 model's landmarks are swapped too).
@@ -53,6 +61,10 @@ VARIANTS = {
     "first-frame-rays": Variant(
         "old ray convention: rays relative to the first output frame", data="data-first-frame-rays"
     ),
+    "shuffled-codes": Variant(
+        "noise floor: training samples' expression codes shuffled between samples",
+        data="data-shuffled-codes",
+    ),
 }
 # The noise level of the one-step denoising measure (see ``evaluate``).
 DENOISE_SIGMA = 0.5
@@ -65,6 +77,7 @@ STEPS_PER_MINUTE = 120
 class Settings:
     minutes: float
     seed: int = 0
+    world: str = "original"  # a key of world.WORLDS: the graded worlds a-d, or the first one
     variants: tuple[str, ...] = tuple(VARIANTS)
     train_samples: int = 320
     val_samples: int = 48
@@ -97,9 +110,11 @@ def run(out: str | Path, settings: Settings, log=print) -> dict:
 def _run(out: Path, settings: Settings, log) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    vae = world_vae(settings.seed)
+    vae = world_vae(settings.seed, settings.world)
     world = out / "world"
     made = {k: getattr(settings, k) for k in ("seed", "train_samples", "val_samples", "subjects")}
+    if settings.world != "original":  # (the first experiment's worlds keep their stamp)
+        made["world"] = settings.world
     stamp = world / "settings.json"
     if not (stamp.is_file() and json.loads(stamp.read_text()) == made):
         log(f"making the world: {settings.train_samples} + {settings.val_samples} samples")
@@ -110,6 +125,7 @@ def _run(out: Path, settings: Settings, log) -> dict:
             val_samples=settings.val_samples,
             subjects=settings.subjects,
             seed=settings.seed,
+            world=settings.world,
         )
         stamp.write_text(json.dumps(made))
     world_seconds = time.perf_counter() - began
@@ -125,9 +141,11 @@ def _run(out: Path, settings: Settings, log) -> dict:
         metrics["train_seconds"] = round(trained_seconds, 1)
         metrics["eval_seconds"] = round(time.perf_counter() - started - trained_seconds, 1)
         results["variants"][name] = metrics
-        log(f"{name}: {json.dumps(metrics['swap_ratio'])}")
+        log(f"{name}: swap ratios {json.dumps(metrics['swap_ratio'])}")
+        log(f"{name}: beta {json.dumps(metrics['beta'])}")
     if "full" in results["variants"]:
         results["swap_ratio"] = results["variants"]["full"]["swap_ratio"]
+        results["beta"] = results["variants"]["full"]["beta"]
     results["world_seconds"] = round(world_seconds, 1)
     results["seconds"] = round(time.perf_counter() - began, 1)
     (out / "results.json").write_text(json.dumps(results, indent=1))
@@ -135,13 +153,15 @@ def _run(out: Path, settings: Settings, log) -> dict:
     return results
 
 
-def world_vae(seed: int):
+def world_vae(seed: int, world: str = "original"):
     """The fixed random VAE, its latent statistics measured on clips of the world (from a
     generator of their own, so the world itself does not depend on them)."""
     vae = toy_vae(seed)
+    spec = WORLDS[world]
     rng = np.random.default_rng(seed + 7)
-    mesh, people, points = head_mesh(), make_subjects(4, rng), face_points(rng)
-    clips = [draw_sample(mesh, people, points, rng, "moving", True).target for _ in range(16)]
+    mesh, people, points = head_mesh(), make_subjects(spec.subjects or 4, rng), face_points(rng)
+    kind = spec.kinds[-1]  # moving cameras where the world has them
+    clips = [draw_sample(mesh, people, points, rng, kind, True, spec).target for _ in range(16)]
     videos = torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
     set_latent_stats(vae, videos)
     return vae
@@ -236,7 +256,8 @@ def evaluate(checkpoint: Path, data: Path, truth: dict, settings: Settings) -> d
             for region, w in weights.items()
         }
 
-    correct = errors(generate(batch))
+    generated = generate(batch)
+    correct = errors(generated)
     correct_denoised = errors(denoised(batch))["all"].mean()
     swapped, swapped_denoised = {}, {}
     for factor, keys in FACTORS.items():
@@ -253,10 +274,23 @@ def evaluate(checkpoint: Path, data: Path, truth: dict, settings: Settings) -> d
         "expression-change": [f["changes_expression"] for f in facts],
     }
     mean = {region: float(values.mean()) for region, values in correct.items()}
+    beta = {}
+    for factor in FACTOR_FIELDS:
+        partnered = [f.get("partners", {}).get(factor) for f in facts]
+        if None in partnered:  # a factor the world holds: nothing to measure
+            continue
+        other = load_counterfactuals(data, factor, ids)
+        beta[factor] = paired_beta(
+            generated, generate(other), batch["target_latents"], other["target_latents"]
+        )
     return {
+        # The paired measure per factor (``paired_beta``): 1 renders the factor, 0 ignores it.
+        "beta": beta,
         "error": mean,
         "error_by_kind": {
-            kind: float(correct["all"][np.array(chosen)].mean()) for kind, chosen in kinds.items()
+            kind: float(correct["all"][np.array(chosen)].mean())
+            for kind, chosen in kinds.items()
+            if any(chosen)  # (a world of held cameras has no novel or moving clips)
         },
         "swap_error": {f: float(s["all"].mean()) for f, s in swapped.items()},
         "swap_ratio": {f: float(s["all"].mean()) / mean["all"] for f, s in swapped.items()},
@@ -272,6 +306,35 @@ def evaluate(checkpoint: Path, data: Path, truth: dict, settings: Settings) -> d
         "denoise_swap_ratio": {f: float(e / correct_denoised) for f, e in swapped_denoised.items()},
         "held_out": len(ids),
     }
+
+
+def load_counterfactuals(data: Path, factor: str, ids: list[str]) -> dict:
+    """The held-out clips rendered with ``factor`` from their partners (``world.write_world``),
+    batched in the order of ``ids``."""
+    from safetensors.torch import load_file
+
+    folder = Path(data) / "counterfactual" / factor
+    loaded = [load_file(str(folder / f"{name}.safetensors")) for name in ids]
+    return {key: torch.stack([one[key] for one in loaded]) for key in loaded[0]}
+
+
+def paired_beta(
+    generated_a: torch.Tensor,
+    generated_b: torch.Tensor,
+    truth_a: torch.Tensor,
+    truth_b: torch.Tensor,
+) -> dict:
+    """The paired measure of one factor: per held-out clip, beta = <G_A - G_B, x_A - x_B> /
+    |x_A - x_B|^2, where x_A is the clip's true latents, x_B the same clip with the factor
+    from its partner, and G_A, G_B what the model generates from their conditions (the same
+    starting noise): 1 when the model renders the factor's change exactly, 0 when it ignores
+    the factor. Its mean over the clips and the standard error of that mean."""
+    change = (truth_a.float() - truth_b.float()).flatten(1)
+    response = (generated_a.float() - generated_b.float()).flatten(1)
+    betas = ((response * change).sum(1) / change.square().sum(1).clamp_min(1e-12)).numpy()
+    n = len(betas)
+    se = float(betas.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return {"mean": float(betas.mean()), "se": se, "n": n}
 
 
 def swap_partners(batch: dict, facts: list[dict]) -> dict[str, np.ndarray]:
@@ -302,8 +365,9 @@ def table(results: dict) -> str:
     """The results as a Markdown table: one row per trained model."""
     lines = [
         "| model | error | head | background | novel | moving | combined | "
-        "ref swap | normals swap | rays swap | expr swap | one-step: ref | normals | rays | expr |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "ref swap | normals swap | rays swap | expr swap | one-step: ref | normals | rays | expr | "
+        "beta: reference | head pose | camera | expression |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in results["variants"].items():
         kinds = m["error_by_kind"]
@@ -311,9 +375,14 @@ def table(results: dict) -> str:
         cells = [
             name,
             *(f"{m['error'][r]:.3f}" for r in ("all", "head", "background")),
-            *(f"{kinds[k]:.3f}" for k in ("novel", "moving", "combined")),
-            *(f"{ratios[f]:.2f}x" for f in FACTORS),
-            *(f"{m['denoise_swap_ratio'][f]:.2f}x" for f in FACTORS),
+            *(f"{kinds[k]:.3f}" if k in kinds else "-" for k in ("novel", "moving", "combined")),
+            *(f"{ratios[f]:.3f}x" for f in FACTORS),
+            *(f"{m['denoise_swap_ratio'][f]:.3f}x" for f in FACTORS),
+            *(_beta_cell(m.get("beta", {}).get(f)) for f in FACTOR_FIELDS),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _beta_cell(beta: dict | None) -> str:
+    return "-" if beta is None else f"{beta['mean']:.3f} ± {beta['se']:.3f}"

@@ -11,15 +11,19 @@ The samples hold exactly the tensors and index rows that ``prepare`` writes (lat
 target, reference and normal maps by the checkpoint's VAE, packed Plücker rays relative to the
 reference camera, blendshapes, crop landmarks), so the real ``train`` reads them unchanged.
 Expression reaches the model as its known parameters in the ``blendshapes`` code (eyeBlinkLeft,
-eyeBlinkRight, jawOpen) or, for the C3 ablation, as face landmarks projected from the world.
-What only the experiment needs (the head's pixels, the sample's kind) is kept apart in
-``truth.json``. EXPERIMENTS.md describes the world and what it shows.
+eyeBlinkRight, jawOpen) or, for the C3 ablation, as face landmarks in the head's own frame (as
+the real C3 codes since issue 27). What only the experiment needs (the head's pixels, the
+sample's kind, each held-out clip's partners) is kept apart in ``truth.json``; each held-out clip
+is also rendered with one factor at a time from a partner clip (the paired measure's
+counterfactuals). ``WORLDS`` holds the graded worlds of issue 27 (a: expression only; b: +
+subjects; c: + head pose; d: + cameras) and the first experiment's. EXPERIMENTS.md describes the
+worlds and what they show.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -49,6 +53,73 @@ KINDS = ("frontal", "novel", "moving")  # static camera = reference's / static e
 # The old ray convention: rays relative to the first output frame's camera, not the reference's.
 RAY_CONVENTIONS = ("reference", "first-frame")
 ENCODE_BATCH = 64
+# The world's factors, as the paired measure names them (``counterfactual``), and the
+# conditions each one changes in a prepared sample.
+FACTOR_FIELDS = {
+    "reference": ("reference_latents",),
+    "head_pose": ("normal_latents",),
+    "camera": ("ray_latents", "normal_latents"),
+    "expression": ("blendshapes", "crop_landmarks"),
+}
+# The data folders a world writes: as prepare writes them, the old ray convention, and the
+# noise floor (training samples' expression codes shuffled between samples; held-out ones kept).
+DATA_FOLDERS = {
+    "reference": "data",
+    "first-frame": "data-first-frame-rays",
+    "shuffled": "data-shuffled-codes",
+}
+CODE_FIELDS = ("blendshapes", "crop_landmarks")
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """Which factors a world varies (issue 27's graded worlds, and the first experiment's)."""
+
+    description: str
+    subjects: int | None = None  # None: as the experiment is told (8 by default)
+    head_pose: bool = True  # False: a still frontal head
+    kinds: tuple[str, ...] = KINDS  # ("frontal",): one held camera, the reference's
+    distance_cm: float = DISTANCE_CM
+    features: float = 1.0  # the mouth's and eyes' size, times the first world's
+
+    def varies(self, subjects: int) -> dict[str, bool]:
+        """Which of FACTOR_FIELDS' factors differ between the world's clips."""
+        return {
+            "reference": subjects > 1,
+            "head_pose": self.head_pose,
+            "camera": self.kinds != ("frontal",),
+            "expression": True,
+        }
+
+
+NEAR_CM, LARGE_FEATURES = 40.0, 1.5
+WORLDS = {
+    "original": WorldSpec("the first experiment's world: 8 subjects, head poses, cameras"),
+    "a": WorldSpec(
+        "(a) expression only: one subject, a still frontal head, a held camera",
+        subjects=1,
+        head_pose=False,
+        kinds=("frontal",),
+    ),
+    "b": WorldSpec(
+        "(b) + several subjects (a nearer camera, a larger mouth and eyes)",
+        head_pose=False,
+        kinds=("frontal",),
+        distance_cm=NEAR_CM,
+        features=LARGE_FEATURES,
+    ),
+    "c": WorldSpec(
+        "(c) + head pose",
+        kinds=("frontal",),
+        distance_cm=NEAR_CM,
+        features=LARGE_FEATURES,
+    ),
+    "d": WorldSpec(
+        "(d) + cameras: the full world, nearer, a larger mouth and eyes",
+        distance_cm=NEAR_CM,
+        features=LARGE_FEATURES,
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -110,10 +181,15 @@ def rotation_yaw_pitch(yaw_deg: np.ndarray, pitch_deg: np.ndarray) -> np.ndarray
 
 
 def _face_paint(
-    direction: np.ndarray, subject: Subject, mouth: np.ndarray, eyes: np.ndarray
+    direction: np.ndarray,
+    subject: Subject,
+    mouth: np.ndarray,
+    eyes: np.ndarray,
+    features: float = 1.0,
 ) -> np.ndarray:
     """Albedo (N, 3) at head-frame unit directions (N, 3); mouth, eyes: (N,) in [0, 1] (open
-    mouth, closed eyes)."""
+    mouth, closed eyes); ``features`` scales the eyes' and the mouth's size."""
+    k = features
     x, y, z = direction[:, 0], direction[:, 1], direction[:, 2]
     colour = np.broadcast_to(subject.skin, direction.shape).copy()
     hair = (y > subject.hairline) | (z < -0.25)
@@ -124,18 +200,19 @@ def _face_paint(
     # Eyes: an ellipse whose height shrinks as the eye closes (skin-coloured lid), dark pupils.
     for side in (-1.0, 1.0):
         dx, dy = x - side * 0.33, y - 0.2
-        half_height = 0.1 * (1 - eyes) + 1e-3
-        inside = front & ((dx / 0.15) ** 2 + (dy / half_height) ** 2 < 1)
+        half_height = k * 0.1 * (1 - eyes) + 1e-3
+        inside = front & ((dx / (k * 0.15)) ** 2 + (dy / half_height) ** 2 < 1)
         colour[inside] = [0.95, 0.95, 0.95]
-        colour[inside & (dx**2 + dy**2 < 0.055**2)] = [0.05, 0.05, 0.25]
-        lid = front & ~inside & ((dx / 0.17) ** 2 + (dy / (half_height + 0.03)) ** 2 < 1)
+        colour[inside & (dx**2 + dy**2 < (k * 0.055) ** 2)] = [0.05, 0.05, 0.25]
+        lid = (dx / (k * 0.17)) ** 2 + (dy / (half_height + k * 0.03)) ** 2 < 1
+        lid = front & ~inside & lid
         colour[lid] = subject.skin * 0.55
     # Mouth: dark, opening downwards, inside red lips.
     dx, dy = x, y + 0.42
-    half_height = 0.025 + 0.2 * mouth
-    lips = front & ((dx / 0.27) ** 2 + (dy / (half_height + 0.05)) ** 2 < 1)
+    half_height = k * (0.025 + 0.2 * mouth)
+    lips = front & ((dx / (k * 0.27)) ** 2 + (dy / (half_height + k * 0.05)) ** 2 < 1)
     colour[lips] = [0.75, 0.1, 0.15]
-    colour[lips & ((dx / 0.22) ** 2 + (dy / half_height) ** 2 < 1)] = [0.08, 0.0, 0.02]
+    colour[lips & ((dx / (k * 0.22)) ** 2 + (dy / half_height) ** 2 < 1)] = [0.08, 0.0, 0.02]
     return colour
 
 
@@ -164,9 +241,11 @@ def render(
     K: np.ndarray,
     mouth: np.ndarray,
     eyes: np.ndarray,
+    features: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Frames (F, H, W, 3) uint8, camera-space normal maps (F, H, W, 3) and head masks (F, H, W)
-    for head poses and cameras (F, 4, 4) with the expression (F,) of each frame."""
+    for head poses and cameras (F, 4, 4) with the expression (F,) of each frame (``features``:
+    the mouth's and eyes' size, ``_face_paint``)."""
     frames = len(head_pose)
     head_to_camera = invert_rigid(c2w) @ head_pose
     rotation, shift = head_to_camera[:, :3, :3], head_to_camera[:, :3, 3]
@@ -188,6 +267,7 @@ def render(
             subject,
             np.full(hit.sum(), mouth[f]),
             np.full(hit.sum(), eyes[f]),
+            features,
         )
         shade = 0.45 + 0.55 * np.clip(geometry.normals[f][hit] @ light, 0, 1)
         rays = pixels @ np.linalg.inv(K[f]).T @ c2w[f, :3, :3].T
@@ -205,40 +285,65 @@ def face_points(rng: np.random.Generator) -> np.ndarray:
     return rest / np.linalg.norm(rest, axis=1, keepdims=True)
 
 
+def _face_size_cm(face_points: np.ndarray) -> float:
+    """The C3 codes' unit: the fixed face points' root-mean-square distance from their centroid
+    (cm), as the real codes use the canonical stable points' (``expression.landmarks``)."""
+    points = face_points * RADII_CM
+    return float(np.sqrt(((points - points.mean(0)) ** 2).sum(1).mean()))
+
+
 def crop_landmarks(
-    mesh: HeadMesh,
-    face_points: np.ndarray,
-    head_to_camera: np.ndarray,
-    K: np.ndarray,
-    mouth: np.ndarray,
-    eyes: np.ndarray,
+    face_points: np.ndarray, mouth: np.ndarray, eyes: np.ndarray, features: float = 1.0
 ) -> np.ndarray:
-    """(F, 478, 2) in [0, 1]: the face's points projected into each frame, then aligned like a
-    face crop (centred, scaled to a fixed size): they carry the expression and, as real crop
-    landmarks do, the out-of-plane turn of the head (the C3 ablation's codes)."""
-    out = np.zeros((len(mouth), LANDMARKS, 2))
+    """(F, 478, 2): the C3 ablation's codes in the head's own frame, as the real ones since
+    issue 27 (``expression.head_frame_landmarks``): each face point's x (right) and y (up) on
+    the head, before any pose or camera, relative to the fixed points' centroid, in units of the
+    face's size; the fixed points (which do not move with expression) 0. The first 40 are on
+    the lips, then 20 on each eye's rim (``face_points``): they carry the expression and
+    nothing else."""
+    size = _face_size_cm(face_points)
+    centre = (face_points * RADII_CM).mean(0)[:2]
     angles = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+    k = features
+    out = np.zeros((len(mouth), LANDMARKS, 2))
     for f in range(len(mouth)):
         lips = np.stack(
-            [0.25 * np.cos(angles), -0.42 + (0.05 + 0.2 * mouth[f]) * np.sin(angles)], 1
+            [k * 0.25 * np.cos(angles), -0.42 + k * (0.05 + 0.2 * mouth[f]) * np.sin(angles)], 1
         )
         lips = np.concatenate([lips, lips * [0.8, 1.0]])  # outer and inner lip
         eyes_rim = [
             np.stack(
-                [side * 0.33 + 0.15 * np.cos(angles), 0.2 + 0.1 * (1 - eyes[f]) * np.sin(angles)], 1
+                [
+                    side * 0.33 + k * 0.15 * np.cos(angles),
+                    0.2 + k * 0.1 * (1 - eyes[f]) * np.sin(angles),
+                ],
+                1,
             )
             for side in (-1.0, 1.0)
         ]
         chart = np.concatenate([lips, *eyes_rim])
         z = np.sqrt(np.clip(1 - (chart**2).sum(1), 0.05, 1))
-        directions = np.concatenate([np.column_stack([chart, z]), face_points])
-        points = directions * RADII_CM
-        camera = points @ head_to_camera[f, :3, :3].T + head_to_camera[f, :3, 3]
-        pixels = camera @ K[f].T
-        pixels = pixels[:, :2] / pixels[:, 2:]
-        centred = pixels - pixels.mean(0)
-        out[f] = 0.5 + 0.25 * centred / np.sqrt((centred**2).sum(1).mean())
+        points = np.column_stack([chart, z]) * RADII_CM
+        out[f, : len(chart)] = (points[:, :2] - centre) / size
     return out
+
+
+@dataclass
+class Draw:
+    """What a clip is made of (every factor's value), before it is rendered."""
+
+    kind: str
+    changes_expression: bool
+    subject: int
+    head_pose: np.ndarray  # (F, 4, 4)
+    mouth: np.ndarray  # (F,)
+    eyes: np.ndarray  # (F,)
+    c2w: np.ndarray  # (F, 4, 4)
+    reference_c2w: np.ndarray  # (4, 4)
+    K: np.ndarray  # (F, 3, 3)
+    reference_pose: np.ndarray  # (1, 4, 4)
+    reference_mouth: np.ndarray  # (1,)
+    reference_eyes: np.ndarray  # (1,)
 
 
 @dataclass
@@ -258,20 +363,16 @@ class WorldSample:
     mouth: np.ndarray  # (F,)
     eyes: np.ndarray  # (F,)
     crop_landmarks: np.ndarray  # (F, 478, 2)
+    draw: Draw | None = None
 
 
-def draw_sample(
-    mesh: HeadMesh,
-    subjects: list[Subject],
-    face_points: np.ndarray,
-    rng: np.random.Generator,
-    kind: str,
-    changes_expression: bool,
-) -> WorldSample:
-    """One target clip and its reference, every pose, camera and expression drawn at random."""
+def draw_clip(
+    subjects: int, rng: np.random.Generator, kind: str, changes_expression: bool, spec: WorldSpec
+) -> Draw:
+    """Every pose, camera and expression of one clip and its reference, drawn at random (the
+    random draws are the same in every world; a world that holds a factor overrides it)."""
     frames = FRAMES
-    subject_id = int(rng.integers(len(subjects)))
-    subject = subjects[subject_id]
+    subject_id = int(rng.integers(subjects))
     t = np.linspace(0, 1, frames)
     yaw = np.interp(t, [0, 1], rng.uniform(-25, 25, 2))
     pitch = np.interp(t, [0, 1], rng.uniform(-10, 10, 2))
@@ -285,52 +386,149 @@ def draw_sample(
     else:
         mouth, eyes = (np.full(frames, value) for value in rng.uniform(0, 1, 2))
     # The reference camera, and the target's cameras relative to the world.
+    distance = spec.distance_cm
     ref_azimuth, ref_elevation = rng.uniform(-20, 20), rng.uniform(-6, 6)
-    reference_c2w = orbit_c2w(ref_azimuth, ref_elevation, DISTANCE_CM)
+    if spec.kinds == ("frontal",):  # one held camera for every clip
+        ref_azimuth = ref_elevation = 0.0
+    reference_c2w = orbit_c2w(ref_azimuth, ref_elevation, distance)
     if kind == "frontal":
         c2w = np.repeat(reference_c2w[None], frames, 0)
     elif kind == "novel":
         offset = rng.choice([-1, 1]) * rng.uniform(10, 30)
         c2w = np.repeat(
-            orbit_c2w(ref_azimuth + offset, ref_elevation + rng.uniform(-8, 8), DISTANCE_CM)[None],
+            orbit_c2w(ref_azimuth + offset, ref_elevation + rng.uniform(-8, 8), distance)[None],
             frames,
             0,
         )
     else:  # moving: from the reference camera (or near it) on a sweep of 15-30 degrees
         start = ref_azimuth + rng.uniform(-10, 10) * rng.integers(2)
         sweep = rng.choice([-1, 1]) * rng.uniform(15, 30)
-        c2w = orbit_c2w(start + sweep * t, ref_elevation + rng.uniform(-5, 5) * t, DISTANCE_CM)
+        c2w = orbit_c2w(start + sweep * t, ref_elevation + rng.uniform(-5, 5) * t, distance)
     K = np.repeat(intrinsics_from_fov(CAMERA.fov_deg, SIZE, SIZE)[None], frames, 0)
-    target, normals, mask = render(mesh, subject, head_pose, c2w, K, mouth, eyes)
     # The reference: the same subject at another time (another pose and expression).
     reference_pose = rotation_yaw_pitch(rng.uniform(-20, 20, 1), rng.uniform(-8, 8, 1))
+    reference_mouth, reference_eyes = rng.uniform(0, 1, 1), rng.uniform(0, 1, 1)
+    if not spec.head_pose:  # a still frontal head, in the clip and in the reference
+        head_pose = np.tile(np.eye(4), (frames, 1, 1))
+        reference_pose = np.eye(4)[None]
+    return Draw(
+        kind,
+        changes_expression,
+        subject_id,
+        head_pose,
+        mouth,
+        eyes,
+        c2w,
+        reference_c2w,
+        K,
+        reference_pose,
+        reference_mouth,
+        reference_eyes,
+    )
+
+
+def render_clip(
+    mesh: HeadMesh,
+    subjects: list[Subject],
+    face_points: np.ndarray,
+    draw: Draw,
+    features: float = 1.0,
+) -> WorldSample:
+    """The clip and its reference rendered, with the codes of its expression."""
+    subject = subjects[draw.subject]
+    target, normals, mask = render(
+        mesh, subject, draw.head_pose, draw.c2w, draw.K, draw.mouth, draw.eyes, features
+    )
     reference, _, _ = render(
         mesh,
         subject,
-        reference_pose,
-        reference_c2w[None],
-        K[:1],
-        rng.uniform(0, 1, 1),
-        rng.uniform(0, 1, 1),
+        draw.reference_pose,
+        draw.reference_c2w[None],
+        draw.K[:1],
+        draw.reference_mouth,
+        draw.reference_eyes,
+        features,
     )
-    landmarks = crop_landmarks(mesh, face_points, invert_rigid(c2w) @ head_pose, K, mouth, eyes)
+    landmarks = crop_landmarks(face_points, draw.mouth, draw.eyes, features)
     return WorldSample(
-        kind,
-        subject_id,
-        subject_id,
-        changes_expression,
+        draw.kind,
+        draw.subject,
+        draw.subject,
+        draw.changes_expression,
         target,
         reference[0],
         normals,
         mask,
-        K,
-        c2w,
-        reference_c2w,
-        head_pose,
-        mouth,
-        eyes,
+        draw.K,
+        draw.c2w,
+        draw.reference_c2w,
+        draw.head_pose,
+        draw.mouth,
+        draw.eyes,
         landmarks,
+        draw,
     )
+
+
+def draw_sample(
+    mesh: HeadMesh,
+    subjects: list[Subject],
+    face_points: np.ndarray,
+    rng: np.random.Generator,
+    kind: str,
+    changes_expression: bool,
+    spec: WorldSpec = WORLDS["original"],
+) -> WorldSample:
+    """One target clip and its reference, every pose, camera and expression drawn at random."""
+    draw = draw_clip(len(subjects), rng, kind, changes_expression, spec)
+    return render_clip(mesh, subjects, face_points, draw, spec.features)
+
+
+def with_partners_factor(draw: Draw, partner: Draw, factor: str) -> Draw:
+    """``draw`` with one factor (a key of FACTOR_FIELDS) taken from ``partner``: its subject
+    (target and reference), its head poses, its cameras relative to its reference camera (put
+    relative to this clip's reference camera, so its rays are the partner's), its expression."""
+    if factor == "reference":
+        return replace(draw, subject=partner.subject)
+    if factor == "head_pose":
+        return replace(draw, head_pose=partner.head_pose)
+    if factor == "camera":
+        # Orbit cameras are one rotation about the head centre apart: still on the orbit.
+        moved = draw.reference_c2w @ invert_rigid(partner.reference_c2w) @ partner.c2w
+        return replace(draw, c2w=moved, kind=partner.kind)
+    if factor == "expression":
+        return replace(draw, mouth=partner.mouth, eyes=partner.eyes)
+    raise ValueError(f"unknown factor {factor!r}")
+
+
+def factor_partners(draws: list[Draw], varies: dict[str, bool]) -> dict[str, list[int]]:
+    """For each factor the world varies and each held-out clip, the next held-out clip (in
+    order, wrapping) whose factor really differs: another subject, another head pose, cameras
+    that differ relative to the reference camera (two frontal clips share theirs), an
+    expression at least 0.2 apart somewhere in the clip."""
+    count = len(draws)
+
+    def relative(d: Draw) -> np.ndarray:
+        return invert_rigid(d.reference_c2w) @ d.c2w
+
+    differs = {
+        "reference": lambda a, b: a.subject != b.subject,
+        "head_pose": lambda a, b: np.abs(a.head_pose - b.head_pose).max() > 1e-3,
+        "camera": lambda a, b: np.abs(relative(a) - relative(b)).max() > 1e-3,
+        "expression": lambda a, b: (
+            max(np.abs(a.mouth - b.mouth).max(), np.abs(a.eyes - b.eyes).max()) > 0.2
+        ),
+    }
+    partners = {}
+    for factor, test in differs.items():
+        if not varies[factor]:
+            continue
+        chosen = []
+        for i in range(count):
+            order = [(i + step) % count for step in range(1, count)]
+            chosen.append(next((j for j in order if test(draws[i], draws[j])), order[0]))
+        partners[factor] = chosen
+    return partners
 
 
 def _videos(clips: list[np.ndarray]) -> torch.Tensor:
@@ -409,6 +607,12 @@ def head_fraction(mask: np.ndarray) -> np.ndarray:
     return np.stack(cells)
 
 
+def _index_row(metadata: dict, name: str) -> dict:
+    first = ("id", "file", "split", "mode")
+    row = {**metadata, "file": f"samples/{name}.safetensors"}
+    return {**{k: row[k] for k in first}, **{k: row[k] for k in sorted(row) if k not in first}}
+
+
 def write_world(
     out: str | Path,
     pipeline,
@@ -417,38 +621,50 @@ def write_world(
     val_samples: int,
     subjects: int,
     seed: int,
+    world: str = "original",
 ) -> dict:
-    """Write the world's samples twice: ``out/data`` (rays relative to the reference camera,
-    as prepare writes them) and ``out/data-first-frame-rays`` (the old convention, rays relative
-    to the first output frame), each with ``index.jsonl``; and ``out/truth.json``. Returns
-    counts."""
+    """Write the world's samples three times, each folder with ``index.jsonl`` and the
+    expression inputs' statistics that prepare writes (``expression_stats.json``):
+    ``out/data`` (rays relative to the reference camera, as prepare writes them),
+    ``out/data-first-frame-rays`` (the old convention, rays relative to the first output frame)
+    and ``out/data-shuffled-codes`` (the noise floor: the training samples' expression codes
+    shuffled between samples, the held-out ones as they are). Each held-out clip is also
+    rendered with one factor at a time taken from a partner clip (``with_partners_factor``), in
+    ``<folder>/counterfactual/<factor>/<id>.safetensors``, for the factors the world varies;
+    ``out/truth.json`` names the partners. ``world``: a key of WORLDS. Returns counts."""
+    from ..training.expression_stats import write_prepared_statistics
+
+    spec = WORLDS[world]
+    subjects = spec.subjects or subjects
     out = Path(out)
     rng = np.random.default_rng(seed)
     mesh = head_mesh()
     people = make_subjects(subjects, rng)
     points = face_points(np.random.default_rng(seed + 1))
     made_by = component_digests(pipeline)
-    rows = {convention: [] for convention in RAY_CONVENTIONS}
+    folders = {key: out / name for key, name in DATA_FOLDERS.items()}
+    rows = {key: [] for key in folders}
     truth = {}
-    folders = {"reference": out / "data", "first-frame": out / "data-first-frame-rays"}
     for folder in folders.values():
         (folder / "samples").mkdir(parents=True, exist_ok=True)
     total = train_samples + val_samples
+    kinds = spec.kinds
     plan = []
     for number in range(total):
         split = "train" if number < train_samples else "val"
         # Held-out: every kind with and without an expression change, in turn.
-        kind = KINDS[number % 3] if split == "val" else str(rng.choice(KINDS))
-        changes = (number // 3) % 2 == 0 if split == "val" else bool(rng.integers(2))
+        kind = kinds[number % len(kinds)] if split == "val" else str(rng.choice(kinds))
+        changes = (number // len(kinds)) % 2 == 0 if split == "val" else bool(rng.integers(2))
         plan.append((number, split, kind, changes))
+    written, held_out = {}, []
     for start in range(0, total, ENCODE_BATCH):
         batch = plan[start : start + ENCODE_BATCH]
-        samples = [draw_sample(mesh, people, points, rng, k, c) for _, _, k, c in batch]
+        samples = [draw_sample(mesh, people, points, rng, k, c, spec) for _, _, k, c in batch]
         for (number, split, kind, changes), sample, latents in zip(
             batch, samples, encode_samples(samples, pipeline), strict=True
         ):
             name = f"{split}-{number:05d}"
-            for convention, folder in folders.items():
+            for convention in RAY_CONVENTIONS:
                 tensors = sample_tensors(sample, latents, convention)
                 metadata = {
                     **sample_metadata(sample, tensors["blendshapes"]),
@@ -458,15 +674,11 @@ def write_world(
                     "reference_clip": name,
                     **made_by,
                 }
+                folder = folders[convention]
                 save_file(tensors, str(folder / "samples" / f"{name}.safetensors"), metadata)
-                first = ("id", "file", "split", "mode")
-                row = {**metadata, "file": f"samples/{name}.safetensors"}
-                rows[convention].append(
-                    {
-                        **{k: row[k] for k in first},
-                        **{k: row[k] for k in sorted(row) if k not in first},
-                    }
-                )
+                rows[convention].append(_index_row(metadata, name))
+                if convention == "reference":
+                    written[name] = (tensors, metadata)
             truth[name] = {
                 "split": split,
                 "kind": kind,
@@ -474,13 +686,62 @@ def write_world(
                 "subject": sample.subject,
                 "head_fraction": head_fraction(sample.head_mask).round(4).tolist(),
             }
+            if split == "val":
+                held_out.append((name, sample.draw))
             if number == train_samples:  # one held-out sample as pictures, to look at
                 _save_strip(out / "example.png", sample)
-    for convention, folder in folders.items():
-        lines = "".join(json.dumps(row) + "\n" for row in rows[convention])
+    _write_shuffled(folders["shuffled"], written, np.random.default_rng(seed + 2))
+    rows["shuffled"] = rows["reference"]
+    _write_counterfactuals(folders, held_out, spec, mesh, people, points, pipeline, truth)
+    for key, folder in folders.items():
+        lines = "".join(json.dumps(row) + "\n" for row in rows[key])
         (folder / "index.jsonl").write_text(lines)
+        write_prepared_statistics(folder)
     (out / "truth.json").write_text(json.dumps(truth))
     return {"train": train_samples, "val": val_samples, "subjects": subjects}
+
+
+def _write_shuffled(folder: Path, written: dict, rng: np.random.Generator) -> None:
+    """The noise floor's samples: each training sample with another's expression codes (a
+    random cycle through all of them, so none keeps its own); held-out samples unchanged."""
+    train = [name for name in written if name.startswith("train-")]
+    order = [train[i] for i in rng.permutation(len(train))]
+    donor = {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}
+    for name, (tensors, metadata) in written.items():
+        if name in donor:
+            codes = {key: written[donor[name]][0][key] for key in CODE_FIELDS}
+            tensors = {**tensors, **codes}
+        save_file(tensors, str(folder / "samples" / f"{name}.safetensors"), metadata)
+
+
+def _write_counterfactuals(folders, held_out, spec, mesh, people, points, pipeline, truth):
+    """Each held-out clip rendered again with one factor from its partner (the paired
+    measure's x_B), for every factor the world varies; truth.json gets the partners."""
+    names = [name for name, _ in held_out]
+    draws = [draw for _, draw in held_out]
+    partners = factor_partners(draws, spec.varies(len(people)))
+    for name in names:
+        truth[name]["partners"] = {}
+    for factor, chosen in partners.items():
+        changed = [
+            with_partners_factor(draw, draws[j], factor)
+            for draw, j in zip(draws, chosen, strict=True)
+        ]
+        for start in range(0, len(changed), ENCODE_BATCH):
+            part = changed[start : start + ENCODE_BATCH]
+            samples = [render_clip(mesh, people, points, d, spec.features) for d in part]
+            for offset, (sample, latents) in enumerate(
+                zip(samples, encode_samples(samples, pipeline), strict=True)
+            ):
+                number = start + offset
+                name = names[number]
+                truth[name]["partners"][factor] = names[chosen[number]]
+                for key, folder in folders.items():
+                    convention = "first-frame" if key == "first-frame" else "reference"
+                    tensors = sample_tensors(sample, latents, convention)
+                    target = folder / "counterfactual" / factor
+                    target.mkdir(parents=True, exist_ok=True)
+                    save_file(tensors, str(target / f"{name}.safetensors"))
 
 
 def _save_strip(path: Path, sample: WorldSample) -> None:
