@@ -267,7 +267,8 @@ def test_wan_animate_generate_resamples_the_driving_clip_to_its_30_fps(
     monkeypatch.delenv("FACTORPORTRAIT_ENGINE", raising=False)
     args = ["generate", "--engine", "wan-animate", "--checkpoint", "Wan-AI/stub",
             "--portrait", str(assets / "example_portrait.jpg"), "--driving", str(clip),
-            "--mode", "frontal-dynamic", "--frames", "9", "--landmarker", str(landmarker_path)]  # fmt: skip
+            "--mode", "frontal-dynamic", "--frames", "9",
+            "--landmarker", str(landmarker_path)]  # fmt: skip
     assert main([*args, "--out", str(tmp_path / "a.mp4")]) == 0
     cond = handed["cond"]
     assert (handed["steps"], handed["guidance"]) == (20, 1.0)

@@ -390,3 +390,13 @@ def test_the_scheduler_is_unipc_with_flow_shift_5_whatever_the_folder_carries(ti
     pipeline.scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
     engine._pin_scheduler(pipeline)
     assert is_wans(pipeline.scheduler)
+
+
+def test_what_it_cannot_honour_says_the_camera_reaches_it_as_head_motion_only():
+    """Shown with every wan-animate preview and result: in plain words, per mode."""
+    assert engine.what_it_cannot_honour("frontal-dynamic") == []
+    for mode in ("novel-dynamic", "camera-only", "all-dynamic"):
+        notes = " ".join(engine.what_it_cannot_honour(mode))
+        assert "not trained for camera control" in notes and "still body" in notes
+        assert "background" in notes and "not followed" in notes
+    assert "portrait's own face" in " ".join(engine.what_it_cannot_honour("camera-only"))

@@ -493,16 +493,16 @@ def what_it_cannot_honour(mode) -> list[str]:
     notes = []
     if mode.moving_camera:
         notes.append(
-            "wan-animate cannot move the camera: the camera path reaches it only as the head "
-            "turning, nodding and tilting on a still body; the background, the body and the "
-            "framing stay as in the portrait, and the camera's distance and zoom are not "
-            "followed."
+            "wan-animate was not trained for camera control: the camera path reaches it only "
+            "as the head turning, nodding and tilting on a still body; the background, the "
+            "body and the framing stay as in the portrait, and the camera's distance and zoom "
+            "are not followed."
         )
     elif mode.novel_view:
         notes.append(
-            "wan-animate cannot show a novel view: the chosen view reaches it only as the head "
-            "turned by that much on a still body; the background, the body and the framing stay "
-            "as in the portrait, and the view's distance is not followed."
+            "wan-animate was not trained for camera control: the chosen view reaches it only "
+            "as the head turned by that much on a still body; the background, the body and "
+            "the framing stay as in the portrait, and the view's distance is not followed."
         )
     if not mode.drives_head:
         notes.append(

@@ -8,8 +8,9 @@ Checked against Wan2.2 ``wan/configs/wan_animate_14B.py`` (``frame_num = 77``,
 videos padded to whole segments of ``clip_len`` carrying ``refert_num`` = 1 frame, the output
 trimmed back) and ``wan/modules/animate/preprocess/process_pipepline.py`` (the driving clip read
 at ``fps = 30`` through ``utils.get_frame_indices``: the nearest source frame to each output
-time), and against diffusers' ``WanAnimatePipeline.__call__`` (the same padding, ``pad_video_frames``,
-and ``[:, :, :cond_video_frames]`` trimming; zero segments, and a crash, for 1 frame).
+time), and against diffusers' ``WanAnimatePipeline.__call__`` (the same padding,
+``pad_video_frames``, and ``[:, :, :cond_video_frames]`` trimming; zero segments, and a crash,
+for 1 frame).
 """
 
 from __future__ import annotations
