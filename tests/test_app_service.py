@@ -18,6 +18,7 @@ from conftest import wait_for
 from factorportrait.checkpoints import tiny_pipeline
 from factorportrait.conditioning import ConditioningSettings
 from factorportrait.config import VIDEO
+from factorportrait.engines import engine_info
 from factorportrait.errors import InputError
 from factorportrait.generation import GenerationSettings
 from factorportrait.guardrails import TrainedRanges, request_warnings
@@ -568,6 +569,24 @@ def wan_service(landmarker_path):
         wan_animate_checkpoint="tiny",
         landmarker=str(landmarker_path),
     )
+
+
+def test_the_service_makes_a_wan_animate_request_as_wan_animate_would(wan_service, pyfeat):
+    """Issue 28 through the page and the API: a 16 fps request on wan-animate becomes its own
+    rate with a note, and a frame count it cannot make is refused in one sentence before the
+    portrait is even tracked."""
+    portrait = str(pyfeat / "single_face.jpg")
+    settings = ConditioningSettings(mode="camera-only", frames=5, fps=16, height=64, width=64)
+    preview = wan_service.preview(
+        portrait, None, settings, load_preset("orbit"), engine="wan-animate"
+    )
+    own = engine_info("wan-animate").default_fps()
+    assert preview.conditioning.fps == own
+    assert any(f"{own:g} fps" in note for note in preview.warnings), preview.warnings
+    one = ConditioningSettings(mode="camera-only", frames=1, height=64, width=64)
+    with pytest.raises(InputError, match="frames") as refused:
+        wan_service.preview("/nonexistent/portrait.jpg", None, one, engine="wan-animate")
+    assert "portrait" not in str(refused.value)  # refused before the portrait was read
 
 
 def test_generate_with_the_wan_animate_engine_is_labelled_and_an_unknown_engine_refused(

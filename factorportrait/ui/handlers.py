@@ -679,9 +679,11 @@ class Handlers:
         """What ZeroGPU is asked for, for a generate call with these inputs (the engine's own
         estimate: Wan2.2-Animate-14B asks for more)."""
         engine = engine if engine in ENGINES else self.service.engine
-        return int(
-            estimate(int(frames), int(size), int(steps), float(guidance), engine)["zerogpu_s"]
-        )
+        try:
+            cost = estimate(int(frames), int(size), int(steps), float(guidance), engine)
+        except (InputError, TypeError, ValueError):  # the run itself refuses it in words
+            return 30
+        return int(cost["zerogpu_s"])
 
     def engine_loaded(self, engine: str | None) -> bool:
         try:

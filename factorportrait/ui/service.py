@@ -325,6 +325,7 @@ class Service:
         by (CPU; no pipeline needed)."""
         engine = checked_engine(engine or self.engine)
         started = time.perf_counter()
+        settings, notes = engine_request(engine, settings)
         cond = self.conditioning(portrait, driving, settings, trajectory)
         out = self.request_dir()
         # The normals first, on every core (the rasteriser shares frames out to threads); the
@@ -363,7 +364,7 @@ class Service:
             **paths,
             conditioning=cond,
             summary=texts.summary_markdown(cond, time.perf_counter() - started),
-            warnings=self.warnings(cond, trajectory, engine),
+            warnings=[*notes, *self.warnings(cond, trajectory, engine)],
         )
 
     @property
@@ -416,10 +417,11 @@ class Service:
         from ..generation import generate_frames
 
         report(0, sampling.steps, "loading")
+        settings, notes = engine_request(engine, settings)
         cond = self.conditioning(portrait, driving, settings, trajectory)
         if engine == GEOMETRY:
             frames = self._render_geometry(cond, cancel, report, started)
-            return self._finish(portrait, driving, trajectory, engine, cond, frames, started)
+            return self._finish(portrait, driving, trajectory, engine, cond, frames, started, notes)
         segments = segment_plan(cond.frames)["segments"] if engine == WAN_ANIMATE else 1
         total = sampling.steps * segments
         done = 0  # steps finished over all segments (the callback's own index restarts)
@@ -474,6 +476,7 @@ class Service:
             cond=cond,
             frames=frames,
             started=started,
+            notes=notes,
         )
 
     def _render_geometry(self, cond, cancel, report, started) -> np.ndarray:
@@ -508,7 +511,7 @@ class Service:
         report(total, total, "writing")
         return label_geometry(frames)
 
-    def _finish(self, portrait, driving, trajectory, engine, cond, frames, started):
+    def _finish(self, portrait, driving, trajectory, engine, cond, frames, started, notes=()):
         """The result written (with the driving clip's sound when it drives the head) and
         shown beside what drove it."""
         from ..generation import write_generation
@@ -537,10 +540,21 @@ class Service:
             video=video,
             side_by_side=side,
             conditioning=cond,
-            warnings=self.warnings(cond, trajectory, engine),
+            warnings=[*notes, *self.warnings(cond, trajectory, engine)],
             engine=engine,
             seconds=time.monotonic() - started,
         )
+
+
+def engine_request(engine: str, settings: ConditioningSettings):
+    """(settings, notes): a request as ``engine`` makes it, checked before anything loads:
+    wan-animate at its own frame rate (with a note when another was asked for) and only the
+    frame counts it can make (``wan_animate.windows``); the others as asked."""
+    if engine != WAN_ANIMATE:
+        return settings, []
+    from ..wan_animate.windows import wan_animate_request
+
+    return wan_animate_request(settings)
 
 
 def _stage_reporter(progress: Callable[..., None] | None) -> Callable[[int, int, str], None]:
