@@ -68,12 +68,16 @@ def track_portrait(tracker: FaceTracker, image: np.ndarray, report) -> FaceObser
 
 
 def frame_portrait(
-    image: np.ndarray, face: FaceObservation, height: int, width: int
+    image: np.ndarray,
+    face: FaceObservation,
+    height: int,
+    width: int,
+    crop_scale: float = PORTRAIT_CROP_SCALE,
 ) -> tuple[np.ndarray, FaceObservation, np.ndarray]:
     """Crop the portrait around the face to the output's aspect and size (padding with the
     edge colour where the crop leaves the photo); the face's landmarks follow. Also returns
     the 2x3 image -> reference matrix."""
-    matrix = framing_matrix(face.box, height, width)
+    matrix = framing_matrix(face.box, height, width, crop_scale)
     reference = cv2.warpAffine(
         image, matrix, (width, height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
     )
@@ -81,11 +85,14 @@ def frame_portrait(
     return reference, face.scaled(scale, (-matrix[0, 2] / scale, -matrix[1, 2] / scale)), matrix
 
 
-def framing_matrix(box: np.ndarray, height: int, width: int) -> np.ndarray:
+def framing_matrix(
+    box: np.ndarray, height: int, width: int, crop_scale: float = PORTRAIT_CROP_SCALE
+) -> np.ndarray:
     """The 2x3 image -> output matrix that frames a face box (x0, y0, x1, y1) like a portrait:
-    a square of twice the face's size, centred a little above it (room for the hair)."""
+    a square of ``crop_scale`` times the face's size (twice by default), centred a little above
+    it (room for the hair)."""
     x0, y0, x1, y1 = box
-    crop_h = max(x1 - x0, y1 - y0) * PORTRAIT_CROP_SCALE
+    crop_h = max(x1 - x0, y1 - y0) * crop_scale
     crop_w = crop_h * width / height
     centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2 - 0.1 * (y1 - y0)
     left, top = centre_x - crop_w / 2, centre_y - crop_h / 2
@@ -93,7 +100,9 @@ def framing_matrix(box: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.array([[scale, 0.0, -left * scale], [0.0, scale, -top * scale]])
 
 
-def clip_framing(first_landmarks: np.ndarray, height: int, width: int) -> np.ndarray:
+def clip_framing(
+    first_landmarks: np.ndarray, height: int, width: int, crop_scale: float = PORTRAIT_CROP_SCALE
+) -> np.ndarray:
     """The 2x3 clip -> framed matrix of a driving or target clip: framed like a portrait around
     its first frame's face, one crop for the whole clip (a crop that followed the face would
     be a camera motion the rays never saw, and would hide the head's own motion)."""
@@ -105,7 +114,7 @@ def clip_framing(first_landmarks: np.ndarray, height: int, width: int) -> np.nda
             first_landmarks[:, 1].max(),
         ]
     )
-    return framing_matrix(box, height, width)
+    return framing_matrix(box, height, width, crop_scale)
 
 
 def frame_images(frames: np.ndarray, matrix: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -118,7 +118,9 @@ def build_conditioning(
         with timer("read portrait"):
             image = portrait if isinstance(portrait, np.ndarray) else read_image(portrait)
         with timer("source"):
-            source = source_stage(image, tracker, settings.height, settings.width, report)
+            source = source_stage(
+                image, tracker, settings.height, settings.width, report, settings.framing_scale
+            )
             # Where the reference was cut from the photo (image -> reference pixels), for reports.
             report.reference_crop = source.crop.tolist()
         driving_clip = None
@@ -148,6 +150,7 @@ def build_conditioning(
                         settings.width,
                         smoothing=settings.smoothing,
                         report=report,
+                        crop_scale=settings.framing_scale,
                     )
         with timer("cameras"):
             if cameras is None:

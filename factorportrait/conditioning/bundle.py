@@ -11,6 +11,7 @@ import numpy as np
 from ..config import VIDEO, check_fps, check_frame_count, check_size
 from ..errors import InputError
 from ..expression import CROP_SIZE
+from ..framing import PORTRAIT_CROP_SCALE
 from ..head_pose import HeadTemplate, render_head
 from ..head_pose.rasterizer import normals_to_rgb
 from ..modes import Mode
@@ -35,6 +36,10 @@ class ConditioningSettings:
     novel_elevation: float = 0.0
     novel_distance: float = 1.0
     crop_size: int = CROP_SIZE
+    # The square the portrait (and a driving clip) is framed in: this many face sizes (the
+    # project's tight crop by default; wan-animate frames head and shoulders wider, as Wan's
+    # own preprocessing does).
+    framing_scale: float = PORTRAIT_CROP_SCALE
 
     def __post_init__(self):
         if not isinstance(self.mode, Mode) and self.mode in Mode._value2member_map_:
@@ -48,6 +53,8 @@ class ConditioningSettings:
         check_size(self.height, self.width)
         if not 0.0 <= self.pose_strength <= 2.0:
             raise InputError(f"pose strength: {self.pose_strength} is outside [0, 2]")
+        if not 1.5 <= self.framing_scale <= 4.0:
+            raise InputError(f"framing scale: {self.framing_scale} is outside [1.5, 4]")
         return self
 
 

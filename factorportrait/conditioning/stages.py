@@ -27,7 +27,13 @@ import numpy as np
 from ..config import CAMERA
 from ..errors import InputError
 from ..expression import aligned_crops, landmarks_in_crops
-from ..framing import clip_framing, estimate_portrait_camera, frame_portrait, track_portrait
+from ..framing import (
+    PORTRAIT_CROP_SCALE,
+    clip_framing,
+    estimate_portrait_camera,
+    frame_portrait,
+    track_portrait,
+)
 from ..head_pose import (
     HeadTemplate,
     build_head_template,
@@ -74,9 +80,10 @@ def source_stage(
     height: int,
     width: int,
     report: ConditioningReport,
+    crop_scale: float = PORTRAIT_CROP_SCALE,
 ) -> Source:
     photo_face = track_portrait(tracker, image, report)
-    reference, face, crop = frame_portrait(image, photo_face, height, width)
+    reference, face, crop = frame_portrait(image, photo_face, height, width, crop_scale)
     canonical = load_canonical_face(str(tracker.model_path))
     template = build_head_template(canonical, fit_proportions(canonical, face.landmarks))
     K, c2w = estimate_portrait_camera(face, template.face_vertices, height, width)
@@ -111,6 +118,7 @@ def driving_stage(
     name: str = "driving video",
     key: str = "driving",
     max_filled_fraction: float | None = None,
+    crop_scale: float = PORTRAIT_CROP_SCALE,
 ) -> Driving:
     """Track, fill gaps, report jitter, smooth; then frame the clip like a portrait and place
     each frame's head for our camera model (``place_heads`` with the reference's template).
@@ -132,7 +140,7 @@ def driving_stage(
     report.clip = ClipTracking(
         faces_tracked, clip.filled, jitter_raw, landmark_jitter(clip.landmarks)
     )
-    framing = clip_framing(clip.landmarks[0], height, width)
+    framing = clip_framing(clip.landmarks[0], height, width, crop_scale)
     framed = clip.landmarks[..., :2] * framing[0, 0] + framing[:, 2]
     K = intrinsics_from_fov(CAMERA.fov_deg, height, width)
     head_to_camera = place_heads(clip.rotations, framed, template.face_vertices, K, name=name)

@@ -77,13 +77,20 @@ def check_frames(frames: int) -> int:
     return frames
 
 
+WAN_FRAMING_SCALE = 3.2  # face sizes across the square: the shoulders at ~80% of its height
+
+
 def wan_animate_request(settings):
     """(settings, notes): a request's ConditioningSettings as wan-animate makes it, before
     anything loads. The frame rate becomes the engine's own (``engines.REGISTRY``: 30 fps, the
     rate Wan-Animate samples driving clips at; the driving clip is resampled to it by the core,
     which reads the clip at the output times), with a note when the request asked for another;
-    a frame count it cannot make is refused (``check_frames``)."""
+    a frame count it cannot make is refused (``check_frames``); the portrait framed wider
+    (``WAN_FRAMING_SCALE``)."""
     notes = []
+    # Head and shoulders, as Wan's preprocessing frames a talking-head video (the pose video's
+    # shoulders well inside the frame), not FactorPortrait's tight crop of twice the face.
+    settings = replace(settings, framing_scale=WAN_FRAMING_SCALE)
     fps = engine_info(WAN_ANIMATE).default_fps()
     if float(settings.fps) != float(fps):
         notes.append(
