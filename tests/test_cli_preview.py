@@ -163,3 +163,23 @@ def test_bad_input_exits_2_with_one_line(pyfeat, landmarker_path, tmp_path, args
     assert len(errors) == 1 and errors[0].startswith(message), result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_wan_animate_preview_is_made_as_wan_animate_will_make_the_video(
+    pyfeat, landmarker_path, tmp_path, capsys
+):
+    """`preview --engine wan-animate --fps 16` previews what wan-animate will be given: its own
+    frame rate (with the note) and its wider framing, not the request's 16 fps."""
+    from factorportrait.engines import engine_info
+
+    own = engine_info("wan-animate").default_fps()
+    code = main(
+        ["preview", "--engine", "wan-animate", "--portrait", str(pyfeat / "single_face.jpg"),
+         "--mode", "camera-only", "--frames", "5", "--fps", "16", "--size", "64",
+         "--landmarker", str(landmarker_path), "--out", str(tmp_path / "p")]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"{own:g} fps" in out and "instead of the 16 fps asked for" in out, out
+    summary = json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert summary["fps"] == own, summary

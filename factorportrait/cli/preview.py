@@ -49,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
 
     engine = checked_engine(args.engine or default_engine())
     settings, trajectory = conditioning_settings(args)
+    notes = []
+    if engine == WAN_ANIMATE:  # previewed as wan-animate will make it: its rate and framing
+        from ..wan_animate.windows import wan_animate_request
+
+        settings, notes = wan_animate_request(settings)
     start = time.perf_counter()
     cond = build_conditioning_from_args(args, settings, trajectory)
     extra_videos = None
@@ -61,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         f"{cond.mode}: {cond.frames} frames at {cond.width}x{cond.height}, "
         f"{cond.fps:g} fps, in {time.perf_counter() - start:.2f}s"
     )
-    for warning in cond.report.warnings:
+    for warning in [*notes, *cond.report.warnings]:
         print(f"  note: {warning}")
     # No checkpoint here: judged against the default trained ranges (generate uses its own).
     for warning in request_warnings(cond, trajectory, None):
