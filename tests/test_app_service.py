@@ -424,6 +424,22 @@ def test_an_invalid_table_blocks_preview_and_generate_with_its_reason(pyfeat):
         list(run)
 
 
+def test_a_preview_that_lands_after_its_inputs_changed_is_marked_superseded(pyfeat):
+    """Issue 29, item 4, in the order a slow preview gives: the answer lands after Size
+    changed, and the step after it (``preview_settled``, given the page's inputs as they are
+    then) marks it superseded; unchanged inputs leave it as it is."""
+    events = Handlers(Service(pipeline=None, engine="geometry"), load_presets())
+    portrait = str(pyfeat / "single_face.jpg")
+    orbit = load_presets()["orbit"].to_json()
+    asked = (portrait, None, "camera-only", orbit, 0, 0, 1, 5, 16, 64, "geometry")
+    summary = events.preview(*asked)[4]
+    assert "at 64x64" in summary
+    unchanged = events.preview_settled(*asked)
+    assert unchanged[6] == gr.update()  # the summary stays as the preview wrote it
+    resized = events.preview_settled(*asked[:9], 128, "geometry")
+    assert "Superseded" in resized[6] and "at 64x64" in resized[6], resized[6]
+
+
 def test_the_editor_counts_keyframes_from_one_and_an_edit_makes_the_path_custom():
     """Issue 29, item 6: the table's rows and "Selected keyframe" count from 1, and the
     editor's messages did not ("keyframes[1].distance" for row 2); after an invalid edit the
