@@ -86,7 +86,7 @@ def markdown(table: dict) -> str:
             row["variant"],
             str(row["seed"]),
             str(row["steps"]),
-            *("-" if b is None else f"{b['mean']:.3f} ± {b['se']:.3f}" for b in betas),
+            *("-" if b is None else f"{b['mean']:.4f} ± {b['se']:.4f}" for b in betas),
             *(f"{row['swap_ratio'][f]:.3f}" for f in SWAPPED),
             *(f"{row['one_step_swap_ratio'][f]:.3f}" for f in SWAPPED),
             f"{row['error']:.3f}",

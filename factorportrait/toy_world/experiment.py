@@ -1,6 +1,9 @@
 """The toy-world experiment: make the world, train a small FactorPortrait on it with the real
-``train`` on the CPU (the full model and the ablations), and measure on held-out samples what
-each condition carries by swapping it for another sample's. EXPERIMENTS.md has the results."""
+``train`` on the CPU (the full model, the ablations and the noise floor), and measure on
+held-out samples what each condition carries: by swapping it for another sample's (the swap
+ratios), and by the paired measure per factor (``paired_beta``: each held-out clip generated
+again with one factor from a partner clip, against the true change). EXPERIMENTS.md has the
+results."""
 
 from __future__ import annotations
 
@@ -385,4 +388,4 @@ def table(results: dict) -> str:
 
 
 def _beta_cell(beta: dict | None) -> str:
-    return "-" if beta is None else f"{beta['mean']:.3f} ± {beta['se']:.3f}"
+    return "-" if beta is None else f"{beta['mean']:.4f} ± {beta['se']:.4f}"
