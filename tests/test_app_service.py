@@ -440,6 +440,26 @@ def test_a_preview_that_lands_after_its_inputs_changed_is_marked_superseded(pyfe
     assert "Superseded" in resized[6] and "at 64x64" in resized[6], resized[6]
 
 
+def test_only_an_engine_that_needs_a_model_asks_for_a_device(pyfeat):
+    """On a ZeroGPU Space, Generate asks for a GPU (``on_device``: spaces.GPU around generate)
+    only for the diffusion engines; the geometric engine runs where the page runs."""
+    events = Handlers(Service(pipeline=tiny_pipeline(seed=0)), load_presets())
+    asked = []
+
+    def on_device(*args, **kwargs):
+        asked.append(args[-1])  # the engine
+        yield from events.generate(*args, **kwargs)
+
+    events.on_device = on_device
+    portrait = str(pyfeat / "single_face.jpg")
+    orbit = load_presets()["orbit"].to_json()
+    request = (portrait, None, "camera-only", orbit, 0, 0, 1, 5, 16, 64, 1, 1.0, 0)
+    geometry = list(events.generate_where_it_runs(*request, "geometry"))
+    assert asked == [] and geometry[-1][0] is not None  # a video, made without a device
+    diffusion = list(events.generate_where_it_runs(*request, "factorportrait"))
+    assert asked == ["factorportrait"] and diffusion[-1][0] is not None
+
+
 def test_the_editor_counts_keyframes_from_one_and_an_edit_makes_the_path_custom():
     """Issue 29, item 6: the table's rows and "Selected keyframe" count from 1, and the
     editor's messages did not ("keyframes[1].distance" for row 2); after an invalid edit the

@@ -645,7 +645,10 @@ def _wire(
 
     # Generate (public): the button is disabled and the page shows the run's status beside
     # it (stage, step, time) until the result, an error or "Cancelled after step n".
-    generate = spaces.GPU(duration=events.gpu_seconds)(events.generate)
+    # A ZeroGPU Space lends a GPU only to the engines that need a model (the geometric engine
+    # runs on the Space's CPU): Handlers.generate_where_it_runs picks.
+    events.on_device = spaces.GPU(duration=events.gpu_seconds)(events.generate)
+    generate = events.generate_where_it_runs
     run = outputs.generate_button.click(
         events.run_started,
         outputs.engine,

@@ -383,6 +383,8 @@ class Handlers:
         # Per browser session, bounded: the oldest sessions are forgotten.
         self._sessions: OrderedDict[str, SessionState] = OrderedDict()
         self._sessions_lock = threading.Lock()
+        # ``generate`` as it runs on a device: blocks.py wraps it with the Space's spaces.GPU.
+        self.on_device = self.generate
         # Example previews, computed once per example and settings, in a folder the request
         # sweep leaves alone.
         self._example_previews: dict[str, tuple] = {}
@@ -725,6 +727,21 @@ class Handlers:
             note = texts.error_note(texts.RUN_NOT_STARTED)
         state.result_video = None
         return self.generate_button(engine), note, gr.update(value=None, visible=False)
+
+    def generate_where_it_runs(
+        self, portrait, driving, mode, trajectory_json, azimuth, elevation, distance, frames,
+        fps, size, steps, guidance, seed, engine=None, request: gr.Request = None,
+    ):  # fmt: skip
+        """Generate (the page's button and the API's /generate), on a device only for an
+        engine that needs a model: ``on_device`` is ``generate`` wrapped by the Space's
+        ``spaces.GPU`` (blocks.py), and the geometric engine runs on the Space's own CPU
+        instead of waiting in ZeroGPU's queue for a GPU it would not use."""
+        chosen = engine if engine in ENGINES else self.service.engine
+        run = self.on_device if engine_info(chosen).needs_model else self.generate
+        yield from run(
+            portrait, driving, mode, trajectory_json, azimuth, elevation, distance, frames, fps,
+            size, steps, guidance, seed, engine, request=request,
+        )  # fmt: skip
 
     def generate(
         self,
