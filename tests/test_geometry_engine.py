@@ -18,7 +18,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from factorportrait.conditioning import ConditioningSettings, build_conditioning
-from factorportrait.engines.geometry import GEOMETRY_NOTICE, Stopped, render_geometry
+from factorportrait.engines.geometry import GEOMETRY_NOTICE, SceneCache, Stopped, render_geometry
 from factorportrait.evaluation import metrics
 from factorportrait.head_pose import head_yaw_pitch_roll, render_head
 from factorportrait.io import write_video
@@ -246,6 +246,17 @@ def test_the_results_face_lies_inside_the_normal_maps_mask(which, request):
     )
     print(f"{which}: {outside.max():.2f} px outside the mask (margin {margin:.2f})")
     assert outside.max() <= margin, f"{outside.max():.1f} px outside (margin {margin:.1f})"
+
+
+def test_a_photos_scene_is_built_once_and_each_request_keeps_its_own_expression(expressive, driven):
+    """The web service keeps each photo's scene (GrabCut, the inpainting, the colour solve):
+    a second request with the same photo and another clip reuses it, and its frames are the
+    ones a fresh scene gives, its own clip's expression and head included."""
+    scenes = SceneCache()
+    np.testing.assert_array_equal(render_geometry(expressive[0], scenes=scenes), expressive[1])
+    assert scenes.hits == 0
+    np.testing.assert_array_equal(render_geometry(driven[0], scenes=scenes), driven[1])
+    assert scenes.hits == 1
 
 
 def test_the_engine_imports_no_torch():

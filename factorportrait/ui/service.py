@@ -127,6 +127,7 @@ class Service:
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="track-uploads")
     )
     _waiting_tracking: int = 0
+    _scenes: object | None = None  # the geometric engine's scenes by photo (SceneCache)
 
     def __post_init__(self) -> None:
         # The compiled loops of the normals and rays load (about half a second) while the page
@@ -483,7 +484,11 @@ class Service:
         """The geometric engine's frames, labelled; a Cancel or the time budget stops it at
         its next frame (GenerationStopped, as a diffusion run stops at its next step)."""
         from ..engines.banner import label_geometry
-        from ..engines.geometry import Stopped, render_geometry
+        from ..engines.geometry import SceneCache, Stopped, render_geometry
+
+        with self._lock:  # one cache of the photos' scenes, made on the first geometric run
+            if self._scenes is None:
+                self._scenes = SceneCache()
 
         total = cond.frames
 
@@ -493,7 +498,7 @@ class Service:
         try:
             frames = render_geometry(
                 cond, progress=lambda done, _: report(done, total, "rendering"),
-                should_stop=should_stop,
+                should_stop=should_stop, scenes=self._scenes,
             )  # fmt: skip
         except Stopped as stop:
             done = stop.frame_index

@@ -2,5 +2,6 @@
 filmed as the Conditioning says (no diffusion, no torch: it runs in the CPU preview process)."""
 
 from .render import GEOMETRY_NOTICE, Stopped, render_geometry
+from .scene import SceneCache
 
-__all__ = ["GEOMETRY_NOTICE", "Stopped", "render_geometry"]
+__all__ = ["GEOMETRY_NOTICE", "SceneCache", "Stopped", "render_geometry"]

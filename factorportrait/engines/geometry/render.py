@@ -19,7 +19,7 @@ import numpy as np
 
 from .compose import composite, source_maps
 from .raster import render_attributes
-from .scene import Scene, build_scene
+from .scene import Scene, SceneCache, build_scene
 
 GEOMETRY_NOTICE = "GEOMETRIC WARP of the photo: not diffusion, not FactorPortrait"
 BACKGROUND_OBLIQUE_DEG = 35.0
@@ -117,12 +117,13 @@ def render_geometry(
     *,
     progress: Callable[[int, int], object] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    scenes: SceneCache | None = None,
 ) -> np.ndarray:
     """(F, H, W, 3) uint8: the portrait's own pixels moved by the request's head poses,
     expressions and cameras (a geometric warp; label it with GEOMETRY_NOTICE). progress(done,
     total) after each frame; should_stop() is asked before each frame and, when true, raises
-    Stopped(frame_index)."""
-    scene = build_scene(conditioning)
+    Stopped(frame_index). With ``scenes``, a portrait's scene is built once and reused."""
+    scene = build_scene(conditioning) if scenes is None else scenes.scene_for(conditioning)
     count = len(conditioning.c2w)
     height, width = scene.background.shape[:2]
     cull = np.r_[scene.head_cull, np.ones(len(scene.body_faces), bool)]

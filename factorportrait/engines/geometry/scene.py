@@ -30,7 +30,9 @@ the driving expression as per-frame offsets of the face, and the layers behind t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -337,6 +339,10 @@ def person_mask(reference: np.ndarray, silhouette: np.ndarray, face_hull: np.nda
     if (mask == cv2.GC_BGD).sum() < 50 or (mask == cv2.GC_FGD).sum() < 50:
         return silhouette.astype(np.float32)
     bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
+    # GrabCut's colour models start from k-means on OpenCV's per-thread random state: seeded,
+    # so one photo gives one mask whatever ran before on this thread (a cached scene equals a
+    # fresh one).
+    cv2.setRNGSeed(0)
     cv2.grabCut(
         cv2.cvtColor(small, cv2.COLOR_RGB2BGR), mask, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK
     )
@@ -537,3 +543,54 @@ def build_scene(conditioning) -> Scene:
         reference_K=K,
         reference_c2w=c2w,
     )
+
+
+def portrait_key(conditioning) -> str:
+    """What a scene is made of but the driving expression: the framed portrait, its landmarks,
+    its camera and the template (a second request with the same photo and size, in any mode
+    or with any clip, builds the same scene but for ``face_offsets``)."""
+    from ...tracking.cache import content_key
+
+    template = conditioning.head_template
+    c2w = (
+        conditioning.reference_c2w
+        if conditioning.reference_c2w is not None
+        else conditioning.c2w[0]
+    )
+    return content_key(
+        conditioning.reference,
+        np.asarray(conditioning.source_landmarks, dtype=np.float64),
+        np.asarray(conditioning.K[0], dtype=np.float64),
+        np.asarray(c2w, dtype=np.float64),
+        np.asarray(template.head_vertices, dtype=np.float64),
+        np.asarray(template.body_vertices, dtype=np.float64),
+    )
+
+
+class SceneCache:
+    """Scenes by portrait (``portrait_key``), the most recent ``size`` kept: GrabCut, the
+    inpainting and the colour solve (0.2-1 s) are done once per photo and size, not per
+    request. Thread-safe; the expression is set per request (``scene_for``)."""
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self.hits = 0
+        self._scenes: OrderedDict[str, Scene] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def scene_for(self, conditioning) -> Scene:
+        key = portrait_key(conditioning)
+        with self._lock:
+            scene = self._scenes.get(key)
+            if scene is not None:
+                self._scenes.move_to_end(key)
+                self.hits += 1
+        if scene is None:
+            scene = build_scene(conditioning)
+            with self._lock:
+                self._scenes[key] = scene
+                while len(self._scenes) > self.size:
+                    self._scenes.popitem(last=False)
+            return scene
+        face = scene.head_vertices[:NUM_MESH_VERTICES]
+        return replace(scene, face_offsets=expression_offsets(conditioning, face))
