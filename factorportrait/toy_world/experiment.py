@@ -116,8 +116,9 @@ def _run(out: Path, settings: Settings, log) -> dict:
     vae = world_vae(settings.seed, settings.world)
     world = out / "world"
     made = {k: getattr(settings, k) for k in ("seed", "train_samples", "val_samples", "subjects")}
-    if settings.world != "original":  # (the first experiment's worlds keep their stamp)
-        made["world"] = settings.world
+    # Which world (and, since issue 27, that its samples have the head-frame C3 codes, the
+    # shuffled copy and the counterfactuals): a world made before is made again.
+    made["world"] = settings.world
     stamp = world / "settings.json"
     if not (stamp.is_file() and json.loads(stamp.read_text()) == made):
         log(f"making the world: {settings.train_samples} + {settings.val_samples} samples")
