@@ -63,3 +63,13 @@ def test_the_full_notice_is_legible_at_the_default_size():
     # (11-pixel capitals), where it was cut off after "this output is n".
     band, scale, lines = banner_layout(UNTRAINED_NOTICE, 512, 512)
     assert " ".join(line for line, _ in lines) == UNTRAINED_NOTICE and scale >= 0.5
+
+
+def test_every_banner_but_the_untrained_one_says_it_is_not_factorportrait_at_every_width():
+    """Issue 29: at 256 px the tiny wan-animate banner dropped "NOT FactorPortrait"; the public
+    model's and the geometric warp's banners say what they are not at every allowed width."""
+    for width in SIDES:
+        texts = [engine.banner_text(width, tiny_random=tiny) for tiny in (False, True)]
+        texts.append(GEOMETRY_NOTICE if width >= 400 else GEOMETRY_SHORT)
+        for text in texts:
+            assert "not factorportrait" in text.lower(), (width, text)

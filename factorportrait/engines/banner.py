@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-GEOMETRY_SHORT = "GEOMETRIC WARP, not diffusion"
+GEOMETRY_SHORT = "GEOMETRIC WARP, not diffusion, not FactorPortrait"
 
 BANNER_FONT = cv2.FONT_HERSHEY_SIMPLEX
 BANNER_MARGIN = 4  # pixels left free at the band's left and right ends

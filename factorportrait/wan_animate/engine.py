@@ -45,7 +45,7 @@ PUBLIC_MODEL_NOTICE = (
 TINY_RANDOM_NOTICE = "TINY RANDOM Wan2.2-Animate (public model layout), NOT FactorPortrait"
 # What fits a narrow frame: the same facts, shorter.
 PUBLIC_MODEL_SHORT = "PUBLIC Wan-Animate, not FactorPortrait"
-TINY_RANDOM_SHORT = "TINY RANDOM public Wan-Animate"
+TINY_RANDOM_SHORT = "TINY RANDOM Wan-Animate, NOT FactorPortrait"
 
 # ASSUMPTION: Wan-Animate's own default prompt means "the person in the video is moving"; a
 # plain English prompt to the same effect. Guidance is off by default (Wan-Animate's own default
