@@ -17,9 +17,10 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from .cache import SceneCache
 from .compose import composite, source_maps
 from .raster import render_attributes
-from .scene import Scene, SceneCache, build_scene
+from .scene import Scene, build_scene
 
 GEOMETRY_NOTICE = "GEOMETRIC WARP of the photo: not diffusion, not FactorPortrait"
 BACKGROUND_OBLIQUE_DEG = 35.0
