@@ -53,13 +53,13 @@ def create_service(
     memory) and ``lora`` (a few-step LoRA) concern wan-animate."""
     import torch
 
-    from factorportrait.generation import load_pipeline, resolve_device
-    from factorportrait.wan_animate.engine import (
+    from factorportrait.engines.wan_animate.engine import (
         auto_offload,
         load_wan_animate,
         startup_plan,
         tiny_wan_animate_pipeline,
     )
+    from factorportrait.pipelines.generation import load_pipeline, resolve_device
 
     target = resolve_device(device)
     cuda = target.type == "cuda"
@@ -73,7 +73,7 @@ def create_service(
         logging.getLogger("factorportrait").info(plan.note)
     engine = plan.engine
     if tiny:
-        from factorportrait.checkpoints import make_tiny_checkpoint
+        from factorportrait.pipelines.checkpoints import make_tiny_checkpoint
 
         checkpoint = str(make_tiny_checkpoint(tempfile.mkdtemp(prefix="factorportrait-tiny-")))
     pipeline = None

@@ -10,8 +10,8 @@ __version__ = "0.1.0"
 from .modes import MODES, Mode
 
 _LAZY = {
-    "FactorPortraitPipeline": "factorportrait.pipeline",
-    "FactorPortraitPipelineOutput": "factorportrait.pipeline",
+    "FactorPortraitPipeline": "factorportrait.pipelines.pipeline_factorportrait",
+    "FactorPortraitPipelineOutput": "factorportrait.pipelines.pipeline_factorportrait",
     "FactorPortraitTransformer3DModel": "factorportrait.models",
     "FactorPortraitExpressionEncoder": "factorportrait.models",
     "Conditioning": "factorportrait.conditioning",

@@ -88,8 +88,8 @@ def preview_benchmark(
     """Per-stage times of the whole preview (warm tracker, as in the app), and tracking per
     frame."""
     from .conditioning import ConditioningSettings, build_conditioning
+    from .conditioning.preview import write_preview
     from .io.media import read_video
-    from .preview import write_preview
     from .tracking import FaceTracker
 
     settings = ConditioningSettings(
@@ -228,9 +228,9 @@ def model_benchmark(
     the reference's latent frame (T+1 frames in), which is part of what it costs."""
     from diffusers import WanTransformer3DModel
 
-    from .checkpoints import TINY_WAN_CONFIG, WAN_13B_CONFIG, WAN_KEYS
-    from .generation import resolve_device
     from .models import FactorPortraitTransformer3DModel
+    from .pipelines.checkpoints import TINY_WAN_CONFIG, WAN_13B_CONFIG, WAN_KEYS
+    from .pipelines.generation import resolve_device
 
     wan_sizes = {"1.3b": WAN_13B_CONFIG, "tiny": TINY_WAN_CONFIG}
     if size in wan_sizes:
@@ -341,8 +341,8 @@ def render_benchmark(
 
 def tiny_pipeline_benchmark(frames: int, size: int, repeats: int) -> list[tuple[str, list[float]]]:
     """VAE encode / decode of the conditions and one denoising step, tiny checkpoint, CPU."""
-    from .checkpoints import tiny_pipeline
     from .models import aggregate_codes, pack_plucker
+    from .pipelines.checkpoints import tiny_pipeline
 
     pipe = tiny_pipeline(seed=0)
     generator = torch.Generator().manual_seed(0)

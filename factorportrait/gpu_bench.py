@@ -38,9 +38,9 @@ from pathlib import Path
 import torch
 from diffusers.utils import logging as diffusers_logging
 
-from .checkpoints import TINY_WAN_CONFIG, WAN_13B_CONFIG
 from .config import GENERATION, LATENT, LIMITS
 from .errors import InputError
+from .pipelines.checkpoints import TINY_WAN_CONFIG, WAN_13B_CONFIG
 
 SECTIONS = (
     "transformer_step",
@@ -121,7 +121,7 @@ class BenchSize:
 
     def animate_config(self) -> dict:
         if self.name == "tiny":
-            from .wan_animate.engine import TINY_TRANSFORMER_CONFIG
+            from .engines.wan_animate.engine import TINY_TRANSFORMER_CONFIG
 
             return dict(TINY_TRANSFORMER_CONFIG)
         return dict(WAN_ANIMATE_14B_CONFIG)
@@ -332,9 +332,9 @@ def build_pipeline(size: BenchSize, device: torch.device, dtype: torch.dtype):
     them (transformer and expression encoder in ``dtype``, the VAE in float32)."""
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler
 
-    from .checkpoints import tiny_pipeline
     from .models import FactorPortraitExpressionEncoder
-    from .pipeline import FactorPortraitPipeline
+    from .pipelines.checkpoints import tiny_pipeline
+    from .pipelines.pipeline_factorportrait import FactorPortraitPipeline
 
     if size.name == "tiny":
         pipeline = tiny_pipeline(seed=0)

@@ -46,9 +46,7 @@ def conditioning_fingerprint() -> dict[str, str]:
     cond = build_conditioning(
         str(PORTRAIT), str(DRIVING), settings=settings, trajectory=resolve_trajectory("orbit")
     )
-    arrays = {
-        name: value for name, value in vars(cond).items() if isinstance(value, np.ndarray)
-    }
+    arrays = {name: value for name, value in vars(cond).items() if isinstance(value, np.ndarray)}
     arrays["normals_rgb"] = cond.normals_rgb()
     return {name: digest(value) for name, value in sorted(arrays.items())}
 

@@ -48,10 +48,10 @@ TARGETS = {
         ["tests/test_conditioning*.py"],
     ),
     "pipeline": (
-        "factorportrait/pipeline.py",
+        "factorportrait/pipelines/pipeline_factorportrait.py",
         [
-            "factorportrait.pipeline.x_drop_conditions__*",
-            "factorportrait.pipeline.xǁFactorPortraitPipelineǁ_denoise__*",
+            "factorportrait.pipelines.pipeline_factorportrait.x_drop_conditions__*",
+            "factorportrait.pipelines.pipeline_factorportrait.xǁFactorPortraitPipelineǁ_denoise__*",
         ],
         ["tests/test_pipeline*.py", "tests/test_objective.py"],
     ),

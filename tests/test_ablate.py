@@ -18,18 +18,18 @@ import numpy as np
 import pytest
 import torch
 
-from factorportrait.checkpoints import make_tiny_checkpoint, tiny_pipeline
 from factorportrait.cli.evaluate import register_ablate
+from factorportrait.engines.wan_animate.engine import make_tiny_wan_animate_checkpoint
 from factorportrait.errors import InputError
 from factorportrait.evaluation.ablation import ablate, parse_run, render_html, render_markdown
 from factorportrait.evaluation.harness import evaluate
-from factorportrait.generation import load_pipeline
 from factorportrait.io import write_video
 from factorportrait.io.media import read_image, read_video
+from factorportrait.pipelines.checkpoints import make_tiny_checkpoint, tiny_pipeline
+from factorportrait.pipelines.generation import load_pipeline
 from factorportrait.training.data import PreparedSamples
 from factorportrait.training.prepare import prepare
 from factorportrait.training.validation import validate
-from factorportrait.wan_animate.engine import make_tiny_wan_animate_checkpoint
 
 
 def _cli(argv):

@@ -8,11 +8,11 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from factorportrait.checkpoints import tiny_pipeline
 from factorportrait.conditioning import ConditioningSettings
 from factorportrait.errors import InputError
-from factorportrait.generation import GenerationSettings
 from factorportrait.head_pose.template import HeadTemplate
+from factorportrait.pipelines.checkpoints import tiny_pipeline
+from factorportrait.pipelines.generation import GenerationSettings
 from factorportrait.ui import camera_view, texts
 from factorportrait.ui.handlers import Handlers, path_loaded
 from factorportrait.ui.service import Service

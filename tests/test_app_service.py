@@ -15,18 +15,18 @@ import numpy as np
 import pytest
 from conftest import wait_for
 
-from factorportrait.checkpoints import tiny_pipeline
 from factorportrait.conditioning import ConditioningSettings
+from factorportrait.conditioning.preview import browser_rays, side_by_side
 from factorportrait.config import VIDEO
 from factorportrait.engines import engine_info
 from factorportrait.errors import InputError
-from factorportrait.generation import GenerationSettings
-from factorportrait.guardrails import TrainedRanges, request_warnings
 from factorportrait.head_pose.rasterizer import normals_to_rgb
 from factorportrait.io import write_video
 from factorportrait.io.media import read_video
 from factorportrait.io.video import mux_audio
-from factorportrait.preview import browser_rays, side_by_side
+from factorportrait.pipelines.checkpoints import tiny_pipeline
+from factorportrait.pipelines.generation import GenerationSettings
+from factorportrait.planning.guardrails import TrainedRanges, request_warnings
 from factorportrait.ui import editor, texts
 from factorportrait.ui.handlers import (
     Handlers,
@@ -267,7 +267,7 @@ def test_out_of_memory_becomes_a_clear_error_and_the_service_keeps_working(
 ):
     import torch
 
-    from factorportrait import generation
+    from factorportrait.pipelines import generation
 
     settings = ConditioningSettings(mode="camera-only", frames=5, height=32, width=32)
     portrait = str(pyfeat / "single_face.jpg")
@@ -527,7 +527,7 @@ def test_a_request_is_validated_once_by_the_layers_that_own_the_checks(
     the core) and the sampling settings once (by generation), and a mode that needs a driving
     video says so once, in the core's words."""
     from factorportrait.conditioning import bundle
-    from factorportrait.generation import GenerationSettings as Sampling
+    from factorportrait.pipelines.generation import GenerationSettings as Sampling
 
     calls = {"conditioning": 0, "sampling": 0}
     checks = {"conditioning": bundle.ConditioningSettings.validated, "sampling": Sampling.validated}
@@ -563,8 +563,8 @@ def test_the_demos_estimate_counts_a_forward_as_training_does():
     the 1.3B model (built on the meta device) within 1%, on the same GPU assumptions."""
     import torch
 
-    from factorportrait import cost
-    from factorportrait.checkpoints import WAN_13B_CONFIG, starting_transformer
+    from factorportrait.pipelines.checkpoints import WAN_13B_CONFIG, starting_transformer
+    from factorportrait.planning import cost
     from factorportrait.training import cost as training_cost
 
     with torch.device("meta"):
@@ -584,9 +584,9 @@ def test_the_demos_estimate_counts_a_forward_as_training_does():
 def test_the_service_judges_requests_by_its_checkpoints_trained_ranges(tmp_path):
     """A checkpoint folder with trained_ranges.json: the service loads those ranges; one
     without the file, or no checkpoint at all, is judged by the defaults (None)."""
-    from factorportrait.checkpoints import make_tiny_checkpoint
-    from factorportrait.generation import load_pipeline
-    from factorportrait.guardrails import save_trained_ranges
+    from factorportrait.pipelines.checkpoints import make_tiny_checkpoint
+    from factorportrait.pipelines.generation import load_pipeline
+    from factorportrait.planning.guardrails import save_trained_ranges
 
     folder = make_tiny_checkpoint(tmp_path / "tiny")
     assert Service(pipeline=load_pipeline(folder, device="cpu")).trained_ranges is None
@@ -598,7 +598,7 @@ def test_the_service_judges_requests_by_its_checkpoints_trained_ranges(tmp_path)
 
 @pytest.fixture(scope="module")
 def wan_service(landmarker_path):
-    from factorportrait.wan_animate.engine import tiny_wan_animate_pipeline
+    from factorportrait.engines.wan_animate.engine import tiny_wan_animate_pipeline
 
     return Service(
         wan_animate=tiny_wan_animate_pipeline(seed=0),
@@ -648,8 +648,8 @@ def test_generate_with_the_wan_animate_engine_is_labelled_and_an_unknown_engine_
     # quarter under its notice (at this width the words are a few pixels high).
     assert np.median(video[:, :12]) < 0.5 * np.median(video[:, 12:])
     # The side-by-side shows what drove the result: the skeleton, not the normal maps.
+    from factorportrait.engines.wan_animate.skeleton import pose_video
     from factorportrait.head_pose.rasterizer import normals_to_rgb
-    from factorportrait.wan_animate.skeleton import pose_video
 
     cond = result.conditioning
     middle = read_video(result.side_by_side).frames[:, :, 48:96].astype(float)
@@ -757,7 +757,7 @@ def test_each_session_sees_its_own_previews_driving_videos():
 
 
 def test_the_public_engines_estimate_counts_its_14b_transformer_over_its_segments():
-    from factorportrait import cost
+    from factorportrait.planning import cost
 
     fp = estimate(77, 512, 20, 1.0)
     wan = estimate(77, 512, 20, 1.0, "wan-animate")

@@ -13,9 +13,9 @@ from factorportrait.engines.banner import (
     label_geometry,
 )
 from factorportrait.engines.geometry import GEOMETRY_NOTICE
-from factorportrait.generation import label_untrained
-from factorportrait.pipeline import UNTRAINED_NOTICE
-from factorportrait.wan_animate import engine
+from factorportrait.engines.wan_animate import engine
+from factorportrait.pipelines.generation import label_untrained
+from factorportrait.pipelines.pipeline_factorportrait import UNTRAINED_NOTICE
 
 SIDES = range(LIMITS.min_side, LIMITS.max_side + 1, LIMITS.size_multiple)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from factorportrait.generation import resolve_device
 from factorportrait.io.media import read_video
+from factorportrait.pipelines.generation import resolve_device
 
 # A CUDA device index this machine does not have, on any machine (0 where there is no CUDA),
 # and the one-line error that `generate` must give for it there.
@@ -250,7 +250,7 @@ def test_wan_animate_generate_resamples_the_driving_clip_to_its_30_fps(
     from pathlib import Path
 
     from factorportrait.cli import main
-    from factorportrait.wan_animate import engine
+    from factorportrait.engines.wan_animate import engine
 
     assets = Path(__file__).resolve().parents[1] / "assets"
     clip = assets / "example_expressive.mp4"

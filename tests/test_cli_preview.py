@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from factorportrait.cli import main
+from factorportrait.conditioning.preview import ARRAYS_FILE, PREVIEW_FILES
 from factorportrait.io.media import read_video
-from factorportrait.preview import ARRAYS_FILE, PREVIEW_FILES
 
 
 def _portrait_blendshapes(tracker, pyfeat):

@@ -12,8 +12,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from factorportrait.conditioning import ConditioningSettings, build_conditioning
+from factorportrait.conditioning.framing import clip_framing
 from factorportrait.expression import aligned_crops, landmarks_in_crops
-from factorportrait.framing import clip_framing
 from factorportrait.io.media import VideoFrames, read_image, read_video
 from factorportrait.tracking import assemble_clip, smooth_clip
 from factorportrait.viewpoint import load_preset

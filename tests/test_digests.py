@@ -10,17 +10,21 @@ import numpy as np
 import pytest
 import torch
 
-from factorportrait.checkpoints import component_digests, make_tiny_checkpoint, weights_digest
-from factorportrait.generation import load_pipeline
 from factorportrait.io import write_video
 from factorportrait.io.media import read_image
+from factorportrait.pipelines.checkpoints import (
+    component_digests,
+    make_tiny_checkpoint,
+    weights_digest,
+)
+from factorportrait.pipelines.generation import load_pipeline
 from factorportrait.training.config import TrainConfig
 from factorportrait.training.loop import PreparedSamples, train
 from factorportrait.training.prepare import prepare
 
 
 def _backbone():
-    from factorportrait.checkpoints import tiny_pipeline
+    from factorportrait.pipelines.checkpoints import tiny_pipeline
 
     return tiny_pipeline(0).expression_encoder.backbone
 

@@ -15,12 +15,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from factorportrait.checkpoints import make_tiny_checkpoint, tiny_pipeline
-from factorportrait.generation import load_pipeline
 from factorportrait.io import write_video
 from factorportrait.io.media import read_image
 from factorportrait.models import FactorPortraitExpressionEncoder, aggregate_codes
 from factorportrait.models.expression_encoder import STD_FLOOR_FRACTION
+from factorportrait.pipelines.checkpoints import make_tiny_checkpoint, tiny_pipeline
+from factorportrait.pipelines.generation import load_pipeline
 from factorportrait.training.config import TrainConfig
 from factorportrait.training.expression_stats import STATS_FILE
 from factorportrait.training.loop import expression_codes, train

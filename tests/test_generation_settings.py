@@ -11,13 +11,13 @@ import pytest
 
 from factorportrait.cli import build_parser
 from factorportrait.errors import InputError
-from factorportrait.generation import (
+from factorportrait.io.media import read_video
+from factorportrait.pipelines.generation import (
     SAVED_CONDITIONING,
     GenerationSettings,
     conditioning_path,
     write_generation,
 )
-from factorportrait.io.media import read_video
 
 
 def test_defaults_are_the_documented_ones_and_the_cli_uses_them(monkeypatch):

@@ -230,7 +230,7 @@ def test_the_real_size_path_imports_nothing_the_gpu_machine_lacks():
         "from diffusers.models import WanAnimateTransformer3DModel\n"
         "with gpu_bench.built_on(meta, torch.bfloat16):\n"
         "    WanAnimateTransformer3DModel(**size.animate_config())\n"
-        "from factorportrait.wan_animate import engine\n"  # the tiny wan-animate path
+        "from factorportrait.engines.wan_animate import engine\n"  # the tiny wan-animate path
         "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
     )
     result = subprocess.run(

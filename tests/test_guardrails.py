@@ -13,7 +13,8 @@ from scipy.spatial.transform import Rotation
 
 from factorportrait.conditioning import ConditioningSettings, build_conditioning
 from factorportrait.errors import InputError
-from factorportrait.guardrails import (
+from factorportrait.modes import Mode
+from factorportrait.planning.guardrails import (
     TRAINED_RANGES_FILE,
     TrainedRanges,
     load_trained_ranges,
@@ -21,7 +22,6 @@ from factorportrait.guardrails import (
     request_warnings,
     save_trained_ranges,
 )
-from factorportrait.modes import Mode
 from factorportrait.viewpoint import load_preset
 from factorportrait.viewpoint.geometry import intrinsics_from_fov, orbit_c2w
 
@@ -263,9 +263,9 @@ def test_in_camera_only_the_warning_names_the_camera_not_the_head(example):
 
 # ------------------------------------------------- the CLI and the Python API say it too
 def test_the_python_api_warns_when_a_request_leaves_the_checkpoints_ranges(example, tmp_path):
-    from factorportrait.checkpoints import make_tiny_checkpoint
-    from factorportrait.generation import generate_frames, load_pipeline
-    from factorportrait.guardrails import TrainedRangeWarning
+    from factorportrait.pipelines.checkpoints import make_tiny_checkpoint
+    from factorportrait.pipelines.generation import generate_frames, load_pipeline
+    from factorportrait.planning.guardrails import TrainedRangeWarning
 
     folder = make_tiny_checkpoint(tmp_path / "tiny")
     cond = example("camera-only", load_preset("orbit"))  # the orbit reaches 30 degrees

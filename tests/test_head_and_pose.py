@@ -5,7 +5,7 @@ import pytest
 import trimesh
 from scipy.spatial.transform import Rotation
 
-from factorportrait.framing import estimate_portrait_camera
+from factorportrait.conditioning.framing import estimate_portrait_camera
 from factorportrait.head_pose.canonical import load_canonical_face
 from factorportrait.head_pose.retarget import retarget_head_poses
 from factorportrait.head_pose.template import build_head_template, fit_proportions

@@ -12,8 +12,8 @@ import torch
 from diffusers import FirstBlockCacheConfig, PyramidAttentionBroadcastConfig
 from diffusers.models.attention_dispatch import AttentionBackendName
 
-from factorportrait.checkpoints import TINY_BACKBONE, TINY_WAN_CONFIG
 from factorportrait.models import FactorPortraitExpressionEncoder, FactorPortraitTransformer3DModel
+from factorportrait.pipelines.checkpoints import TINY_BACKBONE, TINY_WAN_CONFIG
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 TINY = dict(**TINY_WAN_CONFIG, prompt_length=8, expression_code_dim=32, expression_hidden_dim=16)

@@ -8,13 +8,6 @@ from diffusers import WanTransformer3DModel
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from factorportrait.checkpoints import (
-    TINY_BACKBONE,
-    TINY_WAN_CONFIG,
-    init_from_wan,
-    tiny_wan_transformer,
-    tiny_wan_vae,
-)
 from factorportrait.models import (
     FactorPortraitExpressionEncoder,
     FactorPortraitTransformer3DModel,
@@ -22,7 +15,14 @@ from factorportrait.models import (
     latent_frames,
     pack_plucker,
 )
-from factorportrait.pipeline import FactorPortraitPipeline
+from factorportrait.pipelines.checkpoints import (
+    TINY_BACKBONE,
+    TINY_WAN_CONFIG,
+    init_from_wan,
+    tiny_wan_transformer,
+    tiny_wan_vae,
+)
+from factorportrait.pipelines.pipeline_factorportrait import FactorPortraitPipeline
 
 TINY = dict(**TINY_WAN_CONFIG, prompt_length=8, expression_code_dim=32, expression_hidden_dim=16)
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from factorportrait.pipeline import DROPPABLE, drop_conditions
+from factorportrait.pipelines.pipeline_factorportrait import DROPPABLE, drop_conditions
 from factorportrait.training.config import TrainConfig
 from factorportrait.training.objective import (
     FlowMatchingObjective,

@@ -7,10 +7,10 @@ import torch
 from diffusers import FirstBlockCacheConfig, PyramidAttentionBroadcastConfig
 
 from factorportrait import FactorPortraitPipeline
-from factorportrait.checkpoints import tiny_pipeline
 from factorportrait.errors import InputError
-from factorportrait.generation import generate_frames, label_untrained, load_pipeline
-from factorportrait.pipeline import drop_conditions
+from factorportrait.pipelines.checkpoints import tiny_pipeline
+from factorportrait.pipelines.generation import generate_frames, label_untrained, load_pipeline
+from factorportrait.pipelines.pipeline_factorportrait import drop_conditions
 
 F, H, W = 9, 32, 32
 

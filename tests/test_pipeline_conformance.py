@@ -8,7 +8,7 @@ import pytest
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
-from factorportrait.checkpoints import tiny_pipeline
+from factorportrait.pipelines.checkpoints import tiny_pipeline
 
 F, H, W = 9, 32, 32
 BATCH_TOLERANCE = 1e-4  # diffusers' tolerance for a sample alone vs. in a batch (fp32)

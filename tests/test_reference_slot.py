@@ -8,11 +8,15 @@ import json
 import pytest
 import torch
 
-from factorportrait.checkpoints import TINY_WAN_CONFIG, make_tiny_checkpoint, tiny_pipeline
 from factorportrait.errors import InputError
-from factorportrait.generation import load_pipeline
 from factorportrait.models import FactorPortraitTransformer3DModel
-from factorportrait.pipeline import FactorPortraitPipeline
+from factorportrait.pipelines.checkpoints import (
+    TINY_WAN_CONFIG,
+    make_tiny_checkpoint,
+    tiny_pipeline,
+)
+from factorportrait.pipelines.generation import load_pipeline
+from factorportrait.pipelines.pipeline_factorportrait import FactorPortraitPipeline
 from factorportrait.training.loop import FlowMatchingObjective
 
 TINY = dict(**TINY_WAN_CONFIG, prompt_length=8, expression_code_dim=32, expression_hidden_dim=16)

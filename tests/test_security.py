@@ -83,9 +83,9 @@ def test_oversize_upload_is_refused_with_413(app_url, tmp_path):
 
 
 def test_checkpoints_load_from_safetensors_only(tmp_path):
-    from factorportrait.checkpoints import tiny_pipeline
     from factorportrait.errors import InputError
-    from factorportrait.generation import load_pipeline
+    from factorportrait.pipelines.checkpoints import tiny_pipeline
+    from factorportrait.pipelines.generation import load_pipeline
 
     tiny_pipeline(seed=0).save_pretrained(tmp_path / "unsafe", safe_serialization=False)
     assert list((tmp_path / "unsafe").rglob("*.bin"))

@@ -6,7 +6,7 @@ import pytest
 import trimesh
 from scipy.spatial.transform import Rotation
 
-from factorportrait.framing import estimate_portrait_camera, frame_portrait
+from factorportrait.conditioning.framing import estimate_portrait_camera, frame_portrait
 from factorportrait.head_pose import render_head
 from factorportrait.head_pose.canonical import NUM_MESH_VERTICES, load_canonical_face
 from factorportrait.head_pose.rasterizer import rasterize

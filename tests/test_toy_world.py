@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from factorportrait.checkpoints import tiny_pipeline
+from factorportrait.pipelines.checkpoints import tiny_pipeline
 from factorportrait.toy_world import world
 from factorportrait.training.data import PreparedSamples
 from factorportrait.viewpoint import orbit_c2w

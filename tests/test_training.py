@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import load_file
 
 from factorportrait import FactorPortraitPipeline
-from factorportrait.checkpoints import component_digests, make_tiny_checkpoint
 from factorportrait.errors import InputError
-from factorportrait.generation import load_pipeline
 from factorportrait.io import write_video
 from factorportrait.io.media import read_image
+from factorportrait.pipelines.checkpoints import component_digests, make_tiny_checkpoint
+from factorportrait.pipelines.generation import load_pipeline
 from factorportrait.training.config import TrainConfig
 from factorportrait.training.loop import (
     FlowMatchingObjective,
@@ -472,7 +472,7 @@ def test_cached_features_belong_to_the_checkpoint_that_made_them(
 def test_ablation_checkpoints_train_on_the_same_data(workspace, tmp_path, variant):
     """C2 (no normal maps) and C3 (landmarks) starts train on the prepared data as it is; C2
     really ignores the normal latents and C3 the image features."""
-    from factorportrait.checkpoints import tiny_pipeline
+    from factorportrait.pipelines.checkpoints import tiny_pipeline
 
     root, _ = workspace
     pipe = tiny_pipeline(0, **variant)
@@ -690,7 +690,11 @@ def test_every_checkpoint_records_the_ranges_its_training_samples_cover(workspac
     import shutil
 
     from factorportrait.config import CAMERA
-    from factorportrait.guardrails import TrainedRanges, load_trained_ranges, ranges_from_samples
+    from factorportrait.planning.guardrails import (
+        TrainedRanges,
+        load_trained_ranges,
+        ranges_from_samples,
+    )
 
     root, _ = workspace
     data = tmp_path / "data"

@@ -14,12 +14,12 @@ import torch
 from safetensors.torch import load_file
 from scipy.spatial.transform import Rotation
 
-from factorportrait.checkpoints import make_tiny_checkpoint
 from factorportrait.conditioning import ConditioningSettings
 from factorportrait.errors import InputError
-from factorportrait.generation import load_pipeline
 from factorportrait.io import write_video
 from factorportrait.io.media import read_image, read_video
+from factorportrait.pipelines.checkpoints import make_tiny_checkpoint
+from factorportrait.pipelines.generation import load_pipeline
 from factorportrait.training.loop import PreparedSamples
 from factorportrait.training.prepare import prepare, read_manifest
 from factorportrait.training.samples import (

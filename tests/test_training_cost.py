@@ -9,7 +9,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from factorportrait.checkpoints import tiny_pipeline
+from factorportrait.pipelines.checkpoints import tiny_pipeline
 from factorportrait.training.config import TrainConfig
 from factorportrait.training.cost import (
     estimate_training_step,

@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 
 from factorportrait.conditioning import ConditioningSettings, build_conditioning
-from factorportrait.viewpoint import load_preset
-from factorportrait.wan_animate import face_video, pose_video
-from factorportrait.wan_animate.faces import IBUG68_FROM_MEDIAPIPE, face_crop_boxes
-from factorportrait.wan_animate.skeleton import (
+from factorportrait.engines.wan_animate import face_video, pose_video
+from factorportrait.engines.wan_animate.faces import IBUG68_FROM_MEDIAPIPE, face_crop_boxes
+from factorportrait.engines.wan_animate.skeleton import (
     WORLD_SHOULDERS,
     draw_skeleton,
     skeleton_keypoints,
     stick_width,
 )
+from factorportrait.viewpoint import load_preset
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 SIZE = 128
@@ -179,7 +179,7 @@ def test_at_the_default_framing_both_shoulders_lie_inside_the_frame_in_every_mod
     shoulders and the neck are in every frame of the pose video, well above the bottom edge
     (Wan's preprocessing frames head and shoulders; the project's tight crop put them at
     93-98% of the height)."""
-    from factorportrait.wan_animate.windows import wan_animate_request
+    from factorportrait.engines.wan_animate.windows import wan_animate_request
 
     settings, _ = wan_animate_request(
         ConditioningSettings(mode=mode, frames=FRAMES, height=SIZE, width=SIZE)

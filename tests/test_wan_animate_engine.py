@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from factorportrait.cli import main
+from factorportrait.engines.wan_animate import engine, windows
 from factorportrait.errors import InputError
 from factorportrait.io.media import read_video
 from factorportrait.modes import MODES
-from factorportrait.wan_animate import engine, windows
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 FRAMES, SIZE = 9, 64
@@ -61,7 +61,7 @@ def test_loading_a_missing_folder_or_a_non_pipeline_folder_is_a_clear_error(tmp_
         engine.load_wan_animate(tmp_path / "nothing here", "cpu")
     with pytest.raises(InputError, match="no model_index.json"):
         engine.load_wan_animate(tmp_path, "cpu")
-    from factorportrait.checkpoints import make_tiny_checkpoint
+    from factorportrait.pipelines.checkpoints import make_tiny_checkpoint
 
     factorportrait_folder = make_tiny_checkpoint(tmp_path / "factorportrait")
     with pytest.raises(InputError, match="not a WanAnimatePipeline.*--engine factorportrait"):

@@ -33,7 +33,7 @@ def run_make_tiny(args: argparse.Namespace) -> int:
     if args.dir.exists() and any(args.dir.iterdir()):
         raise InputError(f"{args.dir} exists and is not empty")
     if args.engine == "wan-animate":
-        from ..wan_animate.engine import make_tiny_wan_animate_checkpoint
+        from ..engines.wan_animate.engine import make_tiny_wan_animate_checkpoint
 
         make_tiny_wan_animate_checkpoint(args.dir, seed=args.seed)
         print(
@@ -41,7 +41,7 @@ def run_make_tiny(args: argparse.Namespace) -> int:
             f"untrained, output is noise) -> {args.dir}"
         )
         return 0
-    from ..checkpoints import make_tiny_checkpoint
+    from ..pipelines.checkpoints import make_tiny_checkpoint
 
     make_tiny_checkpoint(args.dir, seed=args.seed)
     print(f"tiny RANDOM checkpoint (untrained, output is noise) -> {args.dir}")
@@ -80,7 +80,7 @@ def register_init_from_wan(commands) -> None:
 
 
 def run_init_from_wan(args: argparse.Namespace) -> int:
-    from ..checkpoints import init_from_wan
+    from ..pipelines.checkpoints import init_from_wan
 
     if args.out.exists() and any(args.out.iterdir()):
         raise InputError(f"--out: {args.out} exists and is not empty")

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         return run_wan_animate(args)
     if engine == GEOMETRY:
         return run_geometry(args)
-    from ..generation import (
+    from ..pipelines.generation import (
         generate_frames,
         load_pipeline,
         trained_range_warnings,
@@ -139,8 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_wan_animate(args: argparse.Namespace) -> int:
     """The same conditioning, turned into a skeleton and a face-crop video for Wan2.2-Animate."""
-    from ..generation import write_generation
-    from ..wan_animate.engine import (
+    from ..engines.wan_animate.engine import (
         engine_description,
         generate_wan_animate,
         is_tiny_random,
@@ -149,6 +148,7 @@ def run_wan_animate(args: argparse.Namespace) -> int:
         wan_animate_request,
         what_it_cannot_honour,
     )
+    from ..pipelines.generation import write_generation
 
     settings, trajectory, sampling = _request(args)
     # Before anything loads: the engine's frame rate (a note when another was asked for) and
@@ -204,7 +204,7 @@ def run_geometry(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     frames = label_geometry(render_geometry(cond))
     if args.save_conditioning:
-        from ..generation import write_generation
+        from ..pipelines.generation import write_generation
 
         write_generation(args.out, frames, cond, save_conditioning=True)
     else:
@@ -237,7 +237,7 @@ def sampling_settings(args: argparse.Namespace):
     """GenerationSettings of a generate call, checked: --steps and --guidance, or the engine's
     own where the user gave none (engines.REGISTRY: wan-animate samples with 20 steps at
     guidance 1, as Wan-Animate does)."""
-    from ..generation import GenerationSettings
+    from ..pipelines.generation import GenerationSettings
 
     info = request_engine(args)
     return GenerationSettings(

@@ -43,22 +43,22 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..conditioning.preview import write_preview
     from ..engines import WAN_ANIMATE, checked_engine, default_engine
-    from ..guardrails import request_warnings
-    from ..preview import write_preview
+    from ..planning.guardrails import request_warnings
 
     engine = checked_engine(args.engine or default_engine())
     settings, trajectory = conditioning_settings(args)
     notes = []
     if engine == WAN_ANIMATE:  # previewed as wan-animate will make it: its rate and framing
-        from ..wan_animate.windows import wan_animate_request
+        from ..engines.wan_animate.windows import wan_animate_request
 
         settings, notes = wan_animate_request(settings)
     start = time.perf_counter()
     cond = build_conditioning_from_args(args, settings, trajectory)
     extra_videos = None
     if engine == WAN_ANIMATE:
-        from ..wan_animate import face_video, pose_video
+        from ..engines.wan_animate import face_video, pose_video
 
         extra_videos = {"pose.mp4": pose_video(cond), "face.mp4": face_video(cond)}
     paths = write_preview(cond, args.out, trajectory, extra_videos, arrays=args.npz)

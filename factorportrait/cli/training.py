@@ -66,7 +66,7 @@ def register_prepare(commands) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from ..generation import load_pipeline
+    from ..pipelines.generation import load_pipeline
     from ..training.prepare import prepare
 
     frames, height, width = frames_and_size(args)
@@ -163,7 +163,7 @@ def register_bench_training(commands) -> None:
 def run_bench_training(args: argparse.Namespace) -> int:
     import statistics
 
-    from ..generation import resolve_device
+    from ..pipelines.generation import resolve_device
     from ..training.cost import estimate_training_step, measure_training_step
 
     frames, height, width = frames_and_size(args)

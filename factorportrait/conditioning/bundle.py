@@ -11,11 +11,11 @@ import numpy as np
 from ..config import VIDEO, check_fps, check_frame_count, check_size
 from ..errors import InputError
 from ..expression import CROP_SIZE
-from ..framing import PORTRAIT_CROP_SCALE
 from ..head_pose import HeadTemplate, render_head
 from ..head_pose.rasterizer import normals_to_rgb
 from ..modes import Mode
 from ..viewpoint import plucker_rays
+from .framing import PORTRAIT_CROP_SCALE
 from .report import ConditioningReport
 
 

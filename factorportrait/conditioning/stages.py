@@ -27,13 +27,6 @@ import numpy as np
 from ..config import CAMERA
 from ..errors import InputError
 from ..expression import aligned_crops, landmarks_in_crops
-from ..framing import (
-    PORTRAIT_CROP_SCALE,
-    clip_framing,
-    estimate_portrait_camera,
-    frame_portrait,
-    track_portrait,
-)
 from ..head_pose import (
     HeadTemplate,
     build_head_template,
@@ -56,6 +49,13 @@ from ..tracking import (
 from ..viewpoint import Trajectory, intrinsics_from_fov, invert_rigid, load_preset, plucker_rays
 from ..viewpoint.paths import camera_path
 from .bundle import Conditioning, ConditioningSettings
+from .framing import (
+    PORTRAIT_CROP_SCALE,
+    clip_framing,
+    estimate_portrait_camera,
+    frame_portrait,
+    track_portrait,
+)
 from .report import ClipTracking, ConditioningReport
 
 DEFAULT_TRAJECTORY = "orbit"

@@ -127,9 +127,9 @@ def generate_prepared(
     """A FactorPortrait checkpoint on the first ``samples`` validation samples of a prepared
     folder: NAME.mp4, NAME.ground_truth.mp4 and NAME.conditioning.npz per sample (as training's
     validation writes them). Returns the names."""
-    from ..checkpoints import component_digests
-    from ..generation import load_pipeline, resolve_device
     from ..io import write_video
+    from ..pipelines.checkpoints import component_digests
+    from ..pipelines.generation import load_pipeline, resolve_device
     from ..training.data import PreparedSamples
     from ..training.validation import VALIDATION_FPS, generate_sample, write_held_out
 
@@ -250,7 +250,7 @@ def generate_inputs(
     and the input's ground truth) per input. Returns the names."""
     import cv2
 
-    from ..generation import generate_frames, load_pipeline, write_generation
+    from ..pipelines.generation import generate_frames, load_pipeline, write_generation
 
     if not engine_info(run.engine).needs_model:  # the geometric engine: no checkpoint
         from ..engines.banner import label_geometry
@@ -259,7 +259,7 @@ def generate_inputs(
         def make(cond):
             return label_geometry(render_geometry(cond))
     elif run.engine == WAN_ANIMATE:
-        from ..wan_animate.engine import generate_wan_animate, load_wan_animate
+        from ..engines.wan_animate.engine import generate_wan_animate, load_wan_animate
 
         pipeline = load_wan_animate(run.source, device)
 

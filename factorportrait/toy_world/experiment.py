@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..pipeline import FactorPortraitPipeline
+from ..pipelines.pipeline_factorportrait import FactorPortraitPipeline
 from ..training.config import TrainConfig
 from ..training.data import PreparedSamples
 from ..training.loop import train

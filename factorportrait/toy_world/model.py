@@ -6,10 +6,15 @@ from __future__ import annotations
 import torch
 from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
 
-from ..checkpoints import TINY_WAN_CONFIG, _copy_wan_weights, _from_wan_config, tiny_wan_vae
 from ..config import LATENT
 from ..models import FactorPortraitExpressionEncoder
-from ..pipeline import FactorPortraitPipeline
+from ..pipelines.checkpoints import (
+    TINY_WAN_CONFIG,
+    _copy_wan_weights,
+    _from_wan_config,
+    tiny_wan_vae,
+)
+from ..pipelines.pipeline_factorportrait import FactorPortraitPipeline
 
 # Wider and deeper than the tests' tiny model: about 2.4M parameters in the transformer.
 TOY_WAN_CONFIG = {

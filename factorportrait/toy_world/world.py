@@ -32,11 +32,11 @@ import torch
 import trimesh
 from safetensors.torch import save_file
 
-from ..checkpoints import component_digests
 from ..config import CAMERA, LATENT
 from ..head_pose.rasterizer import rasterize
 from ..models import pack_plucker
 from ..modes import Mode
+from ..pipelines.checkpoints import component_digests
 from ..training.samples import sample_ranges
 from ..viewpoint import intrinsics_from_fov, invert_rigid, orbit_c2w, plucker_rays
 

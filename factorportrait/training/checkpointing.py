@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import InputError
-from ..guardrails import TrainedRanges, save_trained_ranges
-from ..pipeline import FactorPortraitPipeline
+from ..pipelines.pipeline_factorportrait import FactorPortraitPipeline
+from ..planning.guardrails import TrainedRanges, save_trained_ranges
 
 
 def save_checkpoint(

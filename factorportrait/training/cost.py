@@ -20,10 +20,14 @@ from contextlib import nullcontext
 
 import torch
 
-from ..checkpoints import WAN_13B_CONFIG, starting_transformer, tiny_pipeline
 from ..config import LATENT
-from ..cost import CUDA_OVERHEAD_GIB, H100_BF16_TFLOPS, UTILISATION  # the one cost model's GPU
 from ..models import FactorPortraitExpressionEncoder
+from ..pipelines.checkpoints import WAN_13B_CONFIG, starting_transformer, tiny_pipeline
+from ..planning.cost import (  # the one cost model's GPU
+    CUDA_OVERHEAD_GIB,
+    H100_BF16_TFLOPS,
+    UTILISATION,
+)
 from .config import TrainConfig
 from .loop import FlowMatchingObjective, frozen_in_trained, select_parameters, training_loss
 
@@ -122,7 +126,7 @@ def vae_parameters(size: str) -> int:
     (diffusers' default AutoencoderKLWan is Wan2.1's VAE)."""
     from diffusers import AutoencoderKLWan
 
-    from ..checkpoints import tiny_wan_vae
+    from ..pipelines.checkpoints import tiny_wan_vae
 
     with torch.device("meta"):
         vae = tiny_wan_vae() if size == "tiny" else AutoencoderKLWan()

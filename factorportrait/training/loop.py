@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..checkpoints import component_digests
 from ..errors import InputError
-from ..guardrails import SAMPLE_KEYS, TrainedRanges, ranges_from_samples
-from ..pipeline import FactorPortraitPipeline
+from ..pipelines.checkpoints import component_digests
+from ..pipelines.pipeline_factorportrait import FactorPortraitPipeline
+from ..planning.guardrails import SAMPLE_KEYS, TrainedRanges, ranges_from_samples
 from .checkpointing import (
     ema_weights,
     load_ema,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from ..models import aggregate_codes
-from ..pipeline import drop_conditions
+from ..pipelines.pipeline_factorportrait import drop_conditions
 from .config import TrainConfig
 from .expression_stats import encoder_features
 

@@ -32,11 +32,11 @@ import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from ..checkpoints import component_digests
 from ..conditioning import ConditioningSettings
 from ..errors import InputError
 from ..io.media import probe_frame_times, read_video
 from ..models import pack_plucker
+from ..pipelines.checkpoints import component_digests
 from ..tracking import FaceTracker
 from .config import EXPRESSION_CHANGE
 from .expression_stats import write_prepared_statistics

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..conditioning import Conditioning, ConditioningSettings
+from ..conditioning.framing import frame_images
 from ..conditioning.report import ConditioningReport, SampleCameras
 from ..conditioning.stages import (
     Driving,
@@ -47,10 +48,9 @@ from ..conditioning.stages import (
     source_stage,
 )
 from ..errors import InputError
-from ..framing import frame_images
-from ..guardrails import camera_offsets, head_turns
 from ..head_pose import place_heads
 from ..modes import Mode
+from ..planning.guardrails import camera_offsets, head_turns
 from ..tracking import FaceTracker
 from ..viewpoint import invert_rigid
 from ..viewpoint.geometry import OPENGL_TO_OPENCV
@@ -284,7 +284,7 @@ def _target_cameras(
 
 def sample_ranges(cond: Conditioning) -> dict[str, float]:
     """What a sample covers, for the trained ranges a checkpoint records, measured exactly as
-    requests are (``factorportrait.guardrails``): the head's yaw and pitch since its first frame
+    requests are (``factorportrait.planning.guardrails``): the head's yaw and pitch since its first frame
     seen from the reference camera, each camera's azimuth / elevation offsets and distance ratio
     from the reference camera, and the field of view."""
     yaw, pitch = head_turns(cond.head_pose, cond.reference_c2w)

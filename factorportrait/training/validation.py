@@ -30,7 +30,7 @@ def generate_sample(
 ) -> np.ndarray:
     """(F,H,W,3) uint8 frames the pipeline generates for a prepared sample (unbatched), with
     the untrained banner while it applies. Leaves the transformer in eval mode."""
-    from ..generation import labelled
+    from ..pipelines.generation import labelled
 
     pipe.transformer.eval()
     batch = {k: v[None].to(device) for k, v in sample.items()}

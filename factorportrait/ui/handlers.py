@@ -21,8 +21,8 @@ import gradio as gr
 from ..conditioning import ConditioningSettings
 from ..engines import ENGINES, engine_info
 from ..errors import InputError
-from ..generation import GenerationSettings
 from ..modes import Mode
+from ..pipelines.generation import GenerationSettings
 from ..viewpoint import Trajectory, TrajectoryError
 from . import camera_view, editor, texts
 from .service import (

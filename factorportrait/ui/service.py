@@ -24,21 +24,27 @@ import numpy as np
 
 from ..conditioning import Conditioning, ConditioningSettings, build_conditioning
 from ..conditioning.build import start_loading_kernels
-from ..cost import estimate_generation, estimate_wan_animate
+from ..conditioning.preview import (
+    browser_rays,
+    draw_face_mesh,
+    side_by_side,
+    tracking_frames,
+    write_videos,
+)
 from ..engines import GEOMETRY, WAN_ANIMATE, checked_engine, default_engine, engine_info
-from ..errors import InputError
-from ..generation import GenerationSettings
-from ..guardrails import TrainedRanges, ranges_of_checkpoint, request_warnings
-from ..io import write_video
-from ..io.video import mux_audio
-from ..preview import browser_rays, draw_face_mesh, side_by_side, tracking_frames, write_videos
-from ..tracking.cache import TrackingCache
-from ..viewpoint import Trajectory, rays_to_rgb
-from ..wan_animate.engine import (
+from ..engines.wan_animate.engine import (
     generate_wan_animate,
     segment_plan,
     what_it_cannot_honour,
 )
+from ..errors import InputError
+from ..io import write_video
+from ..io.video import mux_audio
+from ..pipelines.generation import GenerationSettings
+from ..planning.cost import estimate_generation, estimate_wan_animate
+from ..planning.guardrails import TrainedRanges, ranges_of_checkpoint, request_warnings
+from ..tracking.cache import TrackingCache
+from ..viewpoint import Trajectory, rays_to_rgb
 from . import texts
 
 # The preview strip's height (tracking | normals | rays side by side), pixels.
@@ -353,7 +359,7 @@ class Service:
                 "strip": strip,
             }
             if engine == WAN_ANIMATE:
-                from ..wan_animate.engine import driving_videos
+                from ..engines.wan_animate.engine import driving_videos
 
                 # The face crops at the side the loaded model reads (512 for the real weights).
                 size = 512 if self.wan_animate is None else self.wan_animate_face_size
@@ -415,7 +421,7 @@ class Service:
         self, portrait, driving, settings, trajectory, sampling, engine, pipeline, cancel, report,
         started,
     ) -> GenerationResult:  # fmt: skip
-        from ..generation import generate_frames
+        from ..pipelines.generation import generate_frames
 
         report(0, sampling.steps, "loading")
         settings, notes = engine_request(engine, settings)
@@ -519,7 +525,7 @@ class Service:
     def _finish(self, portrait, driving, trajectory, engine, cond, frames, started, notes=()):
         """The result written (with the driving clip's sound when it drives the head) and
         shown beside what drove it."""
-        from ..generation import write_generation
+        from ..pipelines.generation import write_generation
 
         out = self.request_dir()
         # The result is encoded (its own ffmpeg process) while the side-by-side is composed.
@@ -530,7 +536,7 @@ class Service:
             # the page's width).
             height = min(cond.height, SIDE_BY_SIDE_HEIGHT)
             if engine == WAN_ANIMATE:
-                from ..wan_animate.skeleton import pose_video
+                from ..engines.wan_animate.skeleton import pose_video
 
                 control = np.asarray(pose_video(cond))
             else:
@@ -557,7 +563,7 @@ def engine_request(engine: str, settings: ConditioningSettings):
     frame counts it can make (``wan_animate.windows``); the others as asked."""
     if engine != WAN_ANIMATE:
         return settings, []
-    from ..wan_animate.windows import wan_animate_request
+    from ..engines.wan_animate.windows import wan_animate_request
 
     return wan_animate_request(settings)
 

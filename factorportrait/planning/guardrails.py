@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .config import CAMERA
-from .errors import InputError
-from .viewpoint import Trajectory
-from .viewpoint.paths import view_of_camera
+from ..config import CAMERA
+from ..errors import InputError
+from ..viewpoint import Trajectory
+from ..viewpoint.paths import view_of_camera
 
 TRAINED_RANGES_FILE = "trained_ranges.json"
 TRAINED_RANGES_VERSION = 1

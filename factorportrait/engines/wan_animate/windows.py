@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..engines import WAN_ANIMATE, engine_info
-from ..errors import InputError
+from ...errors import InputError
+from .. import WAN_ANIMATE, engine_info
 
 # Wan-Animate's window (``frame_num``/``clip_len``, diffusers' ``segment_frame_length``): 4k+1
 # frames, each window after the first carrying the last frame of the one before.

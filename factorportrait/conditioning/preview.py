@@ -31,10 +31,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .conditioning import Conditioning
-from .io import staged_output_dir, write_json, write_video
-from .viewpoint import Trajectory, plucker_rays, rays_to_rgb
-from .viewpoint.export import CAMERA_PATH_FORMAT, CONVENTIONS
+from ..io import staged_output_dir, write_json, write_video
+from ..viewpoint import Trajectory, plucker_rays, rays_to_rgb
+from ..viewpoint.export import CAMERA_PATH_FORMAT, CONVENTIONS
+from . import Conditioning
 
 PREVIEW_FILES = (
     "normals.mp4",

@@ -20,8 +20,8 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 
-from .config import GENERATION, LATENT
-from .models import (
+from ..config import GENERATION, LATENT
+from ..models import (
     FactorPortraitExpressionEncoder,
     FactorPortraitTransformer3DModel,
     aggregate_codes,

@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
 
-from .config import LATENT
-from .errors import InputError
-from .models import FactorPortraitExpressionEncoder, FactorPortraitTransformer3DModel
-from .pipeline import FactorPortraitPipeline
+from ..config import LATENT
+from ..errors import InputError
+from ..models import FactorPortraitExpressionEncoder, FactorPortraitTransformer3DModel
+from .pipeline_factorportrait import FactorPortraitPipeline
 
 # The Wan transformer's own settings, carried over unchanged into ours.
 WAN_KEYS = (

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import GENERATION, LIMITS
-from .engines.banner import burn_banner
-from .errors import InputError
-from .guardrails import TrainedRangeWarning, ranges_of_checkpoint, request_warnings
-from .io import write_video
-from .pipeline import UNTRAINED_NOTICE, FactorPortraitPipeline
+from ..config import GENERATION, LIMITS
+from ..engines.banner import burn_banner
+from ..errors import InputError
+from ..io import write_video
+from ..planning.guardrails import TrainedRangeWarning, ranges_of_checkpoint, request_warnings
+from .pipeline_factorportrait import UNTRAINED_NOTICE, FactorPortraitPipeline
 
 # What ``generate --save-conditioning`` keeps beside a video: the conditions that `evaluate`
 # measures the video against (README: Evaluation), not the bulky maps derived from them: cameras,
@@ -152,7 +152,7 @@ def generate_frames(
 
 def trained_range_warnings(pipeline, conditioning, trajectory=None) -> list[str]:
     """Sentences for each way a request leaves the ranges the pipeline's checkpoint records
-    (``factorportrait.guardrails``)."""
+    (``factorportrait.planning.guardrails``)."""
     return request_warnings(conditioning, trajectory, ranges_of_checkpoint(pipeline))
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .config import CAMERA, LIMITS
-from .errors import InputError
-from .head_pose.retarget import place_heads
-from .tracking import FaceObservation, FaceTracker
-from .viewpoint import intrinsics_from_fov, invert_rigid
+from ..config import CAMERA, LIMITS
+from ..errors import InputError
+from ..head_pose.retarget import place_heads
+from ..tracking import FaceObservation, FaceTracker
+from ..viewpoint import intrinsics_from_fov, invert_rigid
 
 
 def estimate_portrait_camera(

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..engines import ENGINE_VARIABLE, FACTORPORTRAIT, GEOMETRY, WAN_ANIMATE, checked_engine
-from ..errors import InputError
+from ...errors import InputError
+from .. import ENGINE_VARIABLE, FACTORPORTRAIT, GEOMETRY, WAN_ANIMATE, checked_engine
 from .windows import (  # noqa: F401 (re-exported: the engine's windows)
     MIN_FRAMES,
     PREVIOUS_SEGMENT_FRAMES,
@@ -191,7 +191,7 @@ def tiny_wan_animate_pipeline(seed: int = 0):
         UMT5EncoderModel,
     )
 
-    from ..checkpoints import tiny_wan_vae
+    from ...pipelines.checkpoints import tiny_wan_vae
 
     words = ["<pad>", "</s>", "<unk>"] + [f"w{index}" for index in range(TINY_VOCABULARY - 3)]
     word_level = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
@@ -267,7 +267,7 @@ def load_wan_animate(
     .safetensors file) loaded with diffusers' LoRA loader and applied at ``lora_scale``."""
     from diffusers import WanAnimatePipeline
 
-    from ..generation import resolve_device
+    from ...pipelines.generation import resolve_device
 
     target = resolve_device(device)
     if offload not in OFFLOAD_MODES:
@@ -450,7 +450,7 @@ def generate_wan_animate(
 
     ``callback`` is diffusers' ``callback_on_step_end``; with several segments it runs
     ``steps`` times per segment (its step index restarts each segment)."""
-    from ..generation import GenerationSettings
+    from ...pipelines.generation import GenerationSettings
 
     GenerationSettings(steps=steps, guidance_scale=guidance, seed=seed).validated()
     plan = segment_plan(cond.frames)  # refuses a count it cannot make before any work
@@ -487,7 +487,7 @@ def what_it_cannot_honour(mode) -> list[str]:
     reaches it only as the head turning on a still body. Shown with every wan-animate preview
     and result of that mode, instead of FactorPortrait's trained-range warnings (they describe
     a FactorPortrait checkpoint, not this model)."""
-    from ..modes import Mode
+    from ...modes import Mode
 
     mode = Mode(mode)
     notes = []
@@ -522,7 +522,7 @@ def banner_text(width: int, *, tiny_random: bool) -> str:
 def label_wan_animate(frames: np.ndarray, *, tiny_random: bool) -> np.ndarray:
     """Burn the engine's banner into every frame: the top band darkened, the notice written on
     it on one line or two, scaled to fit (the same band as ``generation.label_untrained``)."""
-    from ..generation import burn_banner
+    from ...pipelines.generation import burn_banner
 
     text = banner_text(frames.shape[2], tiny_random=tiny_random)
     return burn_banner(frames, text, (255, 200, 60))

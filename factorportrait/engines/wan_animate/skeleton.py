@@ -46,9 +46,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..config import CAMERA
-from ..head_pose import posing
-from ..viewpoint import intrinsics_from_fov
+from ...config import CAMERA
+from ...head_pose import posing
+from ...viewpoint import intrinsics_from_fov
 
 # OpenPose body order as Wan-Animate draws it (indices into the keypoint array).
 NOSE, NECK, RIGHT_SHOULDER, LEFT_SHOULDER = 0, 1, 2, 5

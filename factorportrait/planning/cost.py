@@ -9,8 +9,8 @@ building a model; for the 1.3B model the two agree within a percent.
 
 from __future__ import annotations
 
-from .checkpoints import WAN_13B_CONFIG
-from .config import LATENT
+from ..config import LATENT
+from ..pipelines.checkpoints import WAN_13B_CONFIG
 
 # The GPU every estimate assumes (stated wherever an estimate is printed).
 H100_BF16_TFLOPS = 989.0  # dense bf16 peak of an H100 SXM
