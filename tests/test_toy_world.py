@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from factorportrait.pipelines.checkpoints import tiny_pipeline
-from factorportrait.toy_world import world
+from factorportrait.toy_world import head, samples, world
 from factorportrait.training.data import PreparedSamples
-from factorportrait.viewpoint import orbit_c2w
+from factorportrait.viewpoint import intrinsics_from_fov, invert_rigid, orbit_c2w
 
 # What prepare caches for a blendshapes / landmarks checkpoint (training.prepare).
 PREPARED_KEYS = {
@@ -29,18 +29,18 @@ PREPARED_KEYS = {
 @pytest.fixture(scope="module")
 def scene():
     rng = np.random.default_rng(0)
-    mesh = world.head_mesh()
-    subject = world.make_subjects(1, rng)[0]
+    mesh = head.head_mesh()
+    subject = head.make_subjects(1, rng)[0]
     frames = 2
-    K = np.repeat(world.intrinsics_from_fov(30.0, world.SIZE, world.SIZE)[None], frames, 0)
+    K = np.repeat(intrinsics_from_fov(30.0, head.SIZE, head.SIZE)[None], frames, 0)
     return mesh, subject, K
 
 
 def _render(scene, *, yaw=(0.0, 0.0), azimuth=(0.0, 0.0), mouth=(0.0, 0.0), eyes=(0.0, 0.0)):
     mesh, subject, K = scene
-    pose = world.rotation_yaw_pitch(np.array(yaw), np.zeros(2))
+    pose = head.rotation_yaw_pitch(np.array(yaw), np.zeros(2))
     c2w = orbit_c2w(np.array(azimuth), 0.0, world.DISTANCE_CM)
-    return world.render(mesh, subject, pose, c2w, K, np.array(mouth), np.array(eyes))
+    return head.render(mesh, subject, pose, c2w, K, np.array(mouth), np.array(eyes))
 
 
 def test_expression_paints_the_face_and_leaves_the_normals(scene):
@@ -53,7 +53,7 @@ def test_expression_paints_the_face_and_leaves_the_normals(scene):
     np.testing.assert_array_equal(normals[0], normals[1])
     # The mouth opens below the eyes' line: the change is in the lower half of the head.
     rows = np.nonzero(changed.any(axis=1))[0]
-    assert rows.max() > world.SIZE // 2
+    assert rows.max() > head.SIZE // 2
 
 
 def test_head_turn_and_camera_turn_are_told_apart(scene):
@@ -71,15 +71,15 @@ def test_old_ray_convention_hides_the_novel_view():
     """Relative to the reference camera, a held novel view's rays differ from the frontal ones;
     relative to the first output frame (the old convention) both are the identity map."""
     rng = np.random.default_rng(1)
-    mesh, people = world.head_mesh(), world.make_subjects(2, rng)
-    points = world.face_points(rng)
+    mesh, people = head.head_mesh(), head.make_subjects(2, rng)
+    points = head.face_points(rng)
     novel = world.draw_sample(mesh, people, points, rng, "novel", False)
     frontal = world.draw_sample(mesh, people, points, rng, "frontal", False)
     latents = {"target_latents": torch.zeros(1)}
     rays = {
-        (kind, convention): world.sample_tensors(sample, latents, convention)["ray_latents"]
+        (kind, convention): samples.sample_tensors(sample, latents, convention)["ray_latents"]
         for kind, sample in (("novel", novel), ("frontal", frontal))
-        for convention in world.RAY_CONVENTIONS
+        for convention in samples.RAY_CONVENTIONS
     }
     assert torch.equal(rays["novel", "first-frame"], rays["frontal", "first-frame"])
     assert torch.equal(rays["frontal", "reference"], rays["frontal", "first-frame"])
@@ -95,7 +95,7 @@ def test_world_samples_are_prepared_samples(tmp_path):
     """The world writes what prepare writes, so train's dataset reads it; the C1 filter leaves
     out exactly the training samples whose camera moves and expression changes."""
     pipe = tiny_pipeline(0, code_type="blendshapes")
-    counts = world.write_world(tmp_path, pipe, train_samples=8, val_samples=6, subjects=3, seed=0)
+    counts = samples.write_world(tmp_path, pipe, train_samples=8, val_samples=6, subjects=3, seed=0)
     assert counts == {"train": 8, "val": 6, "subjects": 3}
     truth = json.loads((tmp_path / "truth.json").read_text())
     for data in ("data", "data-first-frame-rays"):
@@ -159,14 +159,14 @@ def test_c3_codes_are_in_the_heads_own_frame():
     """The toy world's landmark codes (C3) are as the real ones: x, y on the head in units of
     the face's size, before any pose or camera (so nothing but the expression moves them); the
     points that do not move with expression are 0."""
-    points = world.face_points(np.random.default_rng(0))
-    codes = world.crop_landmarks(points, np.array([0.0, 1.0]), np.array([0.0, 1.0]))
-    assert codes.shape == (2, world.LANDMARKS, 2)
+    points = head.face_points(np.random.default_rng(0))
+    codes = head.crop_landmarks(points, np.array([0.0, 1.0]), np.array([0.0, 1.0]))
+    assert codes.shape == (2, head.LANDMARKS, 2)
     moved = np.abs(codes[1] - codes[0]).max(axis=1)
     assert (moved[:80] > 0).sum() >= 60 and moved.max() > 0.2
     np.testing.assert_array_equal(codes[:, 80:], 0.0)
     # A larger mouth and eyes (worlds b-d) move them more.
-    larger = world.crop_landmarks(points, np.array([0.0, 1.0]), np.array([0.0, 1.0]), 1.5)
+    larger = head.crop_landmarks(points, np.array([0.0, 1.0]), np.array([0.0, 1.0]), 1.5)
     assert np.abs(larger[1] - larger[0]).max() > 1.3 * moved.max()
 
 
@@ -192,8 +192,8 @@ def test_graded_worlds_hold_what_they_say():
     spec = world.WORLDS["d"]
     one, two = (world.draw_clip(4, rng, "novel", False, spec) for _ in range(2))
     moved = world.with_partners_factor(one, two, "camera")
-    relative = world.invert_rigid(moved.reference_c2w) @ moved.c2w
-    np.testing.assert_allclose(relative, world.invert_rigid(two.reference_c2w) @ two.c2w, atol=1e-9)
+    relative = invert_rigid(moved.reference_c2w) @ moved.c2w
+    np.testing.assert_allclose(relative, invert_rigid(two.reference_c2w) @ two.c2w, atol=1e-9)
     np.testing.assert_allclose(np.linalg.norm(moved.c2w[:, :3, 3], axis=1), spec.distance_cm)
 
 

@@ -20,16 +20,10 @@ from ..training.config import TrainConfig
 from ..training.data import PreparedSamples
 from ..training.loop import train
 from ..training.objective import expression_codes
+from .head import face_points, head_mesh, make_subjects
 from .model import set_latent_stats, toy_pipeline, toy_vae
-from .world import (
-    FACTOR_FIELDS,
-    WORLDS,
-    draw_sample,
-    face_points,
-    head_mesh,
-    make_subjects,
-    write_world,
-)
+from .samples import write_world
+from .world import FACTOR_FIELDS, WORLDS, draw_sample
 
 # The factors and the sample fields that carry each (the expression swap moves both of its
 # codes, so the C3 model's landmarks are swapped too).
@@ -313,7 +307,7 @@ def evaluate(checkpoint: Path, data: Path, truth: dict, settings: Settings) -> d
 
 
 def load_counterfactuals(data: Path, factor: str, ids: list[str]) -> dict:
-    """The held-out clips rendered with ``factor`` from their partners (``world.write_world``),
+    """The held-out clips rendered with ``factor`` from their partners (``samples.write_world``),
     batched in the order of ``ids``."""
     from safetensors.torch import load_file
 
