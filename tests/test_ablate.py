@@ -19,9 +19,10 @@ import pytest
 import torch
 
 from factorportrait.cli.evaluate import register_ablate
-from factorportrait.engines.wan_animate.engine import make_tiny_wan_animate_checkpoint
+from factorportrait.engines.wan_animate.loading import make_tiny_wan_animate_checkpoint
 from factorportrait.errors import InputError
-from factorportrait.evaluation.ablation import ablate, parse_run, render_html, render_markdown
+from factorportrait.evaluation.ablation import ablate, parse_run
+from factorportrait.evaluation.ablation_report import render_html, render_markdown
 from factorportrait.evaluation.harness import evaluate
 from factorportrait.io import write_video
 from factorportrait.io.media import read_image, read_video

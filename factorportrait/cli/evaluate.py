@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_ablate(args: argparse.Namespace) -> int:
-    from ..evaluation.ablation import ablate, render_markdown
+    from ..evaluation.ablation import ablate
+    from ..evaluation.ablation_report import render_markdown
 
     comparison = ablate(
         args.out,
