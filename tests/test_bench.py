@@ -3,6 +3,7 @@ printed, never asserted: this machine is noisy)."""
 
 import json
 
+from factorportrait.benchmarks import cpu
 from factorportrait.cli import main
 
 
@@ -62,3 +63,15 @@ def test_bench_writes_the_required_keys(tmp_path, landmarker_path, capsys):
     for key in ("render_fps_512", "render_fps_64_in_preview", "preview_ui_5f_64_s"):
         assert f"| `{key}` |" in markdown
     assert "tiny denoising step" in capsys.readouterr().out
+
+
+def test_the_model_step_compares_plain_wan_with_both_modulation_paths():
+    rows = cpu.model_benchmark("tiny", 5, 32, 32, repeats=2, device="cpu")
+    assert [name for name, _, _ in rows] == [
+        "plain Wan transformer",
+        "FactorPortrait, per-token modulation",
+        "FactorPortrait, per-frame modulation",
+    ]
+    for name, times, peak in rows:
+        assert len(times) == 2 and min(times) > 0, name
+        assert peak is None, name  # GPU memory is read on CUDA only

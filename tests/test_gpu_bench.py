@@ -1,6 +1,7 @@
 """`bench-gpu`: every section runs (or is skipped or failed with its reason) and lands in the
 JSON; real-size models and inputs fit together (checked on the meta device, no memory); the
-module imports nothing the GPU machine lacks. Timings are never asserted."""
+GPU part of the benchmark room (``benchmarks.gpu`` and what it uses) imports nothing the GPU
+machine lacks. Timings are never asserted."""
 
 import json
 import math
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from factorportrait import gpu_bench
+from factorportrait.benchmarks import gpu, gpu_sections, models, sizes, timing
 from factorportrait.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +91,7 @@ def test_tiny_run_on_cpu_writes_every_section(tmp_path, capsys):
 
     attention = sections["attention_backends"]
     backends = attention["backends"]
-    assert list(backends) == list(gpu_bench.ATTENTION_BACKENDS)
+    assert list(backends) == list(sizes.ATTENTION_BACKENDS)
     assert backends["native"]["status"] == "ok"  # torch's SDPA works everywhere
     for backend, module in NOT_INSTALLED_BACKENDS.items():
         if not _module_installed(module):
@@ -118,9 +119,9 @@ def test_a_failing_section_is_recorded_and_the_others_still_run(monkeypatch):
     def compile_error(state):
         raise RuntimeError("inductor: compilation failed\nlong traceback")
 
-    monkeypatch.setitem(gpu_bench.SECTION_RUNNERS, "generation", out_of_memory)
-    monkeypatch.setitem(gpu_bench.SECTION_RUNNERS, "generation_compiled", compile_error)
-    report = gpu_bench.run_benchmark(
+    monkeypatch.setitem(gpu_sections.SECTION_RUNNERS, "generation", out_of_memory)
+    monkeypatch.setitem(gpu_sections.SECTION_RUNNERS, "generation_compiled", compile_error)
+    report = gpu.run_benchmark(
         "tiny",
         "cpu",
         steps=1,
@@ -148,11 +149,11 @@ def test_sections_that_would_overrun_the_deadline_are_skipped_before_building_an
     # Every real-size section is expected to take at least 30 s on an H100: with 20 s left
     # none may start (here each would build a 1.3B model on this CPU).
     started = []
-    for name in gpu_bench.SECTION_RUNNERS:
+    for name in gpu_sections.SECTION_RUNNERS:
         monkeypatch.setitem(
-            gpu_bench.SECTION_RUNNERS, name, lambda state, n=name: started.append(n)
+            gpu_sections.SECTION_RUNNERS, name, lambda state, n=name: started.append(n)
         )
-    report = gpu_bench.run_benchmark("1.3b", "cpu", deadline_s=20, log=lambda line: None)
+    report = gpu.run_benchmark("1.3b", "cpu", deadline_s=20, log=lambda line: None)
     assert started == []
     assert list(report["sections"]) == EXPECTED_SECTIONS
     for name, entry in report["sections"].items():
@@ -162,10 +163,10 @@ def test_sections_that_would_overrun_the_deadline_are_skipped_before_building_an
 
 
 def test_a_generation_stops_at_the_deadline_and_says_so():
-    size = gpu_bench.SIZES["tiny"]
+    size = sizes.SIZES["tiny"]
     device = torch.device("cpu")
-    pipeline = gpu_bench.build_pipeline(size, device, torch.float32)
-    state = gpu_bench.BenchState(
+    pipeline = models.build_pipeline(size, device, torch.float32)
+    state = gpu_sections.BenchState(
         size=size,
         device=device,
         dtype=torch.float32,
@@ -173,11 +174,11 @@ def test_a_generation_stops_at_the_deadline_and_says_so():
         guidance=3.0,
         repeats=1,
         compile_backend="eager",
-        deadline=gpu_bench.Deadline(0),  # already passed: the first step's callback stops it
+        deadline=timing.Deadline(0),  # already passed: the first step's callback stops it
         pipeline=pipeline,
-        inputs=gpu_bench.generation_inputs(pipeline, size.frames, size.height, size.width),
+        inputs=models.generation_inputs(pipeline, size.frames, size.height, size.width),
     )
-    result = gpu_bench.run_generation(state, steps=5)
+    result = gpu_sections.run_generation(state, steps=5)
     assert result["steps"] == 5 and result["steps_done"] == 1
     assert "deadline" in result["interrupted"]
 
@@ -187,13 +188,13 @@ def test_real_size_models_and_inputs_fit_together_on_the_meta_device():
     frames, 512 -> 64 latent pixels; Wan-Animate's 77 frames -> 20 latent frames plus the
     reference's, 720x1280 -> 90x160."""
     meta, bf16 = torch.device("meta"), torch.bfloat16
-    size = gpu_bench.SIZES["1.3b"]
+    size = sizes.SIZES["1.3b"]
     assert (size.frames, size.height, size.width) == (49, 512, 512)
-    with gpu_bench.built_on(meta, bf16), torch.no_grad():
-        ours = gpu_bench.as_loaded(gpu_bench.factorportrait_transformer(size, "per_frame"))
-        latents, timestep, conditions = gpu_bench.transformer_inputs(
-            ours, 2, 49, 512, 512, meta, bf16
+    with models.built_on(meta, bf16), torch.no_grad():
+        ours = models.as_loaded(
+            models.factorportrait_transformer(size.wan_config, "per_frame", code_dim=size.code_dim)
         )
+        latents, timestep, conditions = models.transformer_inputs(ours, 2, 49, 512, 512, meta, bf16)
         assert ours(latents, timestep, return_dict=False, **conditions)[0].shape == (
             2,
             16,
@@ -208,9 +209,9 @@ def test_real_size_models_and_inputs_fit_together_on_the_meta_device():
     from diffusers.models import WanAnimateTransformer3DModel
 
     config = size.animate_config()
-    with gpu_bench.built_on(meta, bf16), torch.no_grad():
-        animate = gpu_bench.as_loaded(WanAnimateTransformer3DModel(**config))
-        inputs = gpu_bench.animate_inputs(config, 77, 720, 1280, meta, bf16)
+    with models.built_on(meta, bf16), torch.no_grad():
+        animate = models.as_loaded(WanAnimateTransformer3DModel(**config))
+        inputs = models.animate_inputs(config, 77, 720, 1280, meta, bf16)
         assert animate(**inputs)[0].shape == (1, 16, 21, 90, 160)
     assert (animate.config.num_layers, animate.config.num_attention_heads) == (40, 40)
     assert animate.blocks[0].attn1.to_q.weight.dtype == bf16
@@ -218,17 +219,17 @@ def test_real_size_models_and_inputs_fit_together_on_the_meta_device():
 
 def test_the_real_size_path_imports_nothing_the_gpu_machine_lacks():
     # The GPU machine has torch, transformers and the carried diffusers, not the app's
-    # packages: import the module and build every real-size model (on the meta device).
+    # packages: import the GPU part and build every real-size model (on the meta device).
     script = (
         "import json, sys, torch\n"
-        "from factorportrait import gpu_bench\n"
+        "from factorportrait.benchmarks import gpu, models, sizes\n"
         "from factorportrait.cli.main import build_parser\n"
         "build_parser()\n"
         "meta = torch.device('meta')\n"
-        "size = gpu_bench.SIZES['1.3b']\n"
-        "gpu_bench.build_pipeline(size, meta, torch.bfloat16)\n"
+        "size = sizes.SIZES['1.3b']\n"
+        "models.build_pipeline(size, meta, torch.bfloat16)\n"
         "from diffusers.models import WanAnimateTransformer3DModel\n"
-        "with gpu_bench.built_on(meta, torch.bfloat16):\n"
+        "with models.built_on(meta, torch.bfloat16):\n"
         "    WanAnimateTransformer3DModel(**size.animate_config())\n"
         "from factorportrait.engines.wan_animate import engine\n"  # the tiny wan-animate path
         "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"

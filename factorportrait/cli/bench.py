@@ -52,26 +52,26 @@ def torch_cuda_available() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import bench
+    from ..benchmarks import cpu, cpu_summary
 
     frames, height, width = frames_and_size(args)
     check_at_least_one(args.repeats, "repeats")
-    portrait = args.portrait or bench.EXAMPLE_PORTRAIT
-    driving = args.driving or bench.EXAMPLE_DRIVING
-    rows = bench.camera_benchmark(frames, height, width, args.repeats)
-    bench.print_report(rows, frames, height, width)
-    preview_rows = bench.preview_benchmark(
+    portrait = args.portrait or cpu.EXAMPLE_PORTRAIT
+    driving = args.driving or cpu.EXAMPLE_DRIVING
+    rows = cpu.camera_benchmark(frames, height, width, args.repeats)
+    cpu_summary.print_report(rows, frames, height, width)
+    preview_rows = cpu.preview_benchmark(
         portrait, driving, frames, height, width, args.repeats, args.landmarker
-    ) + bench.preview_ui_benchmark(
+    ) + cpu.preview_ui_benchmark(
         portrait, driving, frames, height, width, args.repeats, args.landmarker
     )
-    render_rows = bench.render_benchmark(frames, (256, 512, 1024), args.repeats, args.landmarker)
-    render_rows += bench.geometry_benchmark(
+    render_rows = cpu.render_benchmark(frames, (256, 512, 1024), args.repeats, args.landmarker)
+    render_rows += cpu.geometry_benchmark(
         portrait, driving, frames, height, args.repeats, args.landmarker
     )
-    pipeline_rows = bench.tiny_pipeline_benchmark(frames, height, args.repeats)
+    pipeline_rows = cpu.tiny_pipeline_benchmark(frames, height, args.repeats)
     print()
-    bench.print_report(
+    cpu_summary.print_report(
         preview_rows + render_rows + pipeline_rows,
         frames,
         height,
@@ -83,11 +83,11 @@ def run(args: argparse.Namespace) -> int:
         args.model = "1.3b"  # on a GPU, always measure the real size against plain Wan
     if args.model is not None:
         print()
-        model_rows = bench.model_benchmark(
+        model_rows = cpu.model_benchmark(
             args.model, frames, height, width, args.repeats, args.device
         )
-        bench.print_model_report(model_rows, args.model, frames, height, width)
-    summary = bench.summary_json(
+        cpu_summary.print_model_report(model_rows, args.model, frames, height, width)
+    summary = cpu_summary.summary_json(
         dict(rows + preview_rows + render_rows + pipeline_rows),
         frames,
         height,
@@ -98,6 +98,6 @@ def run(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
         print(f"\n-> {args.json}")
     if args.markdown:
-        args.markdown.write_text(bench.summary_markdown(summary))
+        args.markdown.write_text(cpu_summary.summary_markdown(summary))
         print(f"-> {args.markdown}")
     return 0

@@ -1,5 +1,5 @@
 """`bench-gpu`: the real-size GPU benchmark (random weights) in one command, as a table and
-JSON (``factorportrait.gpu_bench``; BENCHMARKS.md)."""
+JSON (``factorportrait.benchmarks.gpu``; BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..gpu_bench import print_table, run_benchmark
+    from ..benchmarks.gpu import run_benchmark
+    from ..benchmarks.gpu_report import print_table
 
     check_at_least_one(args.steps, "steps")
     check_at_least_one(args.repeats, "repeats")
