@@ -53,7 +53,7 @@ def create_service(
     memory) and ``lora`` (a few-step LoRA) concern wan-animate."""
     import torch
 
-    from factorportrait.engines.wan_animate.engine import (
+    from factorportrait.engines.wan_animate.loading import (
         auto_offload,
         load_wan_animate,
         startup_plan,

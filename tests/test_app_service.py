@@ -598,7 +598,7 @@ def test_the_service_judges_requests_by_its_checkpoints_trained_ranges(tmp_path)
 
 @pytest.fixture(scope="module")
 def wan_service(landmarker_path):
-    from factorportrait.engines.wan_animate.engine import tiny_wan_animate_pipeline
+    from factorportrait.engines.wan_animate.loading import tiny_wan_animate_pipeline
 
     return Service(
         wan_animate=tiny_wan_animate_pipeline(seed=0),
@@ -673,7 +673,7 @@ def test_generate_with_the_wan_animate_engine_is_labelled_and_an_unknown_engine_
 def test_wan_animate_progress_counts_every_segments_steps(wan_service, pyfeat, monkeypatch):
     """81 frames are two segments of 77 (one frame carried over): the pipeline's callback runs
     its 3 steps twice, its index restarting; the page's progress runs once from 1 to 6."""
-    from factorportrait.ui import service as service_module
+    from factorportrait.engines.wan_animate import engine as wan_engine
 
     def two_segments(pipeline, cond, *, steps, guidance, seed, callback=None):
         for _ in range(2):
@@ -681,7 +681,7 @@ def test_wan_animate_progress_counts_every_segments_steps(wan_service, pyfeat, m
                 callback(pipeline, step, 0, {})
         return np.zeros((cond.frames, cond.height, cond.width, 3), np.uint8)
 
-    monkeypatch.setattr(service_module, "generate_wan_animate", two_segments)
+    monkeypatch.setattr(wan_engine, "generate_wan_animate", two_segments)
     calls = []
     wan_service.generate(
         str(pyfeat / "single_face.jpg"),

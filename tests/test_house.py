@@ -57,3 +57,73 @@ def test_the_mode_type_knows_what_each_mode_needs():
         "all-dynamic": (True, True, False),
     }
     assert Mode.parse("all-dynamic") is Mode.ALL_DYNAMIC and str(Mode.CAMERA_ONLY) == "camera-only"
+
+
+# The engine constants of factorportrait.engines, by the names code imports them under.
+ENGINE_CONSTANTS = {"FACTORPORTRAIT", "WAN_ANIMATE", "GEOMETRY", "ENGINE_NAME"}
+
+
+def _engine_name_comparisons(source: str) -> list[int]:
+    """Line numbers of comparisons that involve an engine's name: a string literal naming an
+    engine, or one of the engine constants, on either side (directly or inside a tuple, list
+    or set compared with ``in``)."""
+    from factorportrait.engines import ENGINES
+
+    def names_an_engine(node: ast.AST) -> bool:
+        if isinstance(node, ast.Constant):
+            return node.value in ENGINES
+        if isinstance(node, ast.Name):
+            return node.id in ENGINE_CONSTANTS
+        if isinstance(node, ast.Attribute):
+            return node.attr in ENGINE_CONSTANTS
+        if isinstance(node, ast.Tuple | ast.List | ast.Set):
+            return any(names_an_engine(element) for element in node.elts)
+        return False
+
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Compare)
+        and any(names_an_engine(side) for side in (node.left, *node.comparators))
+    ]
+
+
+def test_no_module_outside_the_engines_compares_engine_names():
+    """Issue 26: the CLI, the web service, the HTTP API and ``ablate`` reach every engine
+    through the registry and its one interface (engines.protocol); only the engines' own
+    package knows them by name."""
+    engines = ROOT / "factorportrait" / "engines"
+    files = [ROOT / "app.py", *sorted((ROOT / "factorportrait").rglob("*.py"))]
+    found = {
+        str(path.relative_to(ROOT)): lines
+        for path in files
+        if engines not in path.parents
+        and (lines := _engine_name_comparisons(path.read_text(encoding="utf-8")))
+    }
+    assert found == {}, f"ask the engine's registry entry or runtime instead: {found}"
+
+
+def test_the_engine_scan_finds_what_it_forbids():
+    assert _engine_name_comparisons('if engine == "geometry":\n    pass\n') == [1]
+    assert _engine_name_comparisons("ok = engine != WAN_ANIMATE\n") == [1]
+    assert _engine_name_comparisons("ok = run.engine in (FACTORPORTRAIT, 'x')\n") == [1]
+    assert _engine_name_comparisons("ok = engines.GEOMETRY == name\n") == [1]
+    assert _engine_name_comparisons("ok = engine_info(engine).needs_model\n") == []
+    assert _engine_name_comparisons("ok = engine in ENGINES\n") == []
+
+
+def test_every_engine_implements_the_one_interface():
+    """Each registry entry's runtime is an EngineRuntime that overrides what every engine
+    must say for itself (the base class raises for those)."""
+    from factorportrait.engines import REGISTRY, engine_runtime
+    from factorportrait.engines.protocol import EngineRuntime
+
+    own = ("estimate", "status_markdown", "describe", "generate")
+    for name, info in REGISTRY.items():
+        runtime = engine_runtime(name)
+        assert isinstance(runtime, EngineRuntime) and runtime.info is info, name
+        missing = [m for m in own if getattr(type(runtime), m) is getattr(EngineRuntime, m)]
+        assert missing == [], f"{name} does not implement {missing}"
+        assert bool(info.preview_videos) == bool(
+            type(runtime).preview_videos is not EngineRuntime.preview_videos
+        ), name

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from factorportrait.cli import main
-from factorportrait.engines.wan_animate import engine, windows
+from factorportrait.engines.wan_animate import engine, loading, windows
 from factorportrait.errors import InputError
 from factorportrait.io.media import read_video
 from factorportrait.modes import MODES
@@ -53,19 +53,19 @@ def test_the_tiny_folder_is_diffusers_own_wan_animate_layout(tiny_checkpoint):
         assert (tiny_checkpoint / name).is_dir(), name
     assert not list(tiny_checkpoint.rglob("*.bin")) and list(tiny_checkpoint.rglob("*.safetensors"))
     # Our loader reads the marker back: the engine knows it is the tiny random one.
-    assert engine.is_tiny_random(engine.load_wan_animate(tiny_checkpoint, "cpu"))
+    assert loading.is_tiny_random(loading.load_wan_animate(tiny_checkpoint, "cpu"))
 
 
 def test_loading_a_missing_folder_or_a_non_pipeline_folder_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="no such folder"):
-        engine.load_wan_animate(tmp_path / "nothing here", "cpu")
+        loading.load_wan_animate(tmp_path / "nothing here", "cpu")
     with pytest.raises(InputError, match="no model_index.json"):
-        engine.load_wan_animate(tmp_path, "cpu")
+        loading.load_wan_animate(tmp_path, "cpu")
     from factorportrait.pipelines.checkpoints import make_tiny_checkpoint
 
     factorportrait_folder = make_tiny_checkpoint(tmp_path / "factorportrait")
     with pytest.raises(InputError, match="not a WanAnimatePipeline.*--engine factorportrait"):
-        engine.load_wan_animate(factorportrait_folder, "cpu")
+        loading.load_wan_animate(factorportrait_folder, "cpu")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -75,9 +75,9 @@ def test_generate_writes_a_labelled_video_for_every_mode(
     out = tmp_path / "wan.mp4"
     args = ["generate", "--checkpoint", str(tiny_checkpoint), *_inputs(mode, landmarker_path),
             "--steps", "1", "--device", "cpu", "--out", str(out)]  # fmt: skip
-    monkeypatch.delenv(engine.ENGINE_VARIABLE, raising=False)
+    monkeypatch.delenv(loading.ENGINE_VARIABLE, raising=False)
     if mode == "camera-only":  # the engine from the environment, as a Space sets it
-        monkeypatch.setenv(engine.ENGINE_VARIABLE, "wan-animate")
+        monkeypatch.setenv(loading.ENGINE_VARIABLE, "wan-animate")
     else:
         args += ["--engine", "wan-animate"]
     assert main(args) == 0
@@ -143,7 +143,7 @@ def test_segment_plan_follows_the_pipelines_segments():
 def test_several_segments_give_exactly_the_requested_frames_and_encode_the_prompt_once(
     monkeypatch,
 ):
-    pipeline = engine.tiny_wan_animate_pipeline(seed=3)
+    pipeline = loading.tiny_wan_animate_pipeline(seed=3)
     frames = 9
     rng = np.random.default_rng(0)
     motion_size = pipeline.transformer.config.motion_encoder_size
@@ -204,9 +204,9 @@ def test_a_distillation_lora_loads_through_diffusers_and_changes_the_weights_by_
     import torch
 
     rank, alpha, scale = 2, 4.0, 0.5
-    layers = _tiny_lora(tmp_path / "lora", engine.tiny_wan_animate_pipeline(seed=5).transformer)
-    base = engine.load_wan_animate(tiny_checkpoint, "cpu")
-    loaded = engine.load_wan_animate(
+    layers = _tiny_lora(tmp_path / "lora", loading.tiny_wan_animate_pipeline(seed=5).transformer)
+    base = loading.load_wan_animate(tiny_checkpoint, "cpu")
+    loaded = loading.load_wan_animate(
         tiny_checkpoint, "cpu", lora=str(tmp_path / "lora"), lora_scale=scale
     )
     assert loaded.factorportrait_lora == str(tmp_path / "lora")
@@ -222,45 +222,45 @@ def test_a_distillation_lora_loads_through_diffusers_and_changes_the_weights_by_
 
 def test_a_missing_lora_or_an_unknown_offload_is_a_clear_error(tiny_checkpoint, tmp_path):
     with pytest.raises(InputError, match="lora .*no such file"):
-        engine.load_wan_animate(tiny_checkpoint, "cpu", lora=str(tmp_path / "none.safetensors"))
+        loading.load_wan_animate(tiny_checkpoint, "cpu", lora=str(tmp_path / "none.safetensors"))
     with pytest.raises(InputError, match="offload"):
-        engine.load_wan_animate(tiny_checkpoint, "cpu", offload="disk")
+        loading.load_wan_animate(tiny_checkpoint, "cpu", offload="disk")
 
 
 def test_without_a_factorportrait_checkpoint_a_gpu_gets_the_public_engine_and_a_cpu_gets_none(
     monkeypatch,
 ):
-    monkeypatch.delenv(engine.ENGINE_VARIABLE, raising=False)
-    on_gpu = engine.startup_plan(None, None, None, cuda=True)
-    assert on_gpu.wan_animate_checkpoint == engine.HUB_ID and on_gpu.engine == "wan-animate"
+    monkeypatch.delenv(loading.ENGINE_VARIABLE, raising=False)
+    on_gpu = loading.startup_plan(None, None, None, cuda=True)
+    assert on_gpu.wan_animate_checkpoint == loading.HUB_ID and on_gpu.engine == "wan-animate"
     assert "none is public" in on_gpu.note
-    on_cpu = engine.startup_plan(None, None, None, cuda=False)
+    on_cpu = loading.startup_plan(None, None, None, cuda=False)
     assert on_cpu.wan_animate_checkpoint is None and on_cpu.note is None
     # A FactorPortrait checkpoint keeps its engine; a wan-animate folder alone is chosen.
-    assert engine.startup_plan("ckpt", None, None, cuda=True).wan_animate_checkpoint is None
-    assert engine.startup_plan("ckpt", None, None, cuda=True).engine == "factorportrait"
-    assert engine.startup_plan(None, "folder", None, cuda=False).engine == "wan-animate"
+    assert loading.startup_plan("ckpt", None, None, cuda=True).wan_animate_checkpoint is None
+    assert loading.startup_plan("ckpt", None, None, cuda=True).engine == "factorportrait"
+    assert loading.startup_plan(None, "folder", None, cuda=False).engine == "wan-animate"
     # What the user says wins, by argument or environment; a wrong name is refused.
-    assert engine.startup_plan(None, None, "factorportrait", cuda=True).engine == "factorportrait"
-    monkeypatch.setenv(engine.ENGINE_VARIABLE, "factorportrait")
-    assert engine.startup_plan(None, "folder", None, cuda=True).engine == "factorportrait"
+    assert loading.startup_plan(None, None, "factorportrait", cuda=True).engine == "factorportrait"
+    monkeypatch.setenv(loading.ENGINE_VARIABLE, "factorportrait")
+    assert loading.startup_plan(None, "folder", None, cuda=True).engine == "factorportrait"
     with pytest.raises(InputError, match="engine"):
-        engine.startup_plan(None, None, "wan", cuda=True)
+        loading.startup_plan(None, None, "wan", cuda=True)
 
 
 def test_offloading_follows_the_cards_memory():
     # In bf16: a 32 GiB transformer + 13 GiB of other weights + activations.
-    assert engine.auto_offload(None) == "none"  # no CUDA GPU
-    assert engine.auto_offload(139.8) == "none"  # H200
-    assert engine.auto_offload(79.2) == "none"  # H100 80GB, as CUDA reports it
-    assert engine.auto_offload(64) == "model"  # the transformer fits alone
-    assert engine.auto_offload(44.4) == "group"  # a 48 GB card: it does not
-    assert engine.auto_offload(22.1) == "group"
+    assert loading.auto_offload(None) == "none"  # no CUDA GPU
+    assert loading.auto_offload(139.8) == "none"  # H200
+    assert loading.auto_offload(79.2) == "none"  # H100 80GB, as CUDA reports it
+    assert loading.auto_offload(64) == "model"  # the transformer fits alone
+    assert loading.auto_offload(44.4) == "group"  # a 48 GB card: it does not
+    assert loading.auto_offload(22.1) == "group"
 
 
 @pytest.fixture(scope="module")
 def tiny_pipeline():
-    return engine.tiny_wan_animate_pipeline(seed=1)
+    return loading.tiny_wan_animate_pipeline(seed=1)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -295,7 +295,7 @@ def _latent_frames_seen(pipeline) -> list[int]:
 def test_a_49_frame_request_runs_one_77_frame_window_and_returns_49_frames(monkeypatch):
     """As Wan's generate and diffusers make it: the driving videos padded to one full window
     of 77 frames (20 latent frames, plus the reference's), the output trimmed to 49."""
-    pipeline = engine.tiny_wan_animate_pipeline(seed=2)
+    pipeline = loading.tiny_wan_animate_pipeline(seed=2)
     frames, size = 49, 32
     rng = np.random.default_rng(1)
     motion_size = pipeline.transformer.config.motion_encoder_size
@@ -360,7 +360,7 @@ def test_a_16_fps_request_becomes_the_engines_30_fps_with_a_note():
 def test_the_prompt_is_512_tokens_and_no_negative_prompt_is_encoded_at_guidance_1():
     """Wan's text_len and diffusers' max_sequence_length: 512 (no attention mask: the padding
     count is part of the input). At guidance 1 only the prompt is encoded."""
-    pipeline = engine.tiny_wan_animate_pipeline(seed=4)
+    pipeline = loading.tiny_wan_animate_pipeline(seed=4)
     calls = []
     pipeline.text_encoder.register_forward_hook(lambda module, args, out: calls.append(args))
     positive, negative = engine.prompt_embeddings(pipeline, guidance=1.0)
@@ -385,10 +385,10 @@ def test_the_scheduler_is_unipc_with_flow_shift_5_whatever_the_folder_carries(ti
             and config.flow_shift == 5.0
         )
 
-    assert is_wans(engine.load_wan_animate(tiny_checkpoint, "cpu").scheduler)
-    pipeline = engine.tiny_wan_animate_pipeline(seed=5)
+    assert is_wans(loading.load_wan_animate(tiny_checkpoint, "cpu").scheduler)
+    pipeline = loading.tiny_wan_animate_pipeline(seed=5)
     pipeline.scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
-    engine._pin_scheduler(pipeline)
+    loading._pin_scheduler(pipeline)
     assert is_wans(pipeline.scheduler)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..engines import ENGINES, REGISTRY, engine_runtime
 from ..errors import InputError
 
 
@@ -21,8 +22,8 @@ def register_make_tiny(commands) -> None:
     parser.add_argument("dir", type=Path)
     parser.add_argument(
         "--engine",
-        choices=["factorportrait", "wan-animate"],
-        default="factorportrait",
+        choices=[e.name for e in REGISTRY.values() if e.has_tiny_checkpoint],
+        default=ENGINES[0],
         help="which pipeline: FactorPortrait's (default) or the public Wan2.2-Animate's layout",
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -32,19 +33,8 @@ def register_make_tiny(commands) -> None:
 def run_make_tiny(args: argparse.Namespace) -> int:
     if args.dir.exists() and any(args.dir.iterdir()):
         raise InputError(f"{args.dir} exists and is not empty")
-    if args.engine == "wan-animate":
-        from ..engines.wan_animate.engine import make_tiny_wan_animate_checkpoint
-
-        make_tiny_wan_animate_checkpoint(args.dir, seed=args.seed)
-        print(
-            "tiny RANDOM Wan2.2-Animate pipeline (diffusers WanAnimatePipeline layout, "
-            f"untrained, output is noise) -> {args.dir}"
-        )
-        return 0
-    from ..pipelines.checkpoints import make_tiny_checkpoint
-
-    make_tiny_checkpoint(args.dir, seed=args.seed)
-    print(f"tiny RANDOM checkpoint (untrained, output is noise) -> {args.dir}")
+    what = engine_runtime(args.engine).make_tiny_checkpoint(args.dir, seed=args.seed)
+    print(f"{what} -> {args.dir}")
     return 0
 
 

@@ -92,140 +92,55 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engines import GEOMETRY, WAN_ANIMATE, checked_engine, default_engine, engine_info
-
-    engine = checked_engine(args.engine or default_engine())
-    if engine_info(engine).needs_model and not args.checkpoint:
-        raise InputError(f"--checkpoint: the {engine} engine needs one (geometry does not)")
-    if engine == WAN_ANIMATE:
-        return run_wan_animate(args)
-    if engine == GEOMETRY:
-        return run_geometry(args)
-    from ..pipelines.generation import (
-        generate_frames,
-        load_pipeline,
-        trained_range_warnings,
-        write_generation,
-    )
-
-    settings, trajectory, sampling = _request(args)
-    start = time.perf_counter()
-    pipeline = load_pipeline(args.checkpoint, device=args.device, revision=args.revision)
-    if pipeline.untrained:
-        print(
-            f"note: checkpoint {args.checkpoint} is untrained "
-            f"({pipeline.transformer.config.training_status}): the video is noise and is "
-            "labelled so"
-        )
-    cond = build_conditioning_from_args(args, settings, trajectory)
-    for warning in [*cond.report.warnings, *trained_range_warnings(pipeline, cond, trajectory)]:
-        print(f"warning: {warning}", file=sys.stderr)
-    frames = generate_frames(
-        pipeline,
-        cond,
-        steps=sampling.steps,
-        guidance=sampling.guidance_scale,
-        seed=sampling.seed,
-        warn=False,  # said above, in the CLI's words
-    )
-    write_generation(args.out, frames, cond, save_conditioning=args.save_conditioning)
-    print(
-        f"{cond.mode}: {cond.frames} frames at {cond.width}x{cond.height} on "
-        f"{pipeline.device} in {time.perf_counter() - start:.1f}s -> {args.out}"
-    )
-    print("engine: factorportrait (FactorPortrait checkpoint)")
-    return 0
-
-
-def run_wan_animate(args: argparse.Namespace) -> int:
-    """The same conditioning, turned into a skeleton and a face-crop video for Wan2.2-Animate."""
-    from ..engines.wan_animate.engine import (
-        engine_description,
-        generate_wan_animate,
-        is_tiny_random,
-        load_wan_animate,
-        segment_plan,
-        wan_animate_request,
-        what_it_cannot_honour,
-    )
+    """Any engine, through its runtime (engines.protocol): the request as the engine makes it,
+    the conditioning, the engine's model, then the labelled video."""
+    from ..engines import checked_engine, default_engine, engine_info, engine_runtime
     from ..pipelines.generation import write_generation
 
+    engine = checked_engine(args.engine or default_engine())
+    info, runtime = engine_info(engine), engine_runtime(engine)
+    if info.needs_model and not args.checkpoint:
+        raise InputError(f"--checkpoint: the {engine} engine needs one")
     settings, trajectory, sampling = _request(args)
-    # Before anything loads: the engine's frame rate (a note when another was asked for) and
-    # a frame count its windows can make (one sentence otherwise).
-    settings, notes = wan_animate_request(settings)
+    # Before anything loads: the request as the engine makes it (wan-animate: its frame rate,
+    # with a note when another was asked for, and a frame count its windows can make).
+    settings, notes = runtime.request(settings)
     for note in notes:
         print(f"note: {note}")
     start = time.perf_counter()
     cond = build_conditioning_from_args(args, settings, trajectory)
     for warning in cond.report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    note = segment_plan(cond.frames)["note"]
-    pipeline = load_wan_animate(
-        args.checkpoint,
-        args.device,
-        offload=args.offload,
-        lora=args.lora,
-        lora_weight_name=args.lora_weight_name,
-        lora_scale=args.lora_scale,
-        revision=args.revision,
-    )
-    if is_tiny_random(pipeline):
-        print(
-            f"note: {args.checkpoint} is a tiny RANDOM Wan2.2-Animate pipeline: the video is "
-            "noise and is labelled so"
+    model = None
+    if info.needs_model:
+        model = runtime.load(
+            args.checkpoint,
+            device=args.device,
+            revision=args.revision,
+            offload=args.offload,
+            lora=args.lora,
+            lora_weight_name=args.lora_weight_name,
+            lora_scale=args.lora_scale,
         )
-    for line in what_it_cannot_honour(cond.mode):
-        print(f"note: {line}")
-    if note:
-        print(f"note: {note}")
-    frames = generate_wan_animate(
-        pipeline, cond, steps=sampling.steps, guidance=sampling.guidance_scale, seed=sampling.seed
+    for notice in runtime.notices(model, cond):
+        print(f"note: {notice}")
+    for warning in runtime.warnings(cond, trajectory, model):
+        print(f"warning: {warning}", file=sys.stderr)
+    frames = runtime.generate(
+        model, cond, steps=sampling.steps, guidance=sampling.guidance_scale, seed=sampling.seed
     )
     write_generation(args.out, frames, cond, save_conditioning=args.save_conditioning)
     print(
         f"{cond.mode}: {cond.frames} frames at {cond.width}x{cond.height} on "
-        f"{pipeline._execution_device} in {time.perf_counter() - start:.1f}s -> {args.out}"
+        f"{runtime.device(model)} in {time.perf_counter() - start:.1f}s -> {args.out}"
     )
-    print(f"engine: {engine_description(pipeline)} (not FactorPortrait); labelled in the video")
-    return 0
-
-
-def run_geometry(args: argparse.Namespace) -> int:
-    """The same conditioning, rendered from the portrait's own pixels (no model, no torch)."""
-    from ..engines.banner import label_geometry
-    from ..engines.geometry import render_geometry
-    from ..io import write_video
-
-    settings, trajectory, _ = _request(args)
-    start = time.perf_counter()
-    cond = build_conditioning_from_args(args, settings, trajectory)
-    for warning in cond.report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    frames = label_geometry(render_geometry(cond))
-    if args.save_conditioning:
-        from ..pipelines.generation import write_generation
-
-        write_generation(args.out, frames, cond, save_conditioning=True)
-    else:
-        _check_out(args.out)
-        staged = args.out.with_name(f".{args.out.name}.part.mp4")
-        try:
-            write_video(staged, frames, cond.fps)
-            staged.replace(args.out)
-        finally:
-            staged.unlink(missing_ok=True)
-    print(
-        f"{cond.mode}: {cond.frames} frames at {cond.width}x{cond.height} on the CPU in "
-        f"{time.perf_counter() - start:.1f}s -> {args.out}"
-    )
-    print("engine: geometry (a geometric warp of the photo: not diffusion, not FactorPortrait)")
+    print(f"engine: {runtime.describe(model)}")
     return 0
 
 
 def _request(args: argparse.Namespace):
     """(conditioning settings, trajectory, sampling settings) of a generate call, all checked
-    (and --out) before anything is loaded: the same for both engines."""
+    (and --out) before anything is loaded: the same for every engine."""
 
     settings, trajectory = conditioning_settings(args)
     sampling = sampling_settings(args)

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from ..engines import ENGINES
 from .arguments import (
     add_conditioning_arguments,
     add_out,
@@ -28,7 +29,7 @@ def register(commands) -> None:
     add_conditioning_arguments(parser)
     parser.add_argument(
         "--engine",
-        choices=["factorportrait", "wan-animate"],
+        choices=list(ENGINES),
         default=None,
         help="which engine's conditions to preview (default $FACTORPORTRAIT_ENGINE or "
         "factorportrait); wan-animate adds pose.mp4 and face.mp4",
@@ -44,32 +45,26 @@ def register(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..conditioning.preview import write_preview
-    from ..engines import WAN_ANIMATE, checked_engine, default_engine
-    from ..planning.guardrails import request_warnings
+    from ..engines import checked_engine, default_engine, engine_runtime
 
-    engine = checked_engine(args.engine or default_engine())
+    runtime = engine_runtime(checked_engine(args.engine or default_engine()))
     settings, trajectory = conditioning_settings(args)
-    notes = []
-    if engine == WAN_ANIMATE:  # previewed as wan-animate will make it: its rate and framing
-        from ..engines.wan_animate.windows import wan_animate_request
-
-        settings, notes = wan_animate_request(settings)
+    # Previewed as the engine will make it (wan-animate: its frame rate and framing).
+    settings, notes = runtime.request(settings)
     start = time.perf_counter()
     cond = build_conditioning_from_args(args, settings, trajectory)
-    extra_videos = None
-    if engine == WAN_ANIMATE:
-        from ..engines.wan_animate import face_video, pose_video
-
-        extra_videos = {"pose.mp4": pose_video(cond), "face.mp4": face_video(cond)}
-    paths = write_preview(cond, args.out, trajectory, extra_videos, arrays=args.npz)
+    # The engine's own videos (wan-animate: the skeleton and face crops it is driven by).
+    extra_videos = {f"{name}.mp4": v for name, v in runtime.preview_videos(cond, None).items()}
+    paths = write_preview(cond, args.out, trajectory, extra_videos or None, arrays=args.npz)
     print(
         f"{cond.mode}: {cond.frames} frames at {cond.width}x{cond.height}, "
         f"{cond.fps:g} fps, in {time.perf_counter() - start:.2f}s"
     )
     for warning in [*notes, *cond.report.warnings]:
         print(f"  note: {warning}")
-    # No checkpoint here: judged against the default trained ranges (generate uses its own).
-    for warning in request_warnings(cond, trajectory, None):
+    # No model here: a FactorPortrait request is judged against the default trained ranges
+    # (generate uses its checkpoint's own); wan-animate says what it cannot honour.
+    for warning in runtime.warnings(cond, trajectory, None):
         print(f"warning: {warning}", file=sys.stderr)
     for path in paths.values():
         print(f"  {path}")

@@ -113,3 +113,13 @@ def estimate_wan_animate(
         "gpu_gib": one["gpu_gib"] + WAN_ANIMATE_OTHER_WEIGHTS_GIB,
         "gpu_gib_offload": one["gpu_gib"],
     }
+
+
+# The longest ZeroGPU call the demo asks for.
+ZEROGPU_MAX_S = 300
+
+
+def zerogpu_duration(frames: int, steps: int) -> int:
+    """Seconds to ask ZeroGPU for FactorPortrait's 1.3B model: grows with frames x steps,
+    clamped to what a call may use."""
+    return int(min(ZEROGPU_MAX_S, max(30, 20 + 0.05 * frames * steps)))

@@ -10,7 +10,7 @@ import gradio as gr
 import spaces
 
 from ..config import GENERATION, LIMITS, VIDEO
-from ..engines import ENGINES, WAN_ANIMATE, engine_info
+from ..engines import ENGINES, engine_info
 from ..modes import Mode
 from ..viewpoint import Trajectory, load_presets
 from . import editor, handlers, texts
@@ -271,7 +271,7 @@ def _settings_section(engine: str) -> SimpleNamespace:
 def _outputs_section(engine: str, loaded: bool) -> SimpleNamespace:
     """The engine choice, the preview, generate and cancel buttons with the run's status
     beside them, the result, then the preview's videos."""
-    wan_animate = engine == WAN_ANIMATE
+    wan_animate = bool(engine_info(engine).preview_videos)  # its skeleton and face videos
     with gr.Column(elem_id="run-panel"):
         with gr.Row():
             engine_radio = gr.Radio(

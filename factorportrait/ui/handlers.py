@@ -27,7 +27,6 @@ from ..viewpoint import Trajectory, TrajectoryError
 from . import camera_view, editor, texts
 from .service import (
     FAST,
-    WAN_ANIMATE,
     GenerationStopped,
     Service,
     estimate,
@@ -272,7 +271,7 @@ def mode_changed(mode: str):
 def engine_changed(engine: str):
     """(engine list, pose video, face video) for the chosen engine: the two videos that drive
     wan-animate are shown only for it."""
-    wan_animate = engine == WAN_ANIMATE
+    wan_animate = bool(engine_info(engine).preview_videos)  # its skeleton and face videos
     return (
         texts.engine_markdown(engine),
         gr.update(visible=wan_animate),

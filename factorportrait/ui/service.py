@@ -2,9 +2,9 @@
 Every method takes paths, settings and numbers, returns paths and text, raises InputError with
 a sentence for the user, and touches no shared mutable state (the pipeline is loaded once and
 only read). Pictures come from ``preview``, guardrails from ``guardrails``, the cost model from
-``cost`` and result writing from ``generation``: the CLI uses the same. Two engines (README:
-Engines): ``factorportrait`` (a FactorPortrait checkpoint) and ``wan-animate`` (the public
-Wan2.2-Animate model driven by our conditioning); a pipeline is held for each that is loaded."""
+``cost`` and result writing from ``generation``: the CLI uses the same. Every engine (README:
+Engines) is reached through its ``engines.protocol.EngineRuntime``; the service holds the
+model of each engine that has one loaded and never asks which engine it is talking to."""
 
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import numpy as np
-
 from ..conditioning import Conditioning, ConditioningSettings, build_conditioning
 from ..conditioning.build import start_loading_kernels
 from ..conditioning.preview import (
@@ -31,26 +29,27 @@ from ..conditioning.preview import (
     tracking_frames,
     write_videos,
 )
-from ..engines import GEOMETRY, WAN_ANIMATE, checked_engine, default_engine, engine_info
-from ..engines.wan_animate.engine import (
-    generate_wan_animate,
-    segment_plan,
-    what_it_cannot_honour,
+from ..engines import (
+    FACTORPORTRAIT,
+    WAN_ANIMATE,
+    checked_engine,
+    default_engine,
+    engine_info,
+    engine_runtime,
 )
+from ..engines.protocol import Stopped
 from ..errors import InputError
 from ..io import write_video
 from ..io.video import mux_audio
 from ..pipelines.generation import GenerationSettings
-from ..planning.cost import estimate_generation, estimate_wan_animate
-from ..planning.guardrails import TrainedRanges, ranges_of_checkpoint, request_warnings
+from ..planning.cost import ZEROGPU_MAX_S, zerogpu_duration
+from ..planning.guardrails import TrainedRanges, ranges_of_checkpoint
 from ..tracking.cache import TrackingCache
 from ..viewpoint import Trajectory, rays_to_rgb
 from . import texts
 
 # The preview strip's height (tracking | normals | rays side by side), pixels.
 STRIP_HEIGHT = 256
-# The longest ZeroGPU call the demo asks for.
-ZEROGPU_MAX_S = 300
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,6 @@ class GenerationStopped(InputError):
 
 # The long stages of a generation, in order, as ``progress`` reports them (README: Web demo).
 SIDE_BY_SIDE_HEIGHT = 256  # the result's side-by-side: panels no higher than the page shows
-GEOMETRY_FPS_512 = 25.0  # the geometric engine's render on a 2-core CPU (BENCHMARKS.md)
 STAGES = ("loading", "encoding", "denoising", "decoding", "rendering", "writing")
 
 
@@ -105,7 +103,7 @@ class GenerationResult:
     side_by_side: Path
     conditioning: Conditioning
     warnings: list[str]
-    engine: str = "factorportrait"
+    engine: str = FACTORPORTRAIT
     seconds: float = 0.0  # wall time of the whole request
 
 
@@ -133,7 +131,6 @@ class Service:
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="track-uploads")
     )
     _waiting_tracking: int = 0
-    _scenes: object | None = None  # the geometric engine's scenes by photo (SceneCache)
 
     def __post_init__(self) -> None:
         # The compiled loops of the normals and rays load (about half a second) while the page
@@ -141,43 +138,39 @@ class Service:
         start_loading_kernels()
 
     # --------------------------------------------------------------------------- status
-    def status_markdown(self) -> str:
-        import torch
-
-        if self.pipeline is None:
-            device = "CUDA GPU" if torch.cuda.is_available() else "CPU"
-            return texts.status_markdown(self.checkpoint, None, device)
-        status = self.pipeline.transformer.config.training_status
-        return texts.status_markdown(self.checkpoint, status, str(self.pipeline.device))
+    def loaded(self, engine: str) -> tuple[object | None, str | None]:
+        """(model, checkpoint) the service holds for ``engine`` ((None, None): none)."""
+        held = {
+            FACTORPORTRAIT: (self.pipeline, self.checkpoint),
+            WAN_ANIMATE: (self.wan_animate, self.wan_animate_checkpoint),
+        }
+        return held.get(checked_engine(engine), (None, None))
 
     def engine_status_markdown(self, engine: str) -> str:
-        """What made a result with ``engine``: its model and device, or what it is."""
-        if engine == WAN_ANIMATE:
-            return self.wan_animate_status_markdown()
-        if engine == GEOMETRY:
-            return texts.GEOMETRY_STATUS
-        return self.status_markdown()
+        """What makes a result with ``engine``: its model and device, or what it is."""
+        import torch
+
+        model, checkpoint = self.loaded(engine)
+        return engine_runtime(engine).status_markdown(
+            model, checkpoint, cuda=torch.cuda.is_available()
+        )
+
+    def status_markdown(self) -> str:
+        """The FactorPortrait checkpoint's line at the top of the page."""
+        return self.engine_status_markdown(FACTORPORTRAIT)
 
     def wan_animate_status_markdown(self) -> str:
         """What the wan-animate engine has loaded (one line, for the status area)."""
-        if self.wan_animate is None:
-            import torch
-
-            return texts.wan_animate_status(None, None, cuda=torch.cuda.is_available())
-        return texts.wan_animate_status(self.wan_animate_checkpoint, str(self.wan_animate.device))
+        return self.engine_status_markdown(WAN_ANIMATE)
 
     def pipeline_for(self, engine: str):
-        """The loaded pipeline of ``engine``; InputError when that engine has none (None for
-        an engine that needs no model: the geometric one)."""
-        if not engine_info(engine).needs_model:
-            return None
-        if engine == WAN_ANIMATE:
-            if self.wan_animate is None:
-                raise InputError(texts.NO_WAN_ANIMATE)
-            return self.wan_animate
-        if self.pipeline is None:
-            raise InputError(texts.NO_CHECKPOINT)
-        return self.pipeline
+        """The loaded model of ``engine``; InputError when that engine needs one and has none
+        (None for an engine that needs no model: the geometric one)."""
+        info = engine_info(engine)
+        model, _ = self.loaded(engine)
+        if info.needs_model and model is None:
+            raise InputError(info.missing_model)
+        return model
 
     @cached_property
     def trained_ranges(self) -> TrainedRanges | None:
@@ -308,15 +301,11 @@ class Service:
             )
 
     def warnings(
-        self, cond: Conditioning, trajectory: Trajectory | None, engine: str = "factorportrait"
+        self, cond: Conditioning, trajectory: Trajectory | None, engine: str = FACTORPORTRAIT
     ) -> list[str]:
-        """Where the request leaves what the FactorPortrait checkpoint was trained on; for
-        wan-animate, what the public model cannot honour of the request's mode."""
-        if engine == WAN_ANIMATE:
-            return what_it_cannot_honour(cond.mode)
-        if engine == GEOMETRY:
-            return []  # no trained ranges: it renders whatever the geometry says
-        return request_warnings(cond, trajectory, self.trained_ranges)
+        """What ``engine`` says of this request: where it leaves what a FactorPortrait
+        checkpoint was trained on; for wan-animate, what the public model cannot honour."""
+        return engine_runtime(engine).warnings(cond, trajectory, self.loaded(engine)[0])
 
     def preview(
         self,
@@ -332,7 +321,8 @@ class Service:
         by (CPU; no pipeline needed)."""
         engine = checked_engine(engine or self.engine)
         started = time.perf_counter()
-        settings, notes = engine_request(engine, settings)
+        runtime = engine_runtime(engine)
+        settings, notes = runtime.request(settings)
         cond = self.conditioning(portrait, driving, settings, trajectory)
         out = self.request_dir()
         # The normals first, on every core (the rasteriser shares frames out to threads); the
@@ -358,12 +348,8 @@ class Service:
                 "tracking": tracking.result,
                 "strip": strip,
             }
-            if engine == WAN_ANIMATE:
-                from ..engines.wan_animate.engine import driving_videos
-
-                # The face crops at the side the loaded model reads (512 for the real weights).
-                size = 512 if self.wan_animate is None else self.wan_animate_face_size
-                videos["pose"], videos["face"] = driving_videos(cond, size)
+            # The engine's own (wan-animate: the skeleton and face-crop videos it is driven by).
+            videos.update(runtime.preview_videos(cond, self.loaded(engine)[0]))
             paths = {name: out / f"{name}.mp4" for name in videos}
             # Encoded at once, one ffmpeg process each (BENCHMARKS.md).
             write_videos({paths[name]: frames for name, frames in videos.items()}, cond.fps)
@@ -373,10 +359,6 @@ class Service:
             summary=texts.summary_markdown(cond, time.perf_counter() - started),
             warnings=[*notes, *self.warnings(cond, trajectory, engine)],
         )
-
-    @property
-    def wan_animate_face_size(self) -> int:
-        return int(self.wan_animate.transformer.config.motion_encoder_size)
 
     def generate(
         self,
@@ -421,55 +403,43 @@ class Service:
         self, portrait, driving, settings, trajectory, sampling, engine, pipeline, cancel, report,
         started,
     ) -> GenerationResult:  # fmt: skip
-        from ..pipelines.generation import generate_frames
-
+        runtime = engine_runtime(engine)
         report(0, sampling.steps, "loading")
-        settings, notes = engine_request(engine, settings)
+        settings, notes = runtime.request(settings)
         cond = self.conditioning(portrait, driving, settings, trajectory)
-        if engine == GEOMETRY:
-            frames = self._render_geometry(cond, cancel, report, started)
-            return self._finish(portrait, driving, trajectory, engine, cond, frames, started, notes)
-        segments = segment_plan(cond.frames)["segments"] if engine == WAN_ANIMATE else 1
-        total = sampling.steps * segments
-        done = 0  # steps finished over all segments (the callback's own index restarts)
-        report(0, total, "encoding")
+        total = runtime.total_units(cond.frames, sampling.steps)
 
-        def on_step(pipe, step, timestep, tensors):
-            nonlocal done
-            if cancel.is_set():
-                log.info("generation cancelled after step %d of %d", done + 1, total)
-                raise GenerationStopped(
-                    texts.cancelled_after(done + 1, total),
-                    step=done + 1,
-                    total=total,
-                    cancelled=True,
-                )
-            if time.monotonic() - started > self.max_generation_s:
-                log.warning("generation stopped after step %d of %d: time budget", done + 1, total)
-                raise GenerationStopped(
-                    texts.over_time_budget(self.max_generation_s),
-                    step=done + 1,
-                    total=total,
-                    cancelled=False,
-                )
-            done += 1
-            report(done, total, "denoising")
-            if done % sampling.steps == 0:  # the segment's last step: its frames are decoded
-                report(done, total, "decoding")
-            return tensors
+        def should_stop() -> bool:
+            return cancel.is_set() or time.monotonic() - started > self.max_generation_s
 
         import torch
 
-        run = generate_wan_animate if engine == WAN_ANIMATE else generate_frames
         try:
-            frames = run(
+            frames = runtime.generate(
                 pipeline,
                 cond,
                 steps=sampling.steps,
                 guidance=sampling.guidance_scale,
                 seed=sampling.seed,
-                callback=on_step,
+                report=report,
+                should_stop=should_stop,
             )
+        except Stopped as stop:
+            if cancel.is_set():
+                log.info("generation cancelled after %d of %d", stop.done, stop.total)
+                raise GenerationStopped(
+                    texts.cancelled_after(stop.done, stop.total),
+                    step=stop.done,
+                    total=stop.total,
+                    cancelled=True,
+                ) from None
+            log.warning("generation stopped after %d of %d: time budget", stop.done, stop.total)
+            raise GenerationStopped(
+                texts.over_time_budget(self.max_generation_s),
+                step=stop.done,
+                total=stop.total,
+                cancelled=False,
+            ) from None
         except torch.OutOfMemoryError:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -486,42 +456,6 @@ class Service:
             notes=notes,
         )
 
-    def _render_geometry(self, cond, cancel, report, started) -> np.ndarray:
-        """The geometric engine's frames, labelled; a Cancel or the time budget stops it at
-        its next frame (GenerationStopped, as a diffusion run stops at its next step)."""
-        from ..engines.banner import label_geometry
-        from ..engines.geometry import SceneCache, Stopped, render_geometry
-
-        with self._lock:  # one cache of the photos' scenes, made on the first geometric run
-            if self._scenes is None:
-                self._scenes = SceneCache()
-
-        total = cond.frames
-
-        def should_stop() -> bool:
-            return cancel.is_set() or time.monotonic() - started > self.max_generation_s
-
-        try:
-            frames = render_geometry(
-                cond, progress=lambda done, _: report(done, total, "rendering"),
-                should_stop=should_stop, scenes=self._scenes,
-            )  # fmt: skip
-        except Stopped as stop:
-            done = stop.frame_index
-            if cancel.is_set():
-                log.info("generation cancelled after frame %d of %d", done, total)
-                raise GenerationStopped(
-                    texts.cancelled_after(done, total), step=done, total=total, cancelled=True
-                ) from None
-            raise GenerationStopped(
-                texts.over_time_budget(self.max_generation_s),
-                step=done,
-                total=total,
-                cancelled=False,
-            ) from None
-        report(total, total, "writing")
-        return label_geometry(frames)
-
     def _finish(self, portrait, driving, trajectory, engine, cond, frames, started, notes=()):
         """The result written (with the driving clip's sound when it drives the head) and
         shown beside what drove it."""
@@ -535,12 +469,7 @@ class Service:
             # most SIDE_BY_SIDE_HEIGHT high, the size the page shows it (three panels in half
             # the page's width).
             height = min(cond.height, SIDE_BY_SIDE_HEIGHT)
-            if engine == WAN_ANIMATE:
-                from ..engines.wan_animate.skeleton import pose_video
-
-                control = np.asarray(pose_video(cond))
-            else:
-                control = cond.normals_rgb()
+            control = engine_runtime(engine).control_video(cond)
             strip = side_by_side([tracking_frames(cond, height), control, frames], height)
             side = write_video(out / "side_by_side.mp4", strip, cond.fps)
             video = written.result()["video"]
@@ -555,17 +484,6 @@ class Service:
             engine=engine,
             seconds=time.monotonic() - started,
         )
-
-
-def engine_request(engine: str, settings: ConditioningSettings):
-    """(settings, notes): a request as ``engine`` makes it, checked before anything loads:
-    wan-animate at its own frame rate (with a note when another was asked for) and only the
-    frame counts it can make (``wan_animate.windows``); the others as asked."""
-    if engine != WAN_ANIMATE:
-        return settings, []
-    from ..engines.wan_animate.windows import wan_animate_request
-
-    return wan_animate_request(settings)
 
 
 def _stage_reporter(progress: Callable[..., None] | None) -> Callable[[int, int, str], None]:
@@ -601,35 +519,15 @@ def last_change(folder: Path) -> float:
 
 # ------------------------------------------------------------------------------ estimates
 def estimate(
-    frames: int, size: int, steps: int, guidance: float, engine: str = "factorportrait"
+    frames: int, size: int, steps: int, guidance: float, engine: str = FACTORPORTRAIT
 ) -> dict[str, float]:
-    """The one cost model's estimate of a square video with ``engine`` (``cost``:
-    FactorPortrait's 1.3B model, or Wan2.2-Animate-14B over its segments), plus the seconds to
-    ask ZeroGPU for."""
-    if checked_engine(engine) == GEOMETRY:
-        # Measured on a 2-core CPU (BENCHMARKS.md): tracking and conditioning, then the render.
-        seconds = 2.0 + frames * (size / 512) ** 2 / GEOMETRY_FPS_512
-        return {"seconds": seconds, "gpu_gib": 0.0, "zerogpu_s": 10}
-    if engine == WAN_ANIMATE:
-        plan = segment_plan(frames)
-        cost = estimate_wan_animate(
-            plan["segment_frame_length"], plan["segments"], size, size, steps, guidance
-        )
-        # Its 40 GB of weights move onto the GPU at the start of every ZeroGPU call.
-        zerogpu_s = int(min(ZEROGPU_MAX_S, max(60, 30 + 1.5 * cost["seconds"])))
-        return {**cost, "zerogpu_s": zerogpu_s}
-    cost = estimate_generation(frames, size, size, steps, guidance)
-    return {**cost, "zerogpu_s": zerogpu_duration(frames, steps)}
-
-
-def zerogpu_duration(frames: int, steps: int) -> int:
-    """Seconds to ask ZeroGPU for FactorPortrait's 1.3B model: grows with frames x steps,
-    clamped to what a call may use."""
-    return int(min(ZEROGPU_MAX_S, max(30, 20 + 0.05 * frames * steps)))
+    """The engine's estimate of a square video (``planning.cost``'s model for the diffusion
+    engines, the measured speed for the geometric one), with the seconds to ask ZeroGPU for."""
+    return engine_runtime(engine).estimate(frames, size, steps, guidance)
 
 
 def estimate_markdown(
-    frames: int, size: int, steps: int, guidance: float, engine: str = "factorportrait"
+    frames: int, size: int, steps: int, guidance: float, engine: str = FACTORPORTRAIT
 ) -> str:
     e = estimate(frames, size, steps, guidance, engine)
     return texts.estimate_markdown(
@@ -639,7 +537,7 @@ def estimate_markdown(
 
 __all__ = [
     "FAST",
-    "WAN_ANIMATE",
+    "ZEROGPU_MAX_S",
     "GenerationResult",
     "GenerationStopped",
     "PreviewResult",

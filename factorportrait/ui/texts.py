@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from ..config import LIMITS
-from ..engines import REGISTRY
+from ..engines import FACTORPORTRAIT, REGISTRY, engine_info
 from ..modes import Mode
 
 TITLE = "FactorPortrait"
@@ -40,16 +40,6 @@ NO_FACE_IN_PHOTO = (
 NO_FACE_IN_CLIP = "No face found in this clip. Use a clip where one face is clearly visible."
 NO_PORTRAIT = "Upload a portrait photo first."
 NO_CAMERA_PATH = "Choose a camera path (a preset or your keyframes)."
-NO_CHECKPOINT = (
-    "No checkpoint is loaded, so there is nothing to generate with. "
-    "Set FACTORPORTRAIT_CHECKPOINT (a pipeline folder or Hub id) and "
-    "restart; previews work without one."
-)
-NO_WAN_ANIMATE = (
-    "The wan-animate engine is not loaded, so there is nothing to generate with it. Set "
-    "FACTORPORTRAIT_WAN_ANIMATE_CHECKPOINT (Wan-AI/Wan2.2-Animate-14B-Diffusers or a pipeline "
-    "folder; it wants a large GPU) and restart; previews work without it."
-)
 OUT_OF_MEMORY = (
     "The GPU ran out of memory for these settings. Try fewer frames, "
     "a smaller size, or the fast setting."
@@ -134,58 +124,15 @@ STAGE_TEXTS = {
 }
 WARNING = "⚠️"
 
-TRAINING_STATUS = {
-    "untrained": "**UNTRAINED (tiny random): generation makes noise**",
-    "wan-initialised": "**not trained yet (Wan-initialised): output is not a "
-    "FactorPortrait result**",
-    "trained": "trained",
-}
-
-
 # The engine selector: what each engine is and is not, one line each (README: Engines).
 ENGINE_LABEL = "Engine"
-ENGINE_TEXTS = {
-    "factorportrait": "FactorPortrait checkpoint: the paper's method (normal maps, ray maps, "
-    "expression codes). No trained weights exist yet: without a trained checkpoint its "
-    "output is labelled noise.",
-    "wan-animate": "wan-animate: the public Wan2.2-Animate model driven by our skeleton and "
-    "face-crop videos. Real weights, but NOT FactorPortrait (no camera control of its own); "
-    "wants a large GPU.",
-    "geometry": "geometry: your photo's own pixels moved by the same head poses, expressions "
-    "and cameras as the previews, on any CPU in seconds. A geometric warp: NOT diffusion, NOT "
-    "FactorPortrait (the far side of the head, hair and the inside of the mouth are guessed).",
-}
 
 
 def engine_markdown(selected: str) -> str:
     """Every engine, one line each, the chosen one in bold."""
     return "\n".join(
-        f"- **{text}**" if name == selected else f"- {text}" for name, text in ENGINE_TEXTS.items()
-    )
-
-
-GEOMETRY_STATUS = (
-    "**geometry:** your photo's own pixels warped on the posed template head, on the CPU: "
-    "a geometric warp, **not diffusion and not FactorPortrait**."
-)
-
-
-def wan_animate_status(checkpoint: str | None, device: str | None, cuda: bool = True) -> str:
-    if checkpoint is None and not cuda:
-        return (
-            "**wan-animate:** not loaded: the public Wan2.2-Animate-14B model needs a CUDA GPU "
-            "(24 GB or more, with offloading) and this machine has none. Its previews (the "
-            "skeleton and face videos) work; `python app.py --tiny` runs every path with tiny "
-            "random models."
-        )
-    if checkpoint is None:
-        return (
-            "**wan-animate:** not loaded (set `FACTORPORTRAIT_WAN_ANIMATE_CHECKPOINT`, see "
-            "README: Engines); its previews work."
-        )
-    return (
-        f"**wan-animate:** `{checkpoint}` (the public Wan2.2-Animate model driven by "
-        f"FactorPortrait conditioning, NOT FactorPortrait). **Device:** {device}."
+        f"- **{e.page_text}**" if e.name == selected else f"- {e.page_text}"
+        for e in REGISTRY.values()
     )
 
 
@@ -222,33 +169,19 @@ def mode_markdown(selected: Mode) -> str:
     )
 
 
-def status_markdown(checkpoint: str | None, training_status: str | None, device: str) -> str:
-    """The checkpoint and device line at the top of the page (``training_status`` None: no
-    checkpoint loaded)."""
-    if training_status is None:
-        return (
-            f"**Checkpoint:** no FactorPortrait checkpoint loaded (none is public yet; "
-            f"README: Training makes one), so its previews work and its generation does not. "
-            f"Set `FACTORPORTRAIT_CHECKPOINT` to a pipeline folder or Hub id and restart. "
-            f"**Device:** {device}."
-        )
-    label = TRAINING_STATUS.get(training_status, training_status)
-    return f"**Checkpoint:** `{checkpoint}` ({label}). **Device:** {device}."
-
-
 def estimate_markdown(
     seconds: float,
     gpu_gib: float,
     zerogpu_s: int,
-    engine: str = "factorportrait",
+    engine: str = FACTORPORTRAIT,
     gpu_gib_offload: float | None = None,
 ) -> str:
-    if not gpu_gib and engine == "geometry":
+    model = engine_info(engine).estimate_model
+    if model is None:
         return (
-            f"Estimated for the geometric engine: about **{math.ceil(seconds)} s** on this "
+            f"Estimated for the {engine} engine: about **{math.ceil(seconds)} s** on this "
             "machine's CPU; no GPU, no model."
         )
-    model = "Wan2.2-Animate-14B" if engine == "wan-animate" else "the 1.3B model"
     offload = f" ({gpu_gib_offload:.0f} GiB with model CPU offload)" if gpu_gib_offload else ""
     return (
         f"Estimated on a large GPU for {model}: about **{math.ceil(seconds)} s**, "
@@ -315,8 +248,8 @@ def result_note(
     camera = f", path: {path}" if path else ""
     sampling = (
         f", {plural(steps, 'step')}, guidance {guidance:g}, seed {seed}"
-        if engine != "geometry"
-        else " (a geometric warp: no steps, no seed)"
+        if engine_info(engine).diffusion
+        else f" (the {engine} engine: no steps, no seed)"
     )
     line = (
         f"✅ **Done in {seconds:.0f} s.** Engine: {engine}, mode: {mode}{camera}; "

@@ -7,37 +7,25 @@ through each frame's camera (``skeleton.pose_video``) and the face crops of the 
 this engine makes is labelled in the video as the public model driven by our conditioning, never
 as FactorPortrait, and as "tiny random" when the transformer is the tiny random one.
 
+Its model is loaded by ``loading``; this module generates with it and labels the result, and
+``WanAnimateEngine`` is the engine's side of the one interface (``engines.protocol``).
+
 What a first run on the real weights must confirm is marked ASSUMPTION below.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ...errors import InputError
-from .. import ENGINE_VARIABLE, FACTORPORTRAIT, GEOMETRY, WAN_ANIMATE, checked_engine
-from .windows import (  # noqa: F401 (re-exported: the engine's windows)
-    MIN_FRAMES,
-    PREVIOUS_SEGMENT_FRAMES,
-    SEGMENT_FRAMES,
-    check_frames,
-    segment_plan,
-    wan_animate_request,
-)
-
-HUB_ID = "Wan-AI/Wan2.2-Animate-14B-Diffusers"
-ENGINE_NAME = WAN_ANIMATE
-# Written into a folder make_tiny_wan_animate_checkpoint makes and read back by load_wan_animate:
-# diffusers ignores extra files at a pipeline folder's top level.
-ENGINE_MARKER = "factorportrait_engine.json"
+from .. import WAN_ANIMATE, engine_info
+from ..protocol import EngineRuntime, diffusion_callback
+from .loading import is_tiny_random, load_wan_animate, make_tiny_wan_animate_checkpoint
+from .windows import PREVIOUS_SEGMENT_FRAMES, segment_plan, wan_animate_request
 
 PUBLIC_MODEL_NOTICE = (
     "PUBLIC MODEL Wan2.2-Animate driven by FactorPortrait conditioning - NOT FactorPortrait"
@@ -56,329 +44,6 @@ DEFAULT_NEGATIVE_PROMPT = "blurry, distorted face, static, low quality, artifact
 # 512 (its T5 output zero-padded to 512 by the model), diffusers' WanAnimatePipeline.__call__
 # max_sequence_length = 512. There is no attention mask over the padding, so the count matters.
 PROMPT_MAX_TOKENS = 512
-# The original's sampler: Wan2.2 generate.py runs Wan-Animate with --sample_solver unipc (its
-# default) and wan/configs/wan_animate_14B.py sample_shift 5.0 (WanAnimate.generate's own
-# default solver, dpm++, is only reached by calling it directly); diffusers'
-# scripts/convert_wan_to_diffusers.py writes the Hub folder's scheduler as UniPC with flow
-# sigmas and flow_shift 5.0 for "Animate". The loader sets exactly this (``wan_scheduler``)
-# whatever the folder carries.
-SCHEDULER_SHIFT = 5.0
-# How the components meet the GPU (load_wan_animate): all resident, model CPU offload, or
-# group offloading of the transformer's blocks.
-OFFLOAD_MODES = ("none", "model", "group")
-LORA_ADAPTER = "distill"
-# ASSUMPTION, untested here (never downloaded): a few-step LoRA people pair with Wan2.2-Animate
-# (LightX2V's step-distilled Wan 14B I2V LoRA, in Kijai's repackaging), used at 4-8 steps and
-# guidance 1. Off by default; README: Engines says how to turn it on.
-SUGGESTED_LORA = "Kijai/WanVideo_comfy"
-SUGGESTED_LORA_WEIGHT = "Lightx2v/lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors"
-
-# The tiny transformer: two layers, the real model's input layout (36 channels: noise latents
-# and the reference/previous-segment latents with their mask), a face motion encoder on 64x64
-# crops (the real one reads 512x512; the pipeline resizes to whatever the transformer says).
-TINY_TRANSFORMER_CONFIG = dict(
-    patch_size=(1, 2, 2),
-    num_attention_heads=2,
-    attention_head_dim=12,
-    in_channels=36,
-    latent_channels=16,
-    out_channels=16,
-    text_dim=16,
-    freq_dim=256,
-    ffn_dim=32,
-    num_layers=2,
-    cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads",
-    image_dim=8,
-    rope_max_seq_len=32,
-    motion_encoder_channel_sizes={
-        str(size): 16 for size in (4, 8, 16, 32, 64, 128, 256, 512, 1024)
-    },
-    motion_encoder_size=64,
-    motion_style_dim=16,
-    motion_dim=4,
-    motion_encoder_dim=16,
-    face_encoder_hidden_dim=16,
-    face_encoder_num_heads=2,
-    inject_face_latents_blocks=2,
-)
-TINY_VOCABULARY = 32
-
-
-def auto_offload(gpu_gib: float | None) -> str:
-    """The offloading a card of ``gpu_gib`` GiB (as CUDA reports it) needs for the model in
-    bf16 (None: no CUDA GPU, nothing to offload). From the demo's estimate (``cost``) of one
-    77-frame window at the engine's default 720x720: everything resident about 65 GiB (an 80
-    GB card reports 79 GiB); with model offload the 32 GiB transformer and its activations,
-    about 52 GiB (a 64 GB card, not a 48 GB one); below that, group offloading."""
-    if gpu_gib is None or gpu_gib >= 72:
-        return "none"
-    return "model" if gpu_gib >= 60 else "group"
-
-
-@dataclass(frozen=True)
-class StartupPlan:
-    """What the web app loads at start-up and which engine its page starts with."""
-
-    wan_animate_checkpoint: str | None
-    engine: str
-    note: str | None  # one line for the server log, when the app chose for the user
-
-
-def startup_plan(
-    checkpoint: str | None,
-    wan_animate_checkpoint: str | None,
-    engine: str | None,
-    *,
-    cuda: bool,
-) -> StartupPlan:
-    """The engines a start-up with these settings gets. No FactorPortrait checkpoint exists in
-    public, so with none configured: on a CUDA GPU the public wan-animate engine is loaded from
-    the Hub and chosen; on a CPU nothing can generate, and the page says what is missing. An
-    explicit ``engine`` (or $FACTORPORTRAIT_ENGINE) always wins."""
-    explicit = engine or os.environ.get(ENGINE_VARIABLE, "").strip() or None
-    if explicit is not None:
-        checked_engine(explicit)
-    note = None
-    if checkpoint is None and wan_animate_checkpoint is None and cuda:
-        wan_animate_checkpoint = HUB_ID
-        note = (
-            f"no FactorPortrait checkpoint is configured (none is public yet): loading the "
-            f"public {ENGINE_NAME} engine ({HUB_ID}) instead"
-        )
-    if explicit is None:
-        if checkpoint is None and wan_animate_checkpoint:
-            explicit = ENGINE_NAME
-        elif checkpoint is None:
-            # No model at all (a CPU, nothing configured): the geometric engine still makes a
-            # real video of the portrait, so Generate works out of the box.
-            explicit = GEOMETRY
-        else:
-            explicit = FACTORPORTRAIT
-    return StartupPlan(wan_animate_checkpoint, explicit, note)
-
-
-def wan_scheduler(config=None):
-    """The scheduler Wan-Animate samples with: UniPC over flow-matching sigmas shifted by 5
-    (``SCHEDULER_SHIFT``; the original's default solver and shift, and what diffusers'
-    conversion writes), built from ``config`` (a loaded scheduler's) where given."""
-    from diffusers import UniPCMultistepScheduler
-
-    settings = dict(
-        prediction_type="flow_prediction",
-        use_flow_sigmas=True,
-        flow_shift=SCHEDULER_SHIFT,
-        num_train_timesteps=1000,
-    )
-    if config is None:
-        return UniPCMultistepScheduler(**settings)
-    return UniPCMultistepScheduler.from_config(config, **settings)
-
-
-def tiny_wan_animate_pipeline(seed: int = 0):
-    """A complete ``WanAnimatePipeline`` of tiny random components: every code path runs on a
-    CPU in seconds; the output is noise. The pipeline has no optional components, so the
-    tokenizer, text encoder, CLIP image encoder and processor are tiny too."""
-    from diffusers import WanAnimatePipeline
-    from diffusers.models import WanAnimateTransformer3DModel
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        CLIPVisionModel,
-        PreTrainedTokenizerFast,
-        UMT5Config,
-        UMT5EncoderModel,
-    )
-
-    from ...pipelines.checkpoints import tiny_wan_vae
-
-    words = ["<pad>", "</s>", "<unk>"] + [f"w{index}" for index in range(TINY_VOCABULARY - 3)]
-    word_level = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    word_level.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=word_level, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-    )
-    torch.manual_seed(seed)
-    text_encoder = UMT5EncoderModel(
-        UMT5Config(
-            vocab_size=TINY_VOCABULARY, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2
-        )
-    )
-    image_encoder = CLIPVisionModel(
-        CLIPVisionConfig(
-            hidden_size=8,
-            projection_dim=8,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=32,
-            intermediate_size=16,
-            patch_size=4,
-        )
-    )
-    transformer = WanAnimateTransformer3DModel(**TINY_TRANSFORMER_CONFIG)
-    pipeline = WanAnimatePipeline(
-        tokenizer=tokenizer,
-        text_encoder=text_encoder,
-        vae=tiny_wan_vae(seed),
-        scheduler=wan_scheduler(),
-        image_processor=CLIPImageProcessor(crop_size=32, size=32),
-        image_encoder=image_encoder,
-        transformer=transformer,
-    )
-    pipeline.factorportrait_tiny_random = True
-    return pipeline
-
-
-def make_tiny_wan_animate_checkpoint(out: str | Path, seed: int = 0) -> Path:
-    """Write the tiny random pipeline in diffusers' ``WanAnimatePipeline`` folder layout (the
-    layout of the real Hub weights; safetensors only), with a marker that says it is tiny."""
-    out = Path(out)
-    tiny_wan_animate_pipeline(seed).save_pretrained(out, safe_serialization=True)
-    marker = {"engine": ENGINE_NAME, "tiny_random": True, "seed": seed}
-    (out / ENGINE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-    return out
-
-
-def is_tiny_random(pipeline) -> bool:
-    """Whether the pipeline's transformer is the tiny random one (its output is noise)."""
-    return bool(getattr(pipeline, "factorportrait_tiny_random", False))
-
-
-def load_wan_animate(
-    name_or_path: str | Path,
-    device: str = "auto",
-    dtype: torch.dtype | None = None,
-    *,
-    offload: str = "none",
-    lora: str | None = None,
-    lora_weight_name: str | None = None,
-    lora_scale: float = 1.0,
-    revision: str | None = None,
-):
-    """A ``WanAnimatePipeline`` from a local folder or a Hub id (safetensors only).
-
-    bf16 on CUDA, float32 on the CPU unless ``dtype`` says otherwise; the VAE stays in float32
-    (as diffusers' own example upcasts it). ``offload`` (README: Engines, memory): ``model``
-    keeps each component on the CPU until it runs (``enable_model_cpu_offload``), ``group``
-    streams the transformer's blocks to the GPU one group at a time (diffusers' group
-    offloading: least GPU memory, slower); both only mean something on CUDA. ``lora``: an
-    optional few-step distillation LoRA (a Hub id with ``lora_weight_name``, a folder or a
-    .safetensors file) loaded with diffusers' LoRA loader and applied at ``lora_scale``."""
-    from diffusers import WanAnimatePipeline
-
-    from ...pipelines.generation import resolve_device
-
-    target = resolve_device(device)
-    if offload not in OFFLOAD_MODES:
-        raise InputError(f"offload: expected one of {', '.join(OFFLOAD_MODES)}, got {offload!r}")
-    if dtype is None:
-        dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
-    local = Path(name_or_path)
-    if local.exists() and not (local / "model_index.json").is_file():
-        raise InputError(
-            f"checkpoint {name_or_path}: no model_index.json (not a pipeline folder; make one "
-            f"with make-tiny-checkpoint --engine wan-animate, or use {HUB_ID})"
-        )
-    if local.is_dir() and (local / "model_index.json").is_file():
-        kind = json.loads((local / "model_index.json").read_text()).get("_class_name")
-        if kind != "WanAnimatePipeline":
-            raise InputError(
-                f"checkpoint {name_or_path}: a {kind} folder, not a WanAnimatePipeline "
-                "(a FactorPortrait checkpoint goes with --engine factorportrait)"
-            )
-    if not local.exists() and not _looks_like_hub_id(str(name_or_path)):
-        raise InputError(
-            f"checkpoint {name_or_path}: no such folder (and not a Hub id like {HUB_ID})"
-        )
-    dtypes = {
-        "transformer": dtype,
-        "text_encoder": dtype,
-        "image_encoder": dtype,
-        "default": torch.float32,
-    }
-    try:
-        pipeline = WanAnimatePipeline.from_pretrained(
-            str(name_or_path), use_safetensors=True, revision=revision, dtype=dtypes
-        )
-    except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        where = "" if local.exists() else " (not in the local Hub cache and not downloadable?)"
-        raise InputError(f"checkpoint {name_or_path}: cannot load it{where} ({reason})") from None
-    marker = local / ENGINE_MARKER
-    _pin_scheduler(pipeline)
-    if local.exists() and marker.is_file():
-        pipeline.factorportrait_tiny_random = bool(
-            json.loads(marker.read_text()).get("tiny_random")
-        )
-    else:
-        pipeline.factorportrait_tiny_random = False
-    if lora:
-        _load_lora(pipeline, lora, lora_weight_name, lora_scale)
-    pipeline.factorportrait_lora = lora
-    if offload == "model" and target.type == "cuda":
-        pipeline.enable_model_cpu_offload(device=target)
-    elif offload == "group" and target.type == "cuda":
-        # Block by block through CUDA streams (prefetching the next group while one runs);
-        # the small components ride along the same way.
-        pipeline.enable_group_offload(
-            onload_device=target,
-            offload_type="block_level",
-            num_blocks_per_group=1,
-            use_stream=True,
-        )
-    else:
-        pipeline.to(target)
-    return pipeline
-
-
-def _pin_scheduler(pipeline) -> None:
-    """Sample as the original does (``wan_scheduler``), whatever scheduler the folder carries:
-    the Hub folder's is expected to be the same UniPC with flow shift 5 (diffusers' conversion),
-    so this changes nothing there; a folder that carries another one is said in the log."""
-    import logging
-
-    current = pipeline.scheduler
-    config = dict(getattr(current, "config", {}) or {})
-    same = (
-        type(current).__name__ == "UniPCMultistepScheduler"
-        and config.get("prediction_type") == "flow_prediction"
-        and config.get("use_flow_sigmas")
-        and float(config.get("flow_shift", 0.0)) == SCHEDULER_SHIFT
-    )
-    if not same:
-        logging.getLogger(__name__).info(
-            "wan-animate: the folder's scheduler (%s, shift %s) replaced by UniPC with flow "
-            "shift %g, as Wan-Animate samples",
-            type(current).__name__,
-            config.get("flow_shift", config.get("shift")),
-            SCHEDULER_SHIFT,
-        )
-    pipeline.scheduler = wan_scheduler(config or None)
-
-
-def _load_lora(pipeline, lora: str, weight_name: str | None, scale: float) -> None:
-    """diffusers' Wan LoRA loader (it also converts the common non-diffusers Wan LoRA layouts);
-    safetensors only. A missing file or a LoRA that fits no layer is a clear error."""
-    local = Path(lora)
-    if local.is_file():
-        source, weight_name = str(local.parent), local.name
-    elif local.exists() or _looks_like_hub_id(lora):
-        source = lora
-    else:
-        raise InputError(f"lora {lora}: no such file or folder (and not a Hub id)")
-    try:
-        pipeline.load_lora_weights(
-            source, weight_name=weight_name, adapter_name=LORA_ADAPTER, use_safetensors=True
-        )
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"lora {lora}: cannot load it ({reason})") from None
-    pipeline.set_adapters([LORA_ADAPTER], [scale])
-
-
-def _looks_like_hub_id(name: str) -> bool:
-    return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None and not name.startswith((".", "/"))
 
 
 def driving_videos(cond, face_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
@@ -532,3 +197,108 @@ def engine_description(pipeline) -> str:
     """One line for logs and the CLI: which engine made a video."""
     kind = "tiny random components" if is_tiny_random(pipeline) else "public weights"
     return f"wan-animate: Wan2.2-Animate ({kind}) driven by FactorPortrait's conditioning"
+
+
+def status_markdown(checkpoint: str | None, device: str | None, cuda: bool = True) -> str:
+    """What the page says the engine has loaded (one line)."""
+    if checkpoint is None and not cuda:
+        return (
+            "**wan-animate:** not loaded: the public Wan2.2-Animate-14B model needs a CUDA GPU "
+            "(24 GB or more, with offloading) and this machine has none. Its previews (the "
+            "skeleton and face videos) work; `python app.py --tiny` runs every path with tiny "
+            "random models."
+        )
+    if checkpoint is None:
+        return (
+            "**wan-animate:** not loaded (set `FACTORPORTRAIT_WAN_ANIMATE_CHECKPOINT`, see "
+            "README: Engines); its previews work."
+        )
+    return (
+        f"**wan-animate:** `{checkpoint}` (the public Wan2.2-Animate model driven by "
+        f"FactorPortrait conditioning, NOT FactorPortrait). **Device:** {device}."
+    )
+
+
+class WanAnimateEngine(EngineRuntime):
+    """The public Wan2.2-Animate model behind the one engine interface."""
+
+    info = engine_info(WAN_ANIMATE)
+
+    def request(self, settings):
+        return wan_animate_request(settings)
+
+    def estimate(self, frames, size, steps, guidance):
+        from ...planning.cost import ZEROGPU_MAX_S, estimate_wan_animate
+
+        plan = segment_plan(frames)
+        cost = estimate_wan_animate(
+            plan["segment_frame_length"], plan["segments"], size, size, steps, guidance
+        )
+        # Its 40 GB of weights move onto the GPU at the start of every ZeroGPU call.
+        zerogpu_s = int(min(ZEROGPU_MAX_S, max(60, 30 + 1.5 * cost["seconds"])))
+        return {**cost, "zerogpu_s": zerogpu_s}
+
+    def total_units(self, frames, steps):
+        return steps * segment_plan(frames)["segments"]
+
+    def load(self, checkpoint, *, device="auto", **options):
+        return load_wan_animate(checkpoint, device, **options)
+
+    def status_markdown(self, model, checkpoint, *, cuda):
+        if model is None:
+            return status_markdown(None, None, cuda=cuda)
+        return status_markdown(checkpoint, str(model.device))
+
+    def describe(self, model):
+        return f"{engine_description(model)} (not FactorPortrait); labelled in the video"
+
+    def notices(self, model, cond=None):
+        notes = []
+        if is_tiny_random(model):
+            notes.append(
+                "this is a tiny RANDOM Wan2.2-Animate pipeline: the video is noise and is "
+                "labelled so"
+            )
+        if cond is not None and (plan := segment_plan(cond.frames)["note"]):
+            notes.append(plan)
+        return notes
+
+    def device(self, model):
+        return str(model._execution_device)
+
+    def make_tiny_checkpoint(self, folder, seed=0):
+        make_tiny_wan_animate_checkpoint(folder, seed=seed)
+        return (
+            "tiny RANDOM Wan2.2-Animate pipeline (diffusers WanAnimatePipeline layout, "
+            "untrained, output is noise)"
+        )
+
+    def recognises(self, checkpoint):
+        index = Path(checkpoint) / "model_index.json"
+        try:
+            return json.loads(index.read_text()).get("_class_name") == "WanAnimatePipeline"
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return False
+
+    def warnings(self, cond, trajectory, model):
+        return what_it_cannot_honour(cond.mode)
+
+    def preview_videos(self, cond, model):
+        # The face crops at the side the loaded model reads (512 for the real weights).
+        size = 512 if model is None else int(model.transformer.config.motion_encoder_size)
+        pose, face = driving_videos(cond, size)
+        return {"pose": pose, "face": face}
+
+    def control_video(self, cond):
+        from .skeleton import pose_video
+
+        return np.asarray(pose_video(cond))
+
+    def generate(self, model, cond, *, steps, guidance, seed, report=None, should_stop=None):
+        total = self.total_units(cond.frames, steps)
+        if report is not None:
+            report(0, total, "encoding")
+        callback = diffusion_callback(total, steps, report, should_stop)
+        return generate_wan_animate(
+            model, cond, steps=steps, guidance=guidance, seed=seed, callback=callback
+        )
