@@ -14,7 +14,8 @@ from factorportrait.head_pose.template import HeadTemplate
 from factorportrait.pipelines.checkpoints import tiny_pipeline
 from factorportrait.pipelines.generation import GenerationSettings
 from factorportrait.ui import camera_view, texts
-from factorportrait.ui.handlers import Handlers, path_loaded
+from factorportrait.ui.editor import path_loaded
+from factorportrait.ui.handlers import Handlers
 from factorportrait.ui.service import Service
 from factorportrait.ui.uploads import checked_image_file
 from factorportrait.viewpoint import load_preset, load_presets

@@ -26,18 +26,20 @@ from factorportrait.io.media import read_video
 from factorportrait.io.video import mux_audio
 from factorportrait.pipelines.checkpoints import tiny_pipeline
 from factorportrait.pipelines.generation import GenerationSettings
+from factorportrait.planning.cost import zerogpu_duration
 from factorportrait.planning.guardrails import TrainedRanges, request_warnings
 from factorportrait.ui import editor, texts
-from factorportrait.ui.handlers import (
-    Handlers,
-    engine_changed,
+from factorportrait.ui.controls import engine_changed
+from factorportrait.ui.editor import (
     keyframe_added,
     path_loaded,
     path_saved,
     preset_chosen,
     table_edited,
 )
-from factorportrait.ui.service import Service, estimate, zerogpu_duration
+from factorportrait.ui.estimates import estimate
+from factorportrait.ui.handlers import Handlers
+from factorportrait.ui.service import Service
 from factorportrait.viewpoint import (
     Trajectory,
     TrajectoryError,
@@ -775,7 +777,8 @@ def test_the_public_engines_estimate_counts_its_14b_transformer_over_its_segment
 
 
 def test_zerogpu_is_asked_for_the_chosen_engines_time(tmp_path):
-    from factorportrait.ui.handlers import Handlers, estimate_changed
+    from factorportrait.ui.controls import estimate_changed
+    from factorportrait.ui.handlers import Handlers
 
     events = Handlers(Service(pipeline=None, output_root=tmp_path), {})
     request = (None, None, "frontal-dynamic", "", 0, 0, 0, 77, 16, 512, 20, 1.0, 0)

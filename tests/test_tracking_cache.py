@@ -12,7 +12,8 @@ from factorportrait.conditioning import ConditioningSettings
 from factorportrait.tracking import cache as cache_module
 from factorportrait.tracking.cache import TrackingCache, content_key
 from factorportrait.tracking.landmarker import FaceTracker
-from factorportrait.ui.service import MAX_WAITING_TRACKING, Service
+from factorportrait.ui.service import Service
+from factorportrait.ui.upload_tracking import MAX_WAITING_TRACKING
 from factorportrait.viewpoint import load_preset
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"

@@ -1,10 +1,22 @@
-"""The trajectory editor's data: a keyframe table (rows of t, azimuth, elevation, distance, roll,
-fov) <-> the validated Trajectory the rest of the project uses."""
+"""The camera-path editor: its data, a keyframe table (rows of t, azimuth, elevation, distance,
+roll, fov) <-> the validated Trajectory the rest of the project uses, and its handlers (a preset
+chosen, the table edited, keyframes added, removed and selected, a path file loaded or saved),
+each returning what the 3D view, the thumbnail, the JSON and the messages show."""
 
 from __future__ import annotations
 
+import re
+from typing import TYPE_CHECKING
+
+import gradio as gr
+
 from ..viewpoint import Trajectory, TrajectoryError
 from ..viewpoint.trajectory import PARAMETERS
+from . import camera_view, texts
+from .controls import user_error
+
+if TYPE_CHECKING:
+    from .service import Service
 
 COLUMNS = ["t", *PARAMETERS]
 
@@ -88,3 +100,156 @@ def _rows(rows) -> list[list]:
 
 def _blank(row) -> bool:
     return all(cell in (None, "") for cell in row)
+
+
+# ----------------------------------------------------------------------- its handlers
+def path_name(trajectory: Trajectory, presets: dict[str, Trajectory]) -> str:
+    """The preset a path is (same keyframes and easing), else "custom keyframes"."""
+    for name, preset in presets.items():
+        if preset.keyframes == trajectory.keyframes and preset.easing == trajectory.easing:
+            return name
+    return texts.CUSTOM_PATH
+
+
+def path_figure(trajectory: Trajectory, selected: int = 0):
+    """The 3D view of a path: the template head, the path, the keyframe cameras (``selected``,
+    0-based, highlighted) and the reference camera."""
+    return camera_view.camera_figure(trajectory, camera_view.template_head(), selected)
+
+
+def path_thumbnail(trajectory: Trajectory, selected: int = 0):
+    """What keyframe ``selected``'s camera sees: the template head's normal map."""
+    return camera_view.keyframe_thumbnail(trajectory, camera_view.template_head(), selected)
+
+
+def _selected(number, rows) -> int:
+    """The selected keyframe (the page counts from 1) as a 0-based row index."""
+    count = max(1, len(rows or []) if not hasattr(rows, "values") else len(rows.values))
+    try:
+        return min(max(int(number) - 1, 0), count - 1)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _path_outputs(trajectory: Trajectory, presets, selected: int = 0) -> tuple:
+    """(3D view, trajectory JSON, editor message, thumbnail, preset menu) of a valid path."""
+    return (
+        path_figure(trajectory, selected),
+        trajectory.to_json(),
+        "",
+        path_thumbnail(trajectory, selected),
+        path_name(trajectory, presets),
+    )
+
+
+def counted_from_one(reason: str) -> str:
+    """A trajectory error as the editor's user reads it: keyframes counted from 1, as the table's
+    rows and "Selected keyframe" count them ("keyframes[1].distance" is "keyframe 2: distance";
+    files and the API keep the 0-based JSON path)."""
+    return re.sub(
+        r"keyframes\[(\d+)\]\.(\w+)", lambda m: f"keyframe {int(m[1]) + 1}: {m[2]}", reason
+    )
+
+
+def _invalid_outputs(reason: str) -> tuple:
+    """The same outputs for an invalid table: the view and thumbnail cleared (they would show
+    a path that no longer matches), the JSON marked so Preview and Generate refuse, and the
+    preset menu saying the table is no longer a preset."""
+    reason = counted_from_one(reason)
+    message = texts.warning(texts.INVALID_TABLE.format(reason=reason))
+    return None, texts.INVALID_TABLE_MARK + reason, message, None, texts.CUSTOM_PATH
+
+
+def preset_chosen(presets: dict[str, Trajectory], name: str):
+    """A preset picked: (keyframe table, easing, 3D view, trajectory JSON, editor message,
+    thumbnail, selected keyframe: 1, the one the view highlights); "custom keyframes" keeps
+    the table as it is."""
+    if name not in presets:
+        return (gr.update(),) * 7
+    trajectory = presets[name]
+    figure, trajectory_json, message, thumbnail, _ = _path_outputs(trajectory, presets)
+    return (
+        table_from_trajectory(trajectory),
+        trajectory.easing,
+        figure,
+        trajectory_json,
+        message,
+        thumbnail,
+        1,
+    )
+
+
+def table_edited(rows, easing, selected=1, presets=None):
+    """The table or easing edited: (3D view, trajectory JSON, editor message, thumbnail, preset
+    menu). An invalid table clears the view and marks the JSON with the reason, so Preview and
+    Generate say it instead of using the last valid path."""
+    try:
+        trajectory = trajectory_from_table(rows, easing=easing)
+    except TrajectoryError as exc:
+        return _invalid_outputs(str(exc))
+    return _path_outputs(trajectory, presets or {}, _selected(selected, rows))
+
+
+def keyframe_added(rows, easing, selected=1, presets=None):
+    """Add keyframe (after the selected one, halfway to the next): (table, selected, then
+    ``table_edited``'s outputs); an invalid table is left as it is, with the reason."""
+    try:
+        grown = add_keyframe(rows, _selected(selected, rows))
+    except TrajectoryError as exc:
+        return (gr.update(), gr.update(), *_invalid_outputs(str(exc)))
+    chosen = min(_selected(selected, rows) + 2, len(grown))
+    return (grown, chosen, *table_edited(grown, easing, chosen, presets))
+
+
+def keyframe_removed(rows, easing, selected=1, presets=None):
+    """Remove keyframe (the selected one): (table, selected, then ``table_edited``'s outputs)."""
+    shrunk = remove_keyframe(rows, _selected(selected, rows))
+    chosen = min(_selected(selected, rows) + 1, len(shrunk))
+    return (shrunk, chosen, *table_edited(shrunk, easing, chosen, presets))
+
+
+def keyframe_selected(rows, easing, selected=1):
+    """Another keyframe selected: (3D view, thumbnail) with it highlighted."""
+    try:
+        trajectory = trajectory_from_table(rows, easing=easing)
+    except TrajectoryError:
+        return gr.update(), gr.update()
+    index = _selected(selected, rows)
+    return path_figure(trajectory, index), path_thumbnail(trajectory, index)
+
+
+def keyframe_clicked(event: gr.SelectData) -> int:
+    """A click in the table selects that cell's keyframe (counted from 1)."""
+    index = event.index
+    return int(index[0]) + 1 if isinstance(index, list | tuple) else 1
+
+
+def path_loaded(file, presets=None):
+    """A path file uploaded: (keyframe table, easing, 3D view, trajectory JSON, editor
+    message, thumbnail, preset menu: the preset the file is, else "custom keyframes"); a bad
+    file is a user error with the file's problem in words."""
+    try:
+        trajectory = Trajectory.from_file(file)
+    except TrajectoryError as exc:
+        raise user_error(exc) from None
+    figure, trajectory_json, message, thumbnail, preset = _path_outputs(trajectory, presets or {})
+    return (
+        table_from_trajectory(trajectory),
+        trajectory.easing,
+        figure,
+        trajectory_json,
+        message,
+        thumbnail,
+        preset,
+    )
+
+
+def path_saved(service: Service, trajectory_json: str):
+    """Save path: the trajectory written to a fresh request folder, offered as a file."""
+    try:
+        trajectory = Trajectory.from_json(trajectory_json)
+    except TrajectoryError as exc:
+        raise user_error(exc) from None
+    path = service.request_dir() / f"{trajectory.name}.json"
+    path.write_text(trajectory.to_json())
+    return gr.update(value=str(path), visible=True)

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -24,7 +24,6 @@ from ..conditioning import Conditioning, ConditioningSettings, build_conditionin
 from ..conditioning.build import start_loading_kernels
 from ..conditioning.preview import (
     browser_rays,
-    draw_face_mesh,
     side_by_side,
     tracking_frames,
     write_videos,
@@ -42,11 +41,11 @@ from ..errors import InputError
 from ..io import write_video
 from ..io.video import mux_audio
 from ..pipelines.generation import GenerationSettings
-from ..planning.cost import ZEROGPU_MAX_S, zerogpu_duration
 from ..planning.guardrails import TrainedRanges, ranges_of_checkpoint
 from ..tracking.cache import TrackingCache
 from ..viewpoint import Trajectory, rays_to_rgb
 from . import texts
+from .upload_tracking import UploadTracking
 
 # The preview strip's height (tracking | normals | rays side by side), pixels.
 STRIP_HEIGHT = 256
@@ -57,9 +56,6 @@ log = logging.getLogger(__name__)
 # copied them into its own cache (before the response is sent): folders older than this are
 # removed as new requests come in. Generous, for slow disks; never 0 (concurrent requests).
 OUTPUT_TTL_S = 120.0
-# Uploads waiting to be tracked in the background at most; more are left to their Preview.
-MAX_WAITING_TRACKING = 4
-FAST = {"frames": 33, "size": 384, "steps": 20, "guidance": 1.0}
 
 
 class GenerationStopped(InputError):
@@ -108,7 +104,7 @@ class GenerationResult:
 
 
 @dataclass
-class Service:
+class Service(UploadTracking):
     """Loaded once at start-up; per-request work happens in fresh folders."""
 
     pipeline: object | None = None  # FactorPortraitPipeline
@@ -197,88 +193,6 @@ class Service:
             if event is None:
                 event = self._cancel[session] = threading.Event()
             return event
-
-    def track_photo(self, path: str | None):
-        """(overlay image, message) for an uploaded portrait."""
-        if not path:
-            return None, ""
-        from ..io.media import read_image
-
-        image = read_image(path)
-        with self.tracking_cache.tracker(self.landmarker) as tracker:
-            faces = tracker.track_faces(image)
-        if not faces:
-            raise InputError(texts.NO_FACE_IN_PHOTO)
-        overlay = image
-        for face in faces:
-            overlay = draw_face_mesh(overlay, face.landmarks)
-        return overlay, texts.faces_found(len(faces))
-
-    def track_clip(self, path: str | None):
-        """(overlay of the first frame with a face, message) for an uploaded driving clip."""
-        if not path:
-            return None, ""
-        from ..io.media import read_video
-
-        video = read_video(path, until_s=10.0)
-        step = max(1, len(video.frames) // 12)
-        with self.tracking_cache.tracker(self.landmarker) as tracker:
-            for frame in video.frames[::step]:
-                face = tracker.track_image(frame)
-                if face is not None:
-                    note = texts.clip_face_found(len(video.frames), video.duration, video.has_audio)
-                    return draw_face_mesh(frame, face.landmarks), note
-        raise InputError(texts.NO_FACE_IN_CLIP)
-
-    def track_in_background(
-        self,
-        portrait: str | None,
-        driving: str | None,
-        settings: ConditioningSettings,
-        trajectory: Trajectory | None = None,
-    ) -> Future | None:
-        """``track_for_preview`` on the service's own thread, so the page's queue is not held;
-        None when ``MAX_WAITING_TRACKING`` uploads already wait (their Preview will track).
-        Its failures are logged, never raised: it is work done ahead, and the Preview says
-        what is wrong with the request."""
-        with self._lock:
-            if self._waiting_tracking >= MAX_WAITING_TRACKING:
-                return None
-            self._waiting_tracking += 1
-
-        def track() -> bool:
-            try:
-                start = time.perf_counter()
-                tracked = self.track_for_preview(portrait, driving, settings, trajectory)
-                if tracked:
-                    seconds = time.perf_counter() - start
-                    log.info("uploads tracked ahead of their preview in %.2f s", seconds)
-                return tracked
-            except Exception:
-                log.exception("tracking the uploads ahead of their preview failed")
-                return False
-            finally:
-                with self._lock:
-                    self._waiting_tracking -= 1
-
-        return self._background.submit(track)
-
-    def track_for_preview(
-        self,
-        portrait: str | None,
-        driving: str | None,
-        settings: ConditioningSettings,
-        trajectory: Trajectory | None = None,
-    ) -> bool:
-        """Track the uploads as a preview with these settings will (the clip at the frames
-        they pick), so the next Preview finds them tracked; run after an upload, while the
-        person looks at the page. Whether it tracked: False when the request cannot be made
-        yet (a driven mode without its clip, say), which the Preview will say."""
-        try:
-            self.conditioning(portrait, driving, settings, trajectory)
-        except InputError:
-            return False
-        return True
 
     def conditioning(
         self,
@@ -517,33 +431,10 @@ def last_change(folder: Path) -> float:
     return max(times, default=0.0)
 
 
-# ------------------------------------------------------------------------------ estimates
-def estimate(
-    frames: int, size: int, steps: int, guidance: float, engine: str = FACTORPORTRAIT
-) -> dict[str, float]:
-    """The engine's estimate of a square video (``planning.cost``'s model for the diffusion
-    engines, the measured speed for the geometric one), with the seconds to ask ZeroGPU for."""
-    return engine_runtime(engine).estimate(frames, size, steps, guidance)
-
-
-def estimate_markdown(
-    frames: int, size: int, steps: int, guidance: float, engine: str = FACTORPORTRAIT
-) -> str:
-    e = estimate(frames, size, steps, guidance, engine)
-    return texts.estimate_markdown(
-        e["seconds"], e["gpu_gib"], e["zerogpu_s"], engine, e.get("gpu_gib_offload")
-    )
-
-
 __all__ = [
-    "FAST",
-    "ZEROGPU_MAX_S",
     "GenerationResult",
     "GenerationStopped",
     "PreviewResult",
     "STAGES",
     "Service",
-    "estimate",
-    "estimate_markdown",
-    "zerogpu_duration",
 ]
