@@ -127,3 +127,39 @@ def test_every_engine_implements_the_one_interface():
         assert bool(info.preview_videos) == bool(
             type(runtime).preview_videos is not EngineRuntime.preview_videos
         ), name
+
+
+# Issue 30: a module longer than this is split along its jobs, unless it is long for a reason
+# it states at its top (a table of constants, say) with this marker.
+MAX_MODULE_LINES = 450
+LONG_FOR_A_REASON = "Long for a reason:"
+MAX_ROOT_MODULES = 9
+
+
+def _oversized(files, root: Path = ROOT) -> dict[str, int]:
+    found = {}
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        lines = text.count("\n")
+        if lines > MAX_MODULE_LINES and LONG_FOR_A_REASON not in "\n".join(text.splitlines()[:12]):
+            found[str(path.relative_to(root))] = lines
+    return found
+
+
+def test_no_product_module_is_over_450_lines_without_saying_why():
+    files = [ROOT / "app.py", *sorted((ROOT / "factorportrait").rglob("*.py"))]
+    assert _oversized(files) == {}, "split these along their jobs, or say at the top why not"
+
+
+def test_the_size_rule_sees_a_long_module(tmp_path):
+    long = tmp_path / "long.py"
+    long.write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+    reasoned = tmp_path / "table.py"
+    reasoned.write_text(f'"""{LONG_FOR_A_REASON} a table."""\n' + "x = 1\n" * MAX_MODULE_LINES)
+    assert _oversized([long, reasoned], tmp_path) == {"long.py": MAX_MODULE_LINES + 1}
+
+
+def test_the_package_root_holds_only_what_everything_shares():
+    """At most nine modules loose at the package root; the rest live in their rooms."""
+    loose = sorted(p.name for p in (ROOT / "factorportrait").glob("*.py"))
+    assert len(loose) <= MAX_ROOT_MODULES, loose
