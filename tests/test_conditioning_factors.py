@@ -13,7 +13,7 @@ from scipy.spatial.transform import Rotation
 
 from factorportrait.conditioning import ConditioningSettings, build_conditioning
 from factorportrait.conditioning.framing import clip_framing
-from factorportrait.expression import aligned_crops, landmarks_in_crops
+from factorportrait.expression import aligned_crops, head_frame_landmarks
 from factorportrait.io.media import VideoFrames, read_image, read_video
 from factorportrait.tracking import assemble_clip, smooth_clip
 from factorportrait.viewpoint import load_preset
@@ -100,7 +100,9 @@ def test_all_dynamic_expressions_are_the_driving_clips_per_frame(
     np.testing.assert_array_equal(cond.driving_frames, raw["frames"])
     np.testing.assert_array_equal(cond.crops, aligned_crops(raw["frames"], raw["landmarks"]))
     # The landmark code (ablation C3) too: each frame's landmarks in its own crop.
-    np.testing.assert_allclose(cond.crop_landmarks, landmarks_in_crops(raw["landmarks"]), atol=1e-9)
+    np.testing.assert_allclose(
+        cond.crop_landmarks, head_frame_landmarks(raw["landmarks"]), atol=1e-9
+    )
     # ... and the crops differ from frame to frame (a frozen crop would repeat).
     assert min(np.abs(np.diff(cond.crops.astype(int), axis=0)).mean(axis=(1, 2, 3))) > 1
     # The head is driven too: frame f is turned from frame 0 by the driving motion.

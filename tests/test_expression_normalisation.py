@@ -318,8 +318,8 @@ def test_an_expression_moves_the_c3_codes_more_than_a_pose_or_camera_change():
     15, or moved 5 cm aside: in the head's own frame the expression moves the codes at least
     twice as much as any of them (the perspective of a camera this near is what is left of the
     pose); in the aligned crop (the codes before) a head turn moved them ten times more than
-    the expression. As the conditioning stage computes them (``landmarks_in_crops``)."""
-    from factorportrait.expression import landmarks_in_crops
+    the expression. As the conditioning stage computes them (``head_frame_landmarks``)."""
+    from factorportrait.expression import head_frame_landmarks
     from factorportrait.expression.crops import landmarks_in_aligned_crops
 
     face = _synthetic_face()
@@ -336,7 +336,7 @@ def test_an_expression_moves_the_c3_codes_more_than_a_pose_or_camera_change():
     def moved(codes, a, b):
         return float(((codes(a[None]) - codes(b[None])) ** 2).mean())
 
-    for codes, holds in ((landmarks_in_crops, True), (landmarks_in_aligned_crops, False)):
+    for codes, holds in ((head_frame_landmarks, True), (landmarks_in_aligned_crops, False)):
         by_expression = moved(codes, expression, neutral)
         by_pose = {name: moved(codes, pose, neutral) for name, pose in poses.items()}
         assert (by_expression > 2 * max(by_pose.values())) == holds, (
@@ -347,5 +347,5 @@ def test_an_expression_moves_the_c3_codes_more_than_a_pose_or_camera_change():
     # The stable points are pinned by the fit: 0 in every frame.
     from factorportrait.head_pose.template import STABLE_LANDMARKS
 
-    codes = landmarks_in_crops(np.stack([neutral, expression, poses["yaw 20"]]))
+    codes = head_frame_landmarks(np.stack([neutral, expression, poses["yaw 20"]]))
     assert codes.shape == (3, 478, 2) and not codes[:, STABLE_LANDMARKS].any()

@@ -71,7 +71,9 @@ class Conditioning:
     blendshapes: np.ndarray  # (F, 52)
     blendshape_names: list[str]
     crops: np.ndarray  # (F, s, s, 3) uint8 aligned face crops for the expression encoder
-    crop_landmarks: np.ndarray  # (F, 478, 2) landmarks in those crops, in [0, 1] (C3 ablation)
+    # (F, 478, 2) C3's codes: the landmarks in the head's own frame, in face sizes, the stable
+    # points 0 (expression.head_frame_landmarks; the name kept, prepared samples use it)
+    crop_landmarks: np.ndarray
     source_landmarks: np.ndarray  # (478, 3) in reference pixels
     face_pixels: np.ndarray  # (F, 468, 2) where each template face vertex lands in each frame
     driving_frames: np.ndarray | None = None  # (F, h, w, 3) uint8, resampled to the output

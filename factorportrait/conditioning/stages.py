@@ -26,7 +26,7 @@ import numpy as np
 
 from ..config import CAMERA
 from ..errors import InputError
-from ..expression import aligned_crops, landmarks_in_crops
+from ..expression import aligned_crops, head_frame_landmarks
 from ..head_pose import (
     HeadTemplate,
     build_head_template,
@@ -252,7 +252,9 @@ def rays_stage(K: np.ndarray, c2w: np.ndarray, reference_c2w: np.ndarray, h: int
 class Expression:
     blendshapes: np.ndarray  # (F, 52)
     crops: np.ndarray  # (F, s, s, 3) uint8 aligned face crops (the encoder's input)
-    crop_landmarks: np.ndarray  # (F, 478, 2) in [0, 1] (the C3 ablation's codes)
+    # (F, 478, 2) the C3 ablation's codes: the landmarks in the head's own frame, in face sizes
+    # (the name kept: prepared samples store them under it)
+    crop_landmarks: np.ndarray
     landmarks: np.ndarray  # (F, 478, 3) in the frames' own pixels
 
 
@@ -275,9 +277,7 @@ def expression_stage(
         blendshapes = driving.clip.blendshapes
         landmarks = driving.clip.landmarks
         crops = aligned_crops(driving.frames, landmarks, settings.crop_size)
-    return Expression(
-        blendshapes, crops, landmarks_in_crops(landmarks, settings.crop_size), landmarks
-    )
+    return Expression(blendshapes, crops, head_frame_landmarks(landmarks), landmarks)
 
 
 def assemble(

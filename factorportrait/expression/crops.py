@@ -12,7 +12,6 @@ import cv2  # OpenCV arrives with mediapipe (its drawing utilities need it)
 import numpy as np
 
 from ..procrustes import umeyama
-from .landmarks import head_frame_landmarks
 
 CROP_SIZE = 224
 # Eye centres from the eye corners (not the irises, which move with gaze), mouth from its
@@ -51,18 +50,10 @@ def aligned_crops(frames: np.ndarray, landmarks: np.ndarray, size: int = CROP_SI
     return crops
 
 
-def landmarks_in_crops(landmarks: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
-    """The C3 ablation's landmark codes, (F, 478, 3) image landmarks -> (F, 478, 2), under the
-    name the conditioning stage calls: since issue 27 they are the landmarks in the head's own
-    frame (``landmarks.head_frame_landmarks``: pose and camera removed, in units of the face's
-    size, the stable points 0), no longer in the aligned crop, where a head turn moved them ten
-    times more than an expression. ``size`` is not used (kept for the callers)."""
-    return head_frame_landmarks(landmarks)
-
-
 def landmarks_in_aligned_crops(landmarks: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
-    """(F, 478, 3) image landmarks -> (F, 478, 2) in their aligned crops, scaled to [0, 1] (the
-    C3 codes before issue 27; kept for comparison)."""
+    """(F, 478, 3) image landmarks -> (F, 478, 2) in their aligned crops, scaled to [0, 1]: the
+    C3 codes before issue 27, where a head turn moved them ten times more than an expression
+    (kept for the test that shows it; the codes are now ``landmarks.head_frame_landmarks``)."""
     out = np.empty(landmarks.shape[:2] + (2,))
     for i, points in enumerate(landmarks):
         matrix = alignment_matrix(points, size)
