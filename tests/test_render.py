@@ -82,6 +82,37 @@ def test_nearest_surface_wins_and_back_faces_are_culled():
     assert not culled.mask.any()
 
 
+def test_the_geometric_engine_draws_the_same_triangles():
+    """Both rasterisers draw with one traversal (head_pose.rasterizer.draw_triangles): with
+    every triangle culled, the geometric engine's coverage and depth are the normal maps', bit
+    for bit; not culling a triangle lets its back face be seen."""
+    from factorportrait.engines.geometry.raster import render_attributes
+
+    mesh, vertex_normals = _scene()
+    w2c = invert_rigid(orbit_c2w(35, 20, 40.0, 10))
+    vertices = mesh.vertices @ w2c[:3, :3].T + w2c[:3, 3]
+    normals = vertex_normals @ w2c[:3, :3].T
+    K = intrinsics_from_fov(35.0, H, W)
+    maps = rasterize(vertices[None], normals[None], mesh.faces, K[None], H, W)
+    cull = np.ones(len(mesh.faces), bool)
+    attributes, depth, winner = render_attributes(vertices, normals, mesh.faces, cull, K, H, W)
+    np.testing.assert_array_equal(winner >= 0, maps.mask[0])
+    np.testing.assert_array_equal(depth, maps.depth[0])
+    # Flat-shaded (vertex 3i+k is face i's): each pixel gets its winning face's normal.
+    drawn = winner >= 0
+    np.testing.assert_allclose(attributes[drawn], normals[3 * winner[drawn]], atol=1e-6)
+    # A square facing away: culled, not drawn; not culled, drawn (its back seen).
+    square = np.array([[-50, -50, 0], [50, -50, 0], [50, 50, 0], [-50, 50, 0]], float)
+    away = np.array([[0, 1, 2], [0, 2, 3]])
+    K = intrinsics_from_fov(60.0, 32, 32)
+    for culled, seen in ((True, False), (False, True)):
+        _, depth, winner = render_attributes(
+            square + [0, 0, 10], np.zeros((4, 1)), away, np.full(2, culled), K, 32, 32
+        )
+        assert (winner >= 0).all() == seen and (winner < 0).all() != seen
+        assert np.allclose(depth[winner >= 0], 10.0) and (depth[winner < 0] == 0).all()
+
+
 def test_behind_the_camera_is_not_drawn_and_rgb_encoding():
     triangle = np.array([[[-1, -1, -5], [1, -1, -5], [0, 1, -5]]], float)
     K = intrinsics_from_fov(60.0, 16, 16)[None]

@@ -18,6 +18,10 @@ Algorithm, per frame:
    end, the same in both triangles that share it, so shared edges leave no cracks);
 3. z-buffer: the nearest triangle wins each pixel, ties to the lower triangle index;
 4. for the winners only, perspective-correct barycentrics interpolate vertex normals.
+
+Steps 1 to 3 (``draw_triangles``) are also the geometric engine's (``engines.geometry.raster``
+shades its own attributes from the winners and barycentric planes they leave, and culls back
+faces per triangle; here every back face is culled).
 """
 
 from __future__ import annotations
@@ -118,7 +122,9 @@ def _rasterize_frames(
     ``out_colours``, when ``out_normals`` is empty: colours wanted instead)."""
     height, width = out_mask.shape[1:]
     winner = np.empty((height, width), np.int32)
-    shading = np.empty((len(faces), 18), np.float64)
+    planes = np.empty((len(faces), 9), np.float64)
+    shading = np.empty((len(faces), 9), np.float64)
+    cull = np.ones(len(faces), np.bool_)  # the head is closed: every back face is hidden
     scratch_depth = np.empty((height, width) if len(out_depth) == 0 else (0, 0), np.float32)
     scratch_normals = np.empty(
         (height, width, 3) if len(out_normals) == 0 else (0, 0, 3), np.float32
@@ -128,8 +134,10 @@ def _rasterize_frames(
             vertices[frame],
             normals[frame],
             faces,
+            cull,
             K[frame],
             winner,
+            planes,
             shading,
             scratch_normals if len(out_normals) == 0 else out_normals[frame],
             out_mask[frame],
@@ -144,34 +152,44 @@ def _rasterize_frames(
 
 
 @numba.njit(cache=True, nogil=True)
-def _rasterize_one(vertices, normals, faces, K, winner, shading, out_normals, out_mask, out_depth):
-    """One frame. ``out_depth`` holds 1/z while triangles are drawn (0: nothing yet, so the
-    nearest surface is the largest value) and z once they are shaded."""
-    height, width = out_mask.shape
+def draw_triangles(vertices, faces, cull, K, planes, depth, winner):
+    """Steps 1 to 3 for one frame: the traversal this rasteriser shares with the geometric
+    engine's (``engines.geometry.raster``), which interpolates its own attributes from what it
+    leaves. vertices (V,3) in the OpenCV camera space, faces (T,3) wound counter-clockwise from
+    outside, cull (T,) bool: drop the triangle when it faces away from the camera, K (3,3).
+    Writes winner (H,W) int32: the nearest triangle at each pixel centre, -1 where there is
+    none; depth (H,W) float32: its 1/z (the nearest surface is the largest value), 0 where there
+    is none; planes (T,9) float64, for each drawn triangle t, its corner k's weight at the pixel
+    centre (x, y), w_k = planes[t, k] x + planes[t, 3 + k] y + planes[t, 6 + k]: its screen
+    barycentric over its z, so that w_0 + w_1 + w_2 = 1/z and w_k / (1/z) are the perspective-
+    correct barycentrics (rows of triangles not drawn are left as they were)."""
+    height, width = depth.shape
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    out_depth[:] = 0.0
+    depth[:] = 0.0
     winner[:] = -1
     sx = np.empty(3)
     sy = np.empty(3)
     inv_z = np.empty(3)
     for t in range(len(faces)):
         i0, i1, i2 = faces[t, 0], faces[t, 1], faces[t, 2]
-        # Front-facing (outward normal towards the camera at the origin) and in front of it.
-        ax = vertices[i1, 0] - vertices[i0, 0]
-        ay = vertices[i1, 1] - vertices[i0, 1]
-        az = vertices[i1, 2] - vertices[i0, 2]
-        bx = vertices[i2, 0] - vertices[i0, 0]
-        by = vertices[i2, 1] - vertices[i0, 1]
-        bz = vertices[i2, 2] - vertices[i0, 2]
-        facing = (
-            (ay * bz - az * by) * vertices[i0, 0]
-            + (az * bx - ax * bz) * vertices[i0, 1]
-            + (ax * by - ay * bx) * vertices[i0, 2]
-        )
-        if facing >= 0:
-            continue
+        # In front of the camera and, where culled, front-facing (outward normal towards the
+        # camera at the origin).
         if min(vertices[i0, 2], vertices[i1, 2], vertices[i2, 2]) <= NEAR_CM:
             continue
+        if cull[t]:
+            ax = vertices[i1, 0] - vertices[i0, 0]
+            ay = vertices[i1, 1] - vertices[i0, 1]
+            az = vertices[i1, 2] - vertices[i0, 2]
+            bx = vertices[i2, 0] - vertices[i0, 0]
+            by = vertices[i2, 1] - vertices[i0, 1]
+            bz = vertices[i2, 2] - vertices[i0, 2]
+            facing = (
+                (ay * bz - az * by) * vertices[i0, 0]
+                + (az * bx - ax * bz) * vertices[i0, 1]
+                + (ax * by - ay * bx) * vertices[i0, 2]
+            )
+            if facing >= 0:
+                continue
         for k in range(3):
             v = faces[t, k]
             inv_z[k] = 1.0 / vertices[v, 2]
@@ -188,10 +206,7 @@ def _rasterize_one(vertices, normals, faces, K, winner, shading, out_normals, ou
             a = (sy[n] - sy[p]) / area * inv_z[k]
             b = (sx[p] - sx[n]) / area * inv_z[k]
             c = (sx[n] * sy[p] - sx[p] * sy[n]) / area * inv_z[k]
-            shading[t, k], shading[t, 3 + k], shading[t, 6 + k] = a, b, c
-            v = faces[t, k]
-            for axis in range(3):
-                shading[t, 9 + 3 * k + axis] = normals[v, axis]
+            planes[t, k], planes[t, 3 + k], planes[t, 6 + k] = a, b, c
             plane_a += a
             plane_b += b
             plane_c += c
@@ -219,10 +234,25 @@ def _rasterize_one(vertices, normals, faces, K, winner, shading, out_normals, ou
             for col in range(col_first, col_last + 1):
                 inv_depth = np.float32(plane_a * (col + 0.5) + row_inv_depth)
                 # Strictly nearer: on a tie the earlier (lower-index) triangle keeps the pixel.
-                if inv_depth > out_depth[row, col]:
-                    out_depth[row, col] = inv_depth
+                if inv_depth > depth[row, col]:
+                    depth[row, col] = inv_depth
                     winner[row, col] = t
 
+
+@numba.njit(cache=True, nogil=True)
+def _rasterize_one(
+    vertices, normals, faces, cull, K, winner, planes, shading, out_normals, out_mask, out_depth
+):
+    """One frame. ``out_depth`` holds 1/z while triangles are drawn and z once they are
+    shaded."""
+    height, width = out_mask.shape
+    draw_triangles(vertices, faces, cull, K, planes, out_depth, winner)
+    # Each triangle's corner normals side by side (read per pixel, a few % faster than through
+    # ``faces``).
+    for t in range(len(faces)):
+        for k in range(3):
+            for axis in range(3):
+                shading[t, 3 * k + axis] = normals[faces[t, k], axis]
     # Shade the winners: perspective-correct barycentrics interpolate the vertex normals.
     for row in range(height):
         yc = row + 0.5
@@ -235,12 +265,12 @@ def _rasterize_one(vertices, normals, faces, K, winner, shading, out_normals, ou
                 out_normals[row, col, 2] = 0.0
                 continue
             xc = col + 0.5
-            w0 = shading[t, 0] * xc + shading[t, 3] * yc + shading[t, 6]
-            w1 = shading[t, 1] * xc + shading[t, 4] * yc + shading[t, 7]
-            w2 = shading[t, 2] * xc + shading[t, 5] * yc + shading[t, 8]
-            nx = w0 * shading[t, 9] + w1 * shading[t, 12] + w2 * shading[t, 15]
-            ny = w0 * shading[t, 10] + w1 * shading[t, 13] + w2 * shading[t, 16]
-            nz = w0 * shading[t, 11] + w1 * shading[t, 14] + w2 * shading[t, 17]
+            w0 = planes[t, 0] * xc + planes[t, 3] * yc + planes[t, 6]
+            w1 = planes[t, 1] * xc + planes[t, 4] * yc + planes[t, 7]
+            w2 = planes[t, 2] * xc + planes[t, 5] * yc + planes[t, 8]
+            nx = w0 * shading[t, 0] + w1 * shading[t, 3] + w2 * shading[t, 6]
+            ny = w0 * shading[t, 1] + w1 * shading[t, 4] + w2 * shading[t, 7]
+            nz = w0 * shading[t, 2] + w1 * shading[t, 5] + w2 * shading[t, 8]
             scale = 1.0 / np.sqrt(max(nx * nx + ny * ny + nz * nz, 1e-32))
             out_depth[row, col] = 1.0 / (w0 + w1 + w2)
             out_normals[row, col, 0] = nx * scale
