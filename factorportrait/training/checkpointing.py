@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import InputError
 from ..pipelines.pipeline_factorportrait import FactorPortraitPipeline
 from ..planning.guardrails import TrainedRanges, save_trained_ranges
+from .sharding import full_tensor, is_dtensor, shard_like
 
 
 def save_checkpoint(
@@ -39,16 +40,20 @@ def trained_pipeline(accelerator, objective, pipe, ema, params) -> FactorPortrai
 @contextmanager
 def ema_weights(ema, params):
     """The EMA's weights in ``params`` for the block, the live ones back after it (nothing
-    changes when EMA is off): what the checkpoints hold and the validation videos show."""
+    changes when EMA is off): what the checkpoints hold and the validation videos show. The
+    live weights wait on the CPU (as ``EMAModel.store`` keeps them), FSDP2's shards where they
+    are (a DTensor moved to the CPU would leave its device mesh)."""
     if ema is None:
         yield
         return
-    ema.store(params)
+    live = [p.detach().clone() if is_dtensor(p) else p.detach().cpu().clone() for p in params]
     ema.copy_to(params)
     try:
         yield
     finally:
-        ema.restore(params)
+        with torch.no_grad():
+            for param, saved in zip(params, live, strict=True):
+                param.copy_(saved)
 
 
 def pipeline_from_state(pipe, state: dict) -> FactorPortraitPipeline:
@@ -71,20 +76,26 @@ def pipeline_from_state(pipe, state: dict) -> FactorPortraitPipeline:
     return FactorPortraitPipeline(vae=pipe.vae, scheduler=pipe.scheduler, **parts)
 
 
-def save_ema(ema, path: Path) -> None:
-    """The EMA's shadow weights as safetensors: nothing of ours in the state is pickled."""
+def save_ema(ema, path: Path, *, write: bool = True) -> None:
+    """The EMA's shadow weights as safetensors: nothing of ours in the state is pickled. Whole
+    tensors, however the run was sharded (so any number of processes resumes it): under FSDP2
+    every process calls this (gathering the shards is collective) and ``write`` only on one."""
     tensors = {
-        f"shadow.{i:05d}": p.detach().cpu().contiguous() for i, p in enumerate(ema.shadow_params)
+        f"shadow.{i:05d}": full_tensor(p.detach()).cpu().contiguous()
+        for i, p in enumerate(ema.shadow_params)
     }
-    save_file(tensors, str(path))
+    if write:
+        save_file(tensors, str(path))
 
 
 def load_ema(ema, path: Path, optimization_steps: int) -> None:
-    """Put ``save_ema``'s weights back into ``ema``, refusing those of other parameters."""
+    """Put ``save_ema``'s weights back into ``ema``, refusing those of other parameters; under
+    FSDP2 each process keeps its shard of them (every process calls this)."""
     tensors = load_file(str(path))
     shadow = [tensors[f"shadow.{i:05d}"] for i in range(len(tensors))]
     if [p.shape for p in shadow] != [p.shape for p in ema.shadow_params]:
         raise InputError(f"{path}: the EMA weights do not match this run's trained parameters")
+    shadow = [shard_like(s, like) for s, like in zip(shadow, ema.shadow_params, strict=True)]
     ema.load_state_dict({"shadow_params": shadow, "optimization_step": optimization_steps})
 
 

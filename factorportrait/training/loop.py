@@ -9,7 +9,9 @@ JSON-lines log and, when tensorboard is installed, tensorboard curves. Multi-GPU
 from accelerate's own launcher (``accelerate launch -m factorportrait train ...``), nothing
 home-made: the trained parts and the loss are one module (``FlowMatchingObjective``) so the
 wrapper sees every trained parameter, checkpoints come from accelerate's full state dict, and
-only the main process writes files. README: Training.
+only the main process writes files; what FSDP2's sharded parameters need is in ``sharding``.
+Each sample's noise is drawn from the step and its place in the step's global batch, so
+N processes of batch B train as one process of batch N x B would. README: Training.
 """
 
 from __future__ import annotations
@@ -46,7 +48,13 @@ from .objective import (
     flow_matching_sigmas,
     training_loss,
 )
-from .parameters import freeze_pretrained_channels, frozen_in_trained, select_parameters
+from .parameters import (
+    freeze_pretrained_channels,
+    frozen_in_trained,
+    select_parameters,
+    zero_pretrained_gradient,
+)
+from .sharding import fsdp_on_cpu, prepared_parameters, refuse_under_sharding, sharded
 from .validation import validate
 
 _RANGE_KEYS = {key for keys in SAMPLE_KEYS.values() for key in keys}
@@ -105,8 +113,10 @@ def train(
 
 def _accelerator(config: TrainConfig, out: Path, cpu: bool):
     """The Accelerator of the run (and whether tensorboard logs), refusing what sharded
-    training (FSDP, DeepSpeed) cannot do."""
+    training cannot do: FSDP2 trains everything data parallel does; FSDP1 (flattened
+    parameters) and DeepSpeed keep the EMA and the frozen Wan channels out of reach."""
     from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration
 
     tensorboard = importlib.util.find_spec("tensorboard") is not None
     accelerator = Accelerator(
@@ -114,21 +124,34 @@ def _accelerator(config: TrainConfig, out: Path, cpu: bool):
         cpu=cpu,
         project_dir=str(out),
         log_with="tensorboard" if tensorboard else None,
+        # Each epoch's order from the seed and the epoch: a resumed run sees what it would have.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
     )
-    if _sharded(accelerator) and config.ema_decay is not None:
-        raise InputError("ema_decay: EMA keeps whole copies of the weights; not with FSDP")
-    if _sharded(accelerator) and config.trainable != "full":
-        raise InputError(
-            f"trainable {config.trainable!r}: Wan's channels of the patch embedding are frozen "
-            "by a gradient mask, which FSDP bypasses; use data parallel or trainable 'full'"
-        )
+    note = fsdp_on_cpu(accelerator, config.mixed_precision)
+    if note and accelerator.is_main_process:
+        print(note)
+    refuse_under_sharding(accelerator, config)
     return accelerator, tensorboard
 
 
-def _sharded(accelerator) -> bool:
-    from accelerate.utils import DistributedType
-
-    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+def sample_randomness(
+    batch: dict, config: TrainConfig, step: int, first: int
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """``draw_randomness`` for each sample of a process's batch from its own generator, seeded
+    by the run's seed, the step and the sample's place in the step's global batch (``first``:
+    this process's first): the same draws whatever the number of processes."""
+    draws = [
+        draw_randomness(
+            {"target_latents": batch["target_latents"][i : i + 1]},
+            config,
+            torch.Generator().manual_seed((config.seed * 1_000_003 + step) * 100_003 + first + i),
+        )
+        for i in range(len(batch["target_latents"]))
+    ]
+    noise = torch.cat([d[0] for d in draws])
+    sigma = torch.cat([d[1] for d in draws])
+    keep = {name: torch.cat([d[2][name] for d in draws]) for name in draws[0][2]}
+    return noise, sigma, keep
 
 
 def _load_pipeline(checkpoint: str | Path) -> FactorPortraitPipeline:
@@ -205,6 +228,7 @@ class _TrainingRun:
     loader: torch.utils.data.DataLoader | None = None
     params: list = field(default_factory=list)
     ema: object = None
+    masked_weight: torch.nn.Parameter | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -236,6 +260,12 @@ class _TrainingRun:
         self.objective, self.optimizer, self.loader = self.accelerator.prepare(
             objective, optimizer, loader
         )
+        # FSDP2 swapped the parameters for sharded ones: the EMA follows those.
+        self.params = prepared_parameters(self.optimizer)
+        if sharded(self.accelerator) and config.trainable != "full":
+            # The gradient hook sat on the parameter FSDP2 replaced: zero after backward.
+            live = self.accelerator.unwrap_model(self.objective).transformer
+            self.masked_weight = live.patch_embedding.weight
         pipe.vae.to(self.accelerator.device)  # validation videos only (training uses latents)
 
     def resume(self) -> int:
@@ -260,10 +290,6 @@ class _TrainingRun:
         validating as configured; the step reached and the losses of the steps taken (each
         the mean over processes)."""
         config, accelerator, step = self.config, self.accelerator, from_step
-        # Each process draws its own noise; reseeded from the step so a resumed run goes on alike.
-        generator = torch.Generator().manual_seed(
-            config.seed + step + 1_000_003 * accelerator.process_index
-        )
         self.objective.train()
         losses = []
         progress = tqdm(
@@ -273,11 +299,18 @@ class _TrainingRun:
             unit="step",
             disable=not accelerator.is_local_main_process,
         )
+        # A resumed run takes up the data where it stopped: that epoch's order, less the
+        # batches already trained on.
+        self.loader.set_epoch(step // len(self.loader))
+        skip = step % len(self.loader)
         while step < config.steps:
             for batch in self.loader:
+                if skip:
+                    skip -= 1
+                    continue
                 if step >= config.steps:
                     break
-                loss = self._optimiser_step(batch, generator)
+                loss = self._optimiser_step(batch, step)
                 step += 1
                 losses.append(float(accelerator.reduce(loss.detach(), "mean")))  # over processes
                 progress.update(1)
@@ -297,11 +330,16 @@ class _TrainingRun:
         progress.close()
         return step, losses
 
-    def _optimiser_step(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
+    def _optimiser_step(self, batch: dict, step: int) -> torch.Tensor:
+        """One optimiser step; the noise drawn for each sample from ``step`` and its place in
+        the global batch (a resumed run goes on alike, any number of processes draws alike)."""
         accelerator = self.accelerator
+        first = accelerator.process_index * len(batch["target_latents"])
         with accelerator.accumulate(self.objective):
-            loss = training_loss(self.objective, batch, self.config, generator)
+            loss = self.objective(batch, *sample_randomness(batch, self.config, step, first))
             accelerator.backward(loss)
+            if self.masked_weight is not None:
+                zero_pretrained_gradient(self.masked_weight)
             self.optimizer.step()
             self.optimizer.zero_grad()
         if self.ema is not None:
@@ -314,35 +352,48 @@ class _TrainingRun:
         replicas' spread under data parallel training."""
         accelerator = self.accelerator
         accelerator.save_state(str(self.state_dir))
-        if accelerator.num_processes > 1 and not _sharded(accelerator):
+        if accelerator.num_processes > 1 and not sharded(accelerator):
             record = record or {"step": step}
             record["replica_spread"] = replica_spread(accelerator, self.params)
         saved = trained_pipeline(accelerator, self.objective, self.pipe, self.ema, self.params)
+        if self.ema is not None:  # as safetensors: nothing in state/ of ours is pickled
+            ema_file = self.state_dir / "ema.safetensors"  # (gathered from every process)
+            save_ema(self.ema, ema_file, write=accelerator.is_main_process)
         if accelerator.is_main_process:
             trained = self.config.mark_trained and step == self.config.steps
             status = "trained" if trained else "in-training"
             save_checkpoint(saved, self.out / f"checkpoint-{step}", status, self.ranges)
             saved_state = {"step": step}
-            if self.ema is not None:  # as safetensors: nothing in state/ of ours is pickled
-                save_ema(self.ema, self.state_dir / "ema.safetensors")
+            if self.ema is not None:
                 saved_state["ema_steps"] = self.ema.optimization_step
             self.step_file.write_text(json.dumps(saved_state))
         accelerator.wait_for_everyone()
         return record
 
     def _validate(self, step: int) -> None:
-        if (
-            not len(self.val_set)
-            or not self.accelerator.is_main_process
-            or _sharded(self.accelerator)  # the live modules hold only shards there
-        ):
+        """The validation video of ``step`` (main process), with the EMA weights as checkpoints
+        hold them. Under sharding the live modules hold only shards: the main process generates
+        with the whole weights gathered as a checkpoint gathers them (one inference copy)."""
+        accelerator = self.accelerator
+        if not len(self.val_set):
             return
-        with ema_weights(self.ema, self.params):  # the EMA weights, as checkpoints hold
-            validate(
-                self.pipe,
-                self.val_set[0],
-                self.out / "validation" / f"step-{step:06d}.mp4",
-                self.config.validation_steps,
-                self.accelerator.device,
-            )
+        if sharded(accelerator):
+            pipe = trained_pipeline(accelerator, self.objective, self.pipe, self.ema, self.params)
+            if pipe is not None:
+                pipe.transformer.to(accelerator.device)
+                pipe.expression_encoder.to(accelerator.device)
+                self._write_validation(pipe, step)
+            accelerator.wait_for_everyone()
+        elif accelerator.is_main_process:
+            with ema_weights(self.ema, self.params):  # the EMA weights, as checkpoints hold
+                self._write_validation(self.pipe, step)
         self.objective.train()
+
+    def _write_validation(self, pipe, step: int) -> None:
+        validate(
+            pipe,
+            self.val_set[0],
+            self.out / "validation" / f"step-{step:06d}.mp4",
+            self.config.validation_steps,
+            self.accelerator.device,
+        )

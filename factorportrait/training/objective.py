@@ -51,6 +51,8 @@ class FlowMatchingObjective(torch.nn.Module):
         self.transformer = transformer
         self.expression_encoder = expression_encoder
         self.use_normals = bool(transformer.config.use_normals)
+        # FSDP's TRANSFORMER_BASED_WRAP shards the blocks the transformer names (those present).
+        self._no_split_modules = list(getattr(transformer, "_no_split_modules", None) or [])
 
     def forward(
         self,

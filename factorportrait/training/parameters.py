@@ -50,8 +50,9 @@ def freeze_pretrained_channels(patch_embedding: torch.nn.Conv3d, *, frozen: bool
     a gradient mask zeroes the gradient of the weights on the noise channels (0-15), so only
     the new condition channels learn. AdamW (without weight decay, as ``train`` uses it) and
     the EMA then leave those weights bit-identical. The mask is a hook on the parameter, which
-    FSDP's flattened parameters bypass: ``train`` refuses FSDP unless ``trainable`` is full.
-    ``frozen=False`` undoes it (``full`` trains all of it)."""
+    FSDP replaces (FSDP1 flattens it, FSDP2 swaps in a DTensor): under FSDP2 ``train`` zeroes
+    the same channels with ``zero_pretrained_gradient`` after backward; under FSDP1 it refuses
+    ``trainable`` other than full. ``frozen=False`` undoes it (``full`` trains all of it)."""
     previous = getattr(patch_embedding, "_pretrained_channels_mask", None)
     if previous is not None:
         previous.remove()
@@ -75,3 +76,21 @@ def frozen_in_trained(transformer, trainable: str) -> int:
     if trainable == "full":
         return 0
     return transformer.patch_embedding.weight[:, :LATENT_CHANNELS].numel()
+
+
+def zero_pretrained_gradient(weight: torch.nn.Parameter) -> None:
+    """What ``freeze_pretrained_channels``'s hook does, on a gradient already computed: zero the
+    gradient of the patch embedding's weights on Wan's noise channels (0-15). For FSDP2's
+    DTensor parameters, on this process's shard, which splits the output channels (dim 0) and
+    so holds every input channel of its rows."""
+    from torch.distributed.tensor import DTensor, Shard
+
+    grad = weight.grad
+    if grad is None:
+        return
+    if isinstance(grad, DTensor):
+        if any(isinstance(p, Shard) and p.dim == 1 for p in grad.placements):
+            raise RuntimeError("the patch embedding is sharded over its input channels")
+        grad = grad.to_local()
+    with torch.no_grad():
+        grad[:, :LATENT_CHANNELS] = 0
