@@ -326,6 +326,9 @@ class Service(UploadTracking):
         def should_stop() -> bool:
             return cancel.is_set() or time.monotonic() - started > self.max_generation_s
 
+        # What the log counts a run in: denoising steps, or the geometric engine's frames.
+        unit = "step" if runtime.info.diffusion else "frame"
+
         import torch
 
         try:
@@ -340,14 +343,16 @@ class Service(UploadTracking):
             )
         except Stopped as stop:
             if cancel.is_set():
-                log.info("generation cancelled after %d of %d", stop.done, stop.total)
+                log.info("generation cancelled after %s %d of %d", unit, stop.done, stop.total)
                 raise GenerationStopped(
                     texts.cancelled_after(stop.done, stop.total),
                     step=stop.done,
                     total=stop.total,
                     cancelled=True,
                 ) from None
-            log.warning("generation stopped after %d of %d: time budget", stop.done, stop.total)
+            log.warning(
+                "generation stopped after %s %d of %d: time budget", unit, stop.done, stop.total
+            )
             raise GenerationStopped(
                 texts.over_time_budget(self.max_generation_s),
                 step=stop.done,
