@@ -123,8 +123,9 @@ def check_slots(slots: int, world: int) -> None:
     if slots % world:
         raise InputError(
             f"context parallelism over {world} processes: the {slots} latent slots (the "
-            f"reference + the latent frames) do not split evenly; choose a frame count F with "
-            f"(F - 1) / 4 + 2 a multiple of {world} (e.g. 57 frames: 16 slots)"
+            f"reference + the latent frames) do not split evenly (FactorPortrait: choose F "
+            f"frames with (F - 1) / 4 + 2 a multiple of {world}, e.g. 57 frames: 16 slots; "
+            "README: Generation on several GPUs)"
         )
 
 
