@@ -194,6 +194,24 @@ def test_fsdp2_on_two_processes_trains_resumes_and_matches_one_process(workspace
     assert not torch.equal(two[patch][:, 16:], start[patch][:, 16:])
 
 
+@pytest.mark.slow
+def test_a_run_resumed_mid_epoch_goes_on_as_an_uninterrupted_one(workspace, tmp_path):
+    """One process of batch 1 (two batches an epoch) stopped at step 3 and resumed to 5 takes
+    the losses an uninterrupted run of 5 takes, exactly: the epoch's order (accelerate's
+    seedable sampler) less the batch already trained on, and the step's noise."""
+    from factorportrait.training.loop import train
+
+    def run(out, steps):
+        config = dict(steps=steps, trainable="full", learning_rate=1e-3, save_every=3)
+        config.update(validate_every=100, log_every=1, gradient_checkpointing=False)
+        train(workspace / "tiny", workspace / "data", out, TrainConfig(**config), cpu=True)
+
+    run(tmp_path / "whole", 5)
+    run(tmp_path / "resumed", 3)
+    run(tmp_path / "resumed", 5)
+    assert _losses(tmp_path / "resumed") == _losses(tmp_path / "whole")
+
+
 def test_fsdp1_and_deepspeed_still_refuse_ema_and_frozen_channels():
     from accelerate.utils import DistributedType
 
