@@ -91,9 +91,10 @@ def register(commands) -> None:
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, *, loaded=None) -> int:
     """Any engine, through its runtime (engines.protocol): the request as the engine makes it,
-    the conditioning, the engine's model, then the labelled video."""
+    the conditioning, the engine's model, then the labelled video. ``loaded(model)``, when
+    given, is called once the model is loaded (generate-parallel splits its transformer)."""
     from ..engines import checked_engine, default_engine, engine_info, engine_runtime
     from ..pipelines.generation import write_generation
 
@@ -122,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
             lora_weight_name=args.lora_weight_name,
             lora_scale=args.lora_scale,
         )
+        if loaded is not None:
+            loaded(model)
     for notice in runtime.notices(model, cond):
         print(f"note: {notice}")
     for warning in runtime.warnings(cond, trajectory, model):

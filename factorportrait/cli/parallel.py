@@ -56,7 +56,7 @@ def register(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
-    from ..engines import checked_engine, default_engine, engine_info, engine_runtime
+    from ..engines import checked_engine, default_engine, engine_info
     from ..pipelines.parallel import enable_context_parallel, init_distributed
     from . import generate
 
@@ -67,28 +67,22 @@ def run(args: argparse.Namespace) -> int:
     if not engine_info(engine).needs_model:
         raise InputError(f"generate-parallel: the {engine} engine has no transformer to split")
     rank, world = init_distributed()
-    runtime = engine_runtime(engine)
-    load = runtime.load
 
-    def load_split(*positional, **options):
-        model = load(*positional, **options)
+    def split(model) -> None:
         enable_context_parallel(model.transformer, args.split)
-        split = model.transformer._parallel_config.context_parallel_config  # as diffusers holds it
+        config = model.transformer._parallel_config.context_parallel_config  # diffusers' own
         print(  # (the first process's is shown)
-            f"context parallel over {world} processes: ring {split.ring_degree}, "
-            f"ulysses {split.ulysses_degree}"
+            f"context parallel over {world} processes: ring {config.ring_degree}, "
+            f"ulysses {config.ulysses_degree}"
         )
-        return model
 
-    runtime.load = load_split  # this process's runtime only; put back below
     try:
         if rank == 0:
-            return generate.run(request)
+            return generate.run(request, loaded=split)
         with tempfile.TemporaryDirectory() as scratch, contextlib.redirect_stdout(io.StringIO()):
             request.out = Path(scratch) / Path(request.out).name  # the first process writes
-            return generate.run(request)
+            return generate.run(request, loaded=split)
     finally:
-        del runtime.load
         dist.barrier()
         dist.destroy_process_group()
 
