@@ -350,6 +350,7 @@ def test_two_processes_train_in_step(workspace, tmp_path):
         json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
     ]
     assert [r["step"] for r in records] == [1, 2, 3, 4]  # written once, by one process
+    assert result.stdout.count("steps, last losses") == 1, result.stdout  # said once too
     spreads = [r["replica_spread"] for r in records if "replica_spread" in r]
     assert spreads == [0.0, 0.0], records
     trained = FactorPortraitPipeline.from_pretrained(

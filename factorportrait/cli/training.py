@@ -126,10 +126,11 @@ def run_train(args: argparse.Namespace) -> int:
     result = train(
         args.checkpoint, args.data, args.out, TrainConfig.load(args.config), cpu=args.cpu
     )
-    print(
-        f"{result['steps']} steps, last losses {result['mean_loss_last']:.4f} -> "
-        f"{result['final_checkpoint']}"
-    )
+    if result["main_process"]:  # once, not once per process under torchrun
+        print(
+            f"{result['steps']} steps, last losses {result['mean_loss_last']:.4f} -> "
+            f"{result['final_checkpoint']}"
+        )
     return 0
 
 

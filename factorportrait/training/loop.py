@@ -108,6 +108,7 @@ def train(
         "losses": losses,
         "mean_loss_last": sum(losses[-5:]) / max(1, len(losses[-5:])) if losses else math.nan,
         "processes": accelerator.num_processes,
+        "main_process": accelerator.is_main_process,
     }
 
 
