@@ -10,23 +10,35 @@ from factorportrait.modes import MODES, Mode
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _mode_name_comparisons(source: str) -> list[int]:
-    """Line numbers of comparisons that involve a mode name as a string literal (directly, or
-    inside a tuple/list/set compared with ``in``)."""
+def _comparisons_naming(
+    source: str, names: set[str], constants: set[str] = frozenset()
+) -> list[int]:
+    """Line numbers of comparisons with, on either side (directly, or inside a tuple, list or
+    set compared with ``in``), a string literal among ``names`` or a name or attribute among
+    ``constants``."""
 
-    def names_a_mode(node: ast.AST) -> bool:
+    def names_one(node: ast.AST) -> bool:
         if isinstance(node, ast.Constant):
-            return node.value in MODES
+            return node.value in names
+        if isinstance(node, ast.Name):
+            return node.id in constants
+        if isinstance(node, ast.Attribute):
+            return node.attr in constants
         if isinstance(node, ast.Tuple | ast.List | ast.Set):
-            return any(names_a_mode(element) for element in node.elts)
+            return any(names_one(element) for element in node.elts)
         return False
 
     return [
         node.lineno
         for node in ast.walk(ast.parse(source))
         if isinstance(node, ast.Compare)
-        and any(names_a_mode(side) for side in (node.left, *node.comparators))
+        and any(names_one(side) for side in (node.left, *node.comparators))
     ]
+
+
+def _mode_name_comparisons(source: str) -> list[int]:
+    """Comparisons that involve a mode name as a string literal."""
+    return _comparisons_naming(source, set(MODES))
 
 
 def test_no_module_but_the_mode_type_compares_mode_names():
@@ -64,28 +76,11 @@ ENGINE_CONSTANTS = {"FACTORPORTRAIT", "WAN_ANIMATE", "GEOMETRY", "ENGINE_NAME"}
 
 
 def _engine_name_comparisons(source: str) -> list[int]:
-    """Line numbers of comparisons that involve an engine's name: a string literal naming an
-    engine, or one of the engine constants, on either side (directly or inside a tuple, list
-    or set compared with ``in``)."""
+    """Comparisons that involve an engine's name: a string literal naming an engine, or one of
+    the engine constants."""
     from factorportrait.engines import ENGINES
 
-    def names_an_engine(node: ast.AST) -> bool:
-        if isinstance(node, ast.Constant):
-            return node.value in ENGINES
-        if isinstance(node, ast.Name):
-            return node.id in ENGINE_CONSTANTS
-        if isinstance(node, ast.Attribute):
-            return node.attr in ENGINE_CONSTANTS
-        if isinstance(node, ast.Tuple | ast.List | ast.Set):
-            return any(names_an_engine(element) for element in node.elts)
-        return False
-
-    return [
-        node.lineno
-        for node in ast.walk(ast.parse(source))
-        if isinstance(node, ast.Compare)
-        and any(names_an_engine(side) for side in (node.left, *node.comparators))
-    ]
+    return _comparisons_naming(source, set(ENGINES), ENGINE_CONSTANTS)
 
 
 def test_no_module_outside_the_engines_compares_engine_names():

@@ -3,9 +3,6 @@ its checkpoints and generation with it) behind the one engine interface."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from . import FACTORPORTRAIT, engine_info
 from .protocol import EngineRuntime, diffusion_callback
 
@@ -35,6 +32,7 @@ def status_markdown(checkpoint: str | None, training_status: str | None, device:
 class FactorPortraitEngine(EngineRuntime):
     """FactorPortrait's own pipeline behind the one engine interface."""
 
+    pipeline_class = "FactorPortraitPipeline"
     info = engine_info(FACTORPORTRAIT)
 
     def estimate(self, frames, size, steps, guidance):
@@ -74,13 +72,6 @@ class FactorPortraitEngine(EngineRuntime):
 
         make_tiny_checkpoint(folder, seed=seed)
         return "tiny RANDOM checkpoint (untrained, output is noise)"
-
-    def recognises(self, checkpoint):
-        index = Path(checkpoint) / "model_index.json"
-        try:
-            return json.loads(index.read_text()).get("_class_name") == "FactorPortraitPipeline"
-        except (OSError, json.JSONDecodeError, AttributeError):
-            return False
 
     def warnings(self, cond, trajectory, model):
         from ..planning.guardrails import ranges_of_checkpoint, request_warnings

@@ -7,6 +7,8 @@ loads no torch)."""
 
 from __future__ import annotations
 
+import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,12 +29,16 @@ class Stopped(Exception):
         self.done, self.total = done, total
 
 
-class EngineRuntime:
+class EngineRuntime(ABC):
     """What an engine does. ``model`` is whatever ``load`` returned (None for an engine that
     needs none); every method takes it rather than holding it, so one runtime serves every
-    request and no request mutates shared state."""
+    request and no request mutates shared state. The abstract methods are what each engine
+    must say for itself; the rest have the common answer."""
 
     info: Engine
+    # The diffusers pipeline class a checkpoint folder of this engine names in its
+    # model_index.json (None: the engine has no checkpoints).
+    pipeline_class: str | None = None
 
     # ---------------------------------------------------------------- before anything runs
     def request(self, settings):
@@ -40,10 +46,10 @@ class EngineRuntime:
         loads (wan-animate: its own frame rate and window lengths); notes say what changed."""
         return settings, []
 
+    @abstractmethod
     def estimate(self, frames: int, size: int, steps: int, guidance: float) -> dict:
         """{"seconds", "gpu_gib", "zerogpu_s"} (and optional "gpu_gib_offload") for a square
         video: the cost model (``planning.cost``) or this engine's measured speed."""
-        raise NotImplementedError
 
     def total_units(self, frames: int, steps: int) -> int:
         """How many units ``generate`` reports for a request (steps over all its windows,
@@ -56,13 +62,13 @@ class EngineRuntime:
         engine's own (wan-animate: offload, lora, ...); others ignore them."""
         return None
 
+    @abstractmethod
     def status_markdown(self, model, checkpoint: str | None, *, cuda: bool) -> str:
         """One line for the page: what results of this engine are made by (model, device)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def describe(self, model) -> str:
         """One line for the command line: which engine made a video, and what it is not."""
-        raise NotImplementedError
 
     def notices(self, model, cond=None) -> list[str]:
         """What to tell a command-line user before the run: an untrained or tiny random model
@@ -79,8 +85,15 @@ class EngineRuntime:
         return None
 
     def recognises(self, checkpoint: str) -> bool:
-        """Whether a local checkpoint folder is of this engine's layout (``ablate``)."""
-        return False
+        """Whether a local checkpoint folder is of this engine's layout (``ablate``): its
+        model_index.json names ``pipeline_class``."""
+        if self.pipeline_class is None:
+            return False
+        try:
+            index = json.loads((Path(checkpoint) / "model_index.json").read_text())
+            return index.get("_class_name") == self.pipeline_class
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return False
 
     # ----------------------------------------------------------------------- per request
     def warnings(self, cond, trajectory, model) -> list[str]:
@@ -97,6 +110,7 @@ class EngineRuntime:
         """(F, H, W, 3) uint8: what drove a result, shown beside it (the normal maps)."""
         return cond.normals_rgb()
 
+    @abstractmethod
     def generate(
         self,
         model,
@@ -111,7 +125,6 @@ class EngineRuntime:
         """(F, H, W, 3) uint8, already labelled with what made it (burnt into every frame).
         ``report`` hears each unit as it finishes; ``should_stop`` is asked before each and
         raises Stopped when it says so."""
-        raise NotImplementedError
 
 
 def diffusion_callback(total: int, steps: int, report, should_stop):

@@ -15,9 +15,6 @@ What a first run on the real weights must confirm is marked ASSUMPTION below.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
 from PIL import Image
@@ -222,6 +219,7 @@ def status_markdown(checkpoint: str | None, device: str | None, cuda: bool = Tru
 class WanAnimateEngine(EngineRuntime):
     """The public Wan2.2-Animate model behind the one engine interface."""
 
+    pipeline_class = "WanAnimatePipeline"
     info = engine_info(WAN_ANIMATE)
 
     def request(self, settings):
@@ -272,13 +270,6 @@ class WanAnimateEngine(EngineRuntime):
             "tiny RANDOM Wan2.2-Animate pipeline (diffusers WanAnimatePipeline layout, "
             "untrained, output is noise)"
         )
-
-    def recognises(self, checkpoint):
-        index = Path(checkpoint) / "model_index.json"
-        try:
-            return json.loads(index.read_text()).get("_class_name") == "WanAnimatePipeline"
-        except (OSError, json.JSONDecodeError, AttributeError):
-            return False
 
     def warnings(self, cond, trajectory, model):
         return what_it_cannot_honour(cond.mode)
